@@ -1,0 +1,1 @@
+"""Scissor Stream test suite."""
