@@ -1,0 +1,339 @@
+"""One settings model for the service (env `SCISSOR_*`, optional YAML/TOML file); never reads files at import."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "SCISSOR_"
+CONFIG_ENV = "SCISSOR_CONFIG"
+KNOWN_BACKENDS = ("embedded", "tiny", "llava_onevision")
+WEAK_TOKENS = frozenset({"changeme", "changethis", "secret", "password", "token", "scissor", "admin"})
+_SECRET_WORDS = ("password", "token", "secret")
+_SECRET_QUERY = re.compile(r"pass|token|secret|key", re.IGNORECASE)
+_config_file: ContextVar[Path | None] = ContextVar("scissor_config_file", default=None)
+
+
+class SettingsError(ValueError):
+    """Settings could not be loaded: `lines` holds one readable line per problem (secrets masked)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("invalid settings:\n" + "\n".join(f"  {line}" for line in lines))
+        self.lines = lines
+
+
+def redact_url(url: str) -> str:
+    """Return `url` with its password (and password-like query values) replaced by `***`.
+
+    A stand-in until every caller uses `streamer.urls.redact`; it never raises on odd input.
+    """
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unparseable url>"
+
+
+class Section(BaseModel):
+    """A nested settings section: unknown keys are typos and fail."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class CameraDefaults(Section):
+    """Per-camera defaults, used when `POST /cameras` does not override them."""
+
+    fps: float = Field(2.0, gt=0.0, le=60.0, description="frames per second sampled from each camera")
+    tau: float = Field(0.9, gt=0.0, lt=1.0, description="SCC cosine-similarity threshold (unitless, 0-1)")
+    capacity_entries: int = Field(2048, ge=1, le=1_000_000, description="most memory entries kept per camera")
+    window_s: float = Field(600.0, gt=0.0, description="seconds of footage each camera's memory covers")
+    keyframes_kept: int = Field(32, ge=1, le=10_000, description="recent JPEG keyframes kept per camera as evidence")
+
+
+class RedisOptions(Section):
+    """Redis connection options beyond the URL."""
+
+    password: SecretStr | None = Field(None, description="Redis password (overrides one in the URL)")
+    key_prefix: str = Field("scissor", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="prefix of every key")
+    tls_ca_file: Path | None = Field(None, description="CA bundle for rediss:// (file path)")
+    tls_cert_file: Path | None = Field(None, description="client certificate for rediss:// (file path)")
+    tls_key_file: Path | None = Field(None, description="client key for rediss:// (file path)")
+    socket_timeout_s: float = Field(2.0, gt=0.0, le=60.0, description="seconds before a Redis call gives up")
+
+
+class MqttOptions(Section):
+    """MQTT options beyond the URL."""
+
+    username: str | None = Field(None, max_length=256, description="broker user (overrides one in the URL)")
+    password: SecretStr | None = Field(None, description="broker password (overrides one in the URL)")
+    client_id: str = Field("scissor", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="MQTT client identifier")
+    topic_root: str = Field("scissor", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="first level of every topic")
+    tls_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (file path)")
+    tls_cert_file: Path | None = Field(None, description="client certificate for mqtts:// (file path)")
+    tls_key_file: Path | None = Field(None, description="client key for mqtts:// (file path)")
+    tls_insecure: bool = Field(False, description="skip broker hostname verification (testing only)")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
+    outbox_max_alerts: int = Field(10_000, ge=1, le=1_000_000, description="alerts queued while the broker is down")
+    backoff_max_s: float = Field(10.0, gt=0.0, le=600.0, description="longest wait between reconnect attempts")
+
+
+class ApiOptions(Section):
+    """HTTP API limits."""
+
+    max_question_chars: int = Field(2000, ge=1, le=100_000, description="longest question accepted, in characters")
+    answer_timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds before a question times out")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body accepted, in bytes")
+
+
+class StateOptions(Section):
+    """Persistence cadence and Q&A session lifetime."""
+
+    snapshot_interval_s: float = Field(30.0, gt=0.0, description="seconds between memory snapshots to the store")
+    session_ttl_s: float = Field(1800.0, gt=0.0, description="idle seconds before a Q&A session is forgotten")
+    session_max_turns: int = Field(50, ge=1, le=10_000, description="turns kept per Q&A session")
+    sync_retry_s: float = Field(1.0, gt=0.0, le=60.0, description="seconds between Redis reconnect attempts")
+
+
+class Settings(BaseSettings):
+    """Every setting of `scissor serve`; env `SCISSOR_<NAME>` and `SCISSOR_<SECTION>__<NAME>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    backend: str = Field("embedded", description="embedded | tiny | llava_onevision | a model path or hub id")
+    device: str = Field("auto", description="compute device: auto | cpu | cuda | cuda:N | mps")
+    redis_url: str = Field("memory://", description="state store: memory:// | redis:// | rediss:// | unix://")
+    mqtt_url: str = Field("none", description="broker: none | mqtt://user:pass@host:port | mqtts://...")
+    host: str = Field("127.0.0.1", min_length=1, description="HTTP listen address")
+    port: int = Field(8080, ge=1, le=65535, description="HTTP listen port")
+    api_token: SecretStr | None = Field(None, description="bearer token every route but /healthz requires")
+    allow_file_urls: bool = Field(False, description="accept file:// camera URLs from the API (demo only)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log verbosity")
+    camera: CameraDefaults = Field(default_factory=CameraDefaults, description="per-camera defaults")
+    redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis options")
+    mqtt: MqttOptions = Field(default_factory=MqttOptions, description="MQTT options")
+    api: ApiOptions = Field(default_factory=ApiOptions, description="HTTP API limits")
+    state: StateOptions = Field(default_factory=StateOptions, description="persistence and sessions")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the config file, then defaults.
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value in KNOWN_BACKENDS or Path(value).exists() or re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            return value
+        raise ValueError(f"must be one of {', '.join(KNOWN_BACKENDS)}, an existing model path, or an org/name id")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            return value
+        raise ValueError("must be auto, cpu, mps, cuda or cuda:N")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"memory", "redis", "rediss", "unix"}:
+            raise ValueError("scheme must be memory://, redis://, rediss:// or unix://")
+        if parts.scheme in {"redis", "rediss"}:
+            _check_host_port(value)
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        if value == "none":
+            return value
+        if urlsplit(value).scheme not in {"mqtt", "mqtts"}:
+            raise ValueError("must be none, mqtt://[user[:password]@]host[:port] or mqtts://...")
+        _check_host_port(value)
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if len(token) < 16 or token.lower() in WEAK_TOKENS:
+                raise ValueError("must be at least 16 characters and not a well-known default")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        mqtt = urlsplit(self.mqtt_url)
+        if (mqtt.password or self.mqtt.password) and not (mqtt.username or self.mqtt.username):
+            raise ValueError("an MQTT password requires an MQTT username")
+        mqtt_tls = (self.mqtt.tls_ca_file, self.mqtt.tls_cert_file, self.mqtt.tls_key_file)
+        if any(mqtt_tls) and mqtt.scheme != "mqtts":
+            raise ValueError("MQTT TLS files need an mqtts:// URL")
+        redis_tls = (self.redis.tls_ca_file, self.redis.tls_cert_file, self.redis.tls_key_file)
+        if any(redis_tls) and urlsplit(self.redis_url).scheme != "rediss":
+            raise ValueError("Redis TLS files need a rediss:// URL")
+        for path in (*mqtt_tls, *redis_tls):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {str(path)!r} does not exist")
+        return self
+
+    @property
+    def mqtt_enabled(self) -> bool:
+        """True when a broker is configured (mqtt_url is not `none`)."""
+        return self.mqtt_url != "none"
+
+    @property
+    def redis_enabled(self) -> bool:
+        """True when state goes to Redis (redis_url is not `memory://`)."""
+        return not self.redis_url.startswith("memory:")
+
+
+def _check_host_port(url: str) -> None:
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError("needs a host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port out of range or not a number
+    except ValueError:
+        raise ValueError("port must be a number in 1-65535") from None
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """Reads the YAML or TOML file named by `load_settings(config_file=...)` or `SCISSOR_CONFIG`."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        path = _config_file.get()
+        return {} if path is None else read_config_file(path)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML (.yaml/.yml) or TOML (.toml) settings file into a mapping.
+
+    Raises:
+        SettingsError: the file is missing, has another extension, or does not parse to a mapping.
+    """
+    if not path.is_file():
+        raise SettingsError([f"config file {str(path)!r} does not exist"])
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise SettingsError([f"config file {str(path)!r}: use a .yaml, .yml or .toml file"])
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError([f"config file {str(path)!r} does not parse: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise SettingsError([f"config file {str(path)!r} must hold a mapping of settings"])
+    return data
+
+
+def env_names() -> Iterator[tuple[str, str, Any]]:
+    """Yield (env name, key path, field info) for every setting, sections included."""
+    for name, info in Settings.model_fields.items():
+        section = info.annotation
+        if isinstance(section, type) and issubclass(section, Section):
+            for sub, sub_info in section.model_fields.items():
+                yield f"{ENV_PREFIX}{name}__{sub}".upper(), f"{name}.{sub}", sub_info
+        else:
+            yield f"{ENV_PREFIX}{name}".upper(), name, info
+
+
+def _unknown_env(environ: Mapping[str, str]) -> list[str]:
+    known = {env for env, _, _ in env_names()} | {CONFIG_ENV}
+    known |= {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}  # a whole section as JSON
+    return sorted(k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build `Settings` from overrides, the environment, then a config file, refusing unknown `SCISSOR_*` names.
+
+    Args:
+        config_file: a YAML or TOML file; when None, the path in `SCISSOR_CONFIG` if set.
+        **overrides: values that win over every other source (as `scissor demo` sets its defaults).
+
+    Raises:
+        SettingsError: with one line per failing key path, value (secrets masked) and message.
+    """
+    unknown = _unknown_env(os.environ)
+    if unknown:
+        raise SettingsError([f"{name}: not a setting (typo?)" for name in unknown])
+    path = config_file if config_file is not None else os.environ.get(CONFIG_ENV)
+    token = _config_file.set(Path(path) if path else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(validation_lines(exc)) from None
+    finally:
+        _config_file.reset(token)
+
+
+def _shown(path: str, value: Any) -> str:
+    if isinstance(value, SecretStr) or any(word in path for word in _SECRET_WORDS):
+        return "'***'"
+    if isinstance(value, str) and "://" in value:
+        return repr(redact_url(value))
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def validation_lines(exc: ValidationError) -> list[str]:
+    """Return one line per error of `exc`: key path, env name, value (secrets masked), message."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(part) for part in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if not path:  # a cross-field rule: its input is the whole mapping, secrets included, so omit it
+            lines.append(f"settings: {message}")
+            continue
+        env = ENV_PREFIX + path.replace(".", "__").upper()
+        lines.append(f"{path} ({env}) = {_shown(path, err.get('input'))}: {message}")
+    return lines
+
+
+def format_validation_error(exc: ValidationError | SettingsError) -> str:
+    """Return the error as readable text, one line per failing key path (what `scissor serve` prints)."""
+    lines = exc.lines if isinstance(exc, SettingsError) else validation_lines(exc)
+    return "invalid settings:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def settings_markdown_table() -> str:
+    """Return a Markdown table of every setting: env name, default and description (for the README)."""
+    rows = ["| env | default | description |", "|---|---|---|"]
+    for env, _, info in env_names():
+        default = "" if info.is_required() or info.default is None else info.default
+        if info.default_factory is not None:
+            default = ""
+        description = (info.description or "").replace("|", "\\|")
+        shown = f"`{default}`" if default != "" else ""
+        rows.append(f"| `{env}` | {shown} | {description} |")
+    return "\n".join(rows)

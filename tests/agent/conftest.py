@@ -1,0 +1,46 @@
+"""Fixtures for agent tests: real redis-server and mosquitto per test, and a per-test key/topic prefix."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.servers import MosquittoServer, PrometheusServer, RedisServer
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A fresh redis-server on a free loopback port (about 50 ms to start); kill()/restart() for faults."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def mosquitto_server() -> Iterator[MosquittoServer]:
+    """A fresh anonymous mosquitto on a free loopback port; kill()/restart() for faults."""
+    with MosquittoServer() as server:
+        yield server
+
+
+@pytest.fixture
+def prometheus_server() -> Iterator[Callable[[list[str]], PrometheusServer]]:
+    """A factory: `prometheus_server(["127.0.0.1:PORT"])` starts Prometheus scraping those targets."""
+    started: list[PrometheusServer] = []
+
+    def start(targets: list[str]) -> PrometheusServer:
+        server = PrometheusServer(targets)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A unique key / topic prefix for one test, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}"
