@@ -1,0 +1,121 @@
+"""HTTP API: create_app(service) builds the FastAPI app; errors become JSON {error, detail}, never stack traces."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from agent.api import cameras, questions, rules, system
+from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before the app reads them (declared or streamed length)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or {}).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _too_large(self.max_bytes)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.max_bytes)(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _too_large(max_bytes: int) -> JSONResponse:
+    return JSONResponse(
+        {"error": "PayloadTooLarge", "detail": f"request body over {max_bytes} bytes"}, status_code=413
+    )
+
+
+def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        errors.append({"field": loc, "message": str(err.get("msg", ""))})
+    first = errors[0] if errors else {"field": "", "message": "invalid request"}
+    return f"{first['field'] or 'request'}: {first['message']}", errors
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AgentError)
+    async def agent_error(_: Request, exc: AgentError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = _validation_detail(exc)
+        return JSONResponse({"error": "ValidationError", "detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": "HTTPError", "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, exc: Exception) -> JSONResponse:  # crash guard: log it, never leak a trace
+        log.exception("unhandled error in a request")
+        return JSONResponse({"error": "InternalError", "detail": "internal error; see the server log"},
+                            status_code=500)
+
+
+def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
+    """The FastAPI app for `service`; with `manage_service`, the app's lifespan starts and stops it."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_service:
+            await service.start()
+        try:
+            yield
+        finally:
+            if manage_service:
+                await service.stop()
+
+    app = FastAPI(
+        title="Scissor Stream",
+        version="0.1.0",
+        description="Video memory for camera streams: ask questions about recent footage, get alerts.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _install_error_handlers(app)
+    for module in (system, cameras, questions, rules):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, max_bytes=service.settings.api.max_body_bytes)
+    return app

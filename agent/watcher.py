@@ -1,0 +1,176 @@
+"""One task per camera: frames -> shared batched encoder -> TokenMemory -> update hook. The only memory writer."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import io
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from agent.batcher import EncodeBatcher
+from compress.memory import MemoryUpdate, TokenMemory
+from streamer import Frame, open_source, redact
+
+log = logging.getLogger(__name__)
+
+UpdateHook = Callable[["CameraRuntime", Frame, torch.Tensor, MemoryUpdate], Awaitable[None]]
+StatusHook = Callable[["CameraRuntime"], Awaitable[None] | None]
+
+
+class SnapshotRing:
+    """The last few JPEG frames of a camera, by stream second: the evidence behind answers and alerts."""
+
+    def __init__(self, *, capacity: int = 120, every_s: float = 2.0, quality: int = 80, max_side: int = 640):
+        self._times: deque[float] = deque(maxlen=capacity)
+        self._jpegs: deque[bytes] = deque(maxlen=capacity)
+        self._every_s = every_s
+        self._quality = quality
+        self._max_side = max_side
+
+    def due(self, t: float) -> bool:
+        """True when no snapshot was kept in the last `every_s` stream seconds."""
+        return not self._times or t - self._times[-1] >= self._every_s
+
+    def add(self, t: float, rgb: np.ndarray) -> None:
+        """Encode `rgb` [H, W, 3] uint8 as JPEG and keep it at stream second `t`."""
+        image = Image.fromarray(rgb)
+        image.thumbnail((self._max_side, self._max_side))
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=self._quality)
+        self._times.append(t)
+        self._jpegs.append(buf.getvalue())
+
+    def nearest(self, t: float | None) -> tuple[float, bytes] | None:
+        """The snapshot closest to stream second `t` (the newest when `t` is None), or None when empty."""
+        if not self._times:
+            return None
+        times = list(self._times)
+        if t is None:
+            return times[-1], self._jpegs[-1]
+        i = bisect.bisect_left(times, t)
+        candidates = [j for j in (i - 1, i) if 0 <= j < len(times)]
+        best = min(candidates, key=lambda j: abs(times[j] - t))
+        return times[best], self._jpegs[best]
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+
+@dataclass
+class CameraRuntime:
+    """Everything the service keeps for one camera while it runs."""
+
+    id: str
+    url: str
+    fps: float
+    options: dict[str, Any]
+    added_at: float  # wall-clock seconds: stream second 0 of this camera
+    memory: TokenMemory
+    snapshots: SnapshotRing = field(default_factory=SnapshotRing)
+    source: Any = None  # streamer.Source while connected
+    state: str = "connecting"
+    reason: str = ""
+    frames_processed: int = 0
+    errors: int = 0
+    last_update: MemoryUpdate | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def redacted_url(self) -> str:
+        return redact(self.url)
+
+    def stream_seconds(self, wall_time: float | None = None) -> float:
+        """Stream seconds since the camera was added (robust across reconnects, unlike PTS)."""
+        return (time.time() if wall_time is None else wall_time) - self.added_at
+
+
+class CameraWatcher:
+    """Owns one camera's ingest loop; a failure here never reaches another camera."""
+
+    def __init__(
+        self,
+        camera: CameraRuntime,
+        *,
+        batcher: EncodeBatcher,
+        frame_size: tuple[int, int],
+        on_update: UpdateHook,
+        on_status: StatusHook,
+        restart_backoff_s: float = 2.0,
+    ):
+        self.camera = camera
+        self._batcher = batcher
+        self._frame_size = frame_size
+        self._on_update = on_update
+        self._on_status = on_status
+        self._restart_backoff_s = restart_backoff_s
+
+    def start(self) -> None:
+        """Start the camera's task."""
+        self.camera.task = asyncio.create_task(self._run(), name=f"watcher-{self.camera.id}")
+
+    async def stop(self) -> None:
+        """Cancel the task and wait for the source to release its thread and socket."""
+        task, self.camera.task = self.camera.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.camera.state, self.camera.reason = "stopped", "removed"
+
+    async def _status(self, state: str, reason: str) -> None:
+        if (state, reason) == (self.camera.state, self.camera.reason):
+            return
+        self.camera.state, self.camera.reason = state, reason
+        result = self._on_status(self.camera)
+        if result is not None:
+            await result
+
+    def _source_status(self, status: Any) -> None:
+        # Called by the streamer on the event loop whenever the source's state changes.
+        asyncio.ensure_future(self._status(str(status.state), str(status.reason or "")))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._ingest()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # crash guard: log, mark down, retry; other cameras are unaffected
+                self.camera.errors += 1
+                log.exception("camera %s: watcher failed; restarting", self.camera.id)
+                await self._status("down", f"internal error: {type(exc).__name__}")
+            await asyncio.sleep(self._restart_backoff_s)
+
+    async def _ingest(self) -> None:
+        camera = self.camera
+        options = dict(camera.options)
+        options.setdefault("size", self._frame_size)
+        source = open_source(camera.url, camera_id=camera.id, fps=camera.fps, on_status=self._source_status, **options)
+        async with source as src:
+            camera.source = src
+            try:
+                async for frame in src.frames():
+                    await self._process(frame)
+            finally:
+                camera.source = None
+        await self._status("down", "stream ended")
+
+    async def _process(self, frame: Frame) -> None:
+        camera = self.camera
+        tokens = await self._batcher.encode(frame.rgb)
+        t = camera.stream_seconds(frame.wall_time)
+        # add_frame is synchronous on the event loop, so readers (questions, snapshots) always see whole updates.
+        update = camera.memory.add_frame(tokens, t, frame.index)
+        camera.frames_processed += 1
+        camera.last_update = update
+        if camera.snapshots.due(t):
+            camera.snapshots.add(t, frame.rgb)
+        await self._on_update(camera, frame, tokens, update)
