@@ -3,6 +3,8 @@
 Letters follow PAPER.md: F frames, N tokens per frame, D width, K components.
 Unlike the reference code, components are exact (no vertex sampling, no member ever dropped: PAPER.md D1-D3),
 deterministic (D2), safe for zero-norm tokens (D4) and computed in float32 whatever the input dtype (D5).
+Components come from edge lists (i < j, cos > tau) joined by vectorised min-root hooking plus pointer jumping,
+so the bookkeeping costs O(edges), not O(N^2) per round, beside the similarity matmuls it cannot avoid.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 from torch import Tensor
 
 _NORM_EPS = 1e-12
-# Row blocks for the dense min-label step, so a 6272-node graph never materialises an N x N int64 matrix at once.
+# Similarity rows computed at once: bounds the [rows, n] float block (and its edge list) to ~16 MB.
 _BLOCK_ELEMENTS = 1 << 22
 
 
@@ -55,18 +57,26 @@ def check_finite(tokens: Tensor, what: str = "tokens") -> None:
         raise ValueError(f"{what}: {n_bad} of {bad.numel()} token(s) contain NaN or inf")
 
 
+def _unit_rows(tokens: Tensor, what: str = "tokens") -> tuple[Tensor, Tensor]:
+    """`normalize` that also rejects NaN/inf, read off the norms it needs anyway (no extra pass when finite)."""
+    x = tokens.float()
+    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # [..., N, 1] float32
+    if x.numel() and not bool(torch.isfinite(norm).all()):
+        check_finite(tokens, what)  # raises, naming the count, unless the norm merely overflowed
+        raise ValueError(f"{what}: token norms overflow float32; rescale the input")
+    return x / norm.clamp_min(_NORM_EPS), norm.squeeze(-1) > _NORM_EPS
+
+
 def normalize(tokens: Tensor) -> tuple[Tensor, Tensor]:
     """L2-normalise rows in float32.
 
     Args:
-        tokens: `[..., N, D]` any float dtype.
+        tokens: `[..., N, D]` any float dtype, finite.
 
     Returns:
         (`[..., N, D]` float32 unit rows (zero rows stay zero), `[..., N]` bool: row has non-zero norm).
     """
-    x = tokens.float()
-    norm = x.norm(dim=-1, keepdim=True)
-    return x / norm.clamp_min(_NORM_EPS), norm.squeeze(-1) > _NORM_EPS
+    return _unit_rows(tokens)
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
@@ -81,55 +91,81 @@ def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
     return normalize(a)[0] @ normalize(b)[0].transpose(-1, -2)
 
 
-def _adjacency(tokens: Tensor, tau: float) -> Tensor:
-    """`[B, n, D]` -> `[B, n, n]` bool graph cos > tau (strict, Eq. 1); zero-norm tokens link only to themselves."""
-    unit, nonzero = normalize(tokens)
-    adj = (unit @ unit.transpose(-1, -2)) > tau  # [B, n, n]
-    adj &= nonzero[:, :, None] & nonzero[:, None, :]
-    adj |= torch.eye(adj.shape[-1], dtype=torch.bool, device=adj.device)
-    return adj
+def _union(parent: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    """Join the edges (src, dst) into the forest `parent` (`[n]` long, every node pointing at its root).
+
+    Each round hooks every larger root under the smallest root it shares an edge with, then pointer-jumps until
+    the forest is flat again. Pointers only ever decrease, so each root stays its tree's lowest index.
+    """
+    while src.numel():
+        a, b = parent[src], parent[dst]
+        cross = a != b  # edges inside one tree are done: drop them, so rounds shrink
+        src, dst, a, b = src[cross], dst[cross], a[cross], b[cross]
+        if not src.numel():
+            break
+        parent = parent.scatter_reduce(0, torch.maximum(a, b), torch.minimum(a, b), reduce="amin")
+        while True:
+            jumped = parent[parent]
+            if torch.equal(jumped, parent):
+                break
+            parent = jumped
+    return parent
 
 
-def _min_neighbour_label(adj: Tensor, parent: Tensor) -> Tensor:
-    """For every node, the smallest `parent` label among its neighbours (itself included). `[B, n]`."""
-    b, n, _ = adj.shape
-    rows = max(1, _BLOCK_ELEMENTS // max(1, b * n))
-    out = torch.empty_like(parent)
-    labels = parent[:, None, :]  # [B, 1, n]
-    for start in range(0, n, rows):  # blocks of rows, not nodes: a handful of iterations at most
-        block = adj[:, start : start + rows]  # [B, r, n]
-        out[:, start : start + rows] = torch.where(block, labels, n).amin(dim=-1)
-    return out
+def _rank_roots(parent: Tensor) -> tuple[Tensor, int]:
+    """Flat forest (roots = lowest index of their tree) -> (labels 0..K-1 in order of each tree's lowest index, K)."""
+    rank = (parent == torch.arange(parent.numel(), device=parent.device)).long().cumsum(0)
+    return rank[parent] - 1, int(rank[-1]) if rank.numel() else 0
 
 
 def graph_components(adj: Tensor) -> Tensor:
-    """Exact connected components of a batch of symmetric graphs, vectorised (min-label hooking + pointer jumping).
+    """Exact connected components of a batch of symmetric graphs, vectorised.
 
     Args:
-        adj: `[B, n, n]` bool, symmetric, diagonal true.
+        adj: `[B, n, n]` bool, symmetric (the diagonal is ignored: every node is in its own component).
 
     Returns:
         `[B, n]` long: per graph, labels 0..K-1 numbered in order of each component's first (lowest-index) node.
     """
     b, n, _ = adj.shape
-    parent = torch.arange(n, device=adj.device).expand(b, n).contiguous()
-    if n == 0:
-        return parent
-    while True:
-        smallest = _min_neighbour_label(adj, parent)  # <= parent, since every node is its own neighbour
-        hooked = torch.minimum(parent, smallest).scatter_reduce(1, parent, smallest, reduce="amin")
-        while True:  # pointer jumping until every node points at a root
-            jumped = hooked.gather(1, hooked)
-            if torch.equal(jumped, hooked):
-                break
-            hooked = jumped
-        if torch.equal(hooked, parent):
-            break
-        parent = hooked
-    # At the fixed point every node holds its component's lowest index; rank the roots to number components.
-    is_root = parent == torch.arange(n, device=adj.device)
-    rank = is_root.long().cumsum(dim=1) - 1
-    return rank.gather(1, parent)
+    edges = torch.triu(adj, diagonal=1).nonzero()  # [E, 3] (graph, i, j) with i < j
+    src, dst = edges[:, 0] * n + edges[:, 1], edges[:, 0] * n + edges[:, 2]
+    labels = _rank_roots(_union(torch.arange(b * n, device=adj.device), src, dst))[0].view(b, n)
+    return labels - labels[:, :1]  # each graph's first node starts its own numbering at 0
+
+
+def _frame_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
+    """Spatial graphs of all frames at once (one batched matmul) -> flat forest over the F * N tokens."""
+    f, n, _ = unit.shape
+    hit = (unit @ unit.transpose(1, 2)) > tau  # [F, N, N] Eq. 1, strict
+    if not bool(nonzero.all()):  # D4: a zero-norm token links to nothing (only when tau < 0 could it)
+        hit &= nonzero[:, :, None] & nonzero[:, None, :]
+    edges = torch.triu(hit, diagonal=1).nonzero()  # [E, 3] (frame, i, j), i < j
+    src, dst = edges[:, 0] * n + edges[:, 1], edges[:, 0] * n + edges[:, 2]
+    return _union(torch.arange(f * n, device=unit.device), src, dst)
+
+
+def _token_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
+    """One graph over `[n, D]` unit rows -> flat forest, computing only the upper triangle of the similarity.
+
+    Row blocks against the columns at or after them: about half the FLOPs of the full n x n matmul. Pairs
+    already joined by earlier blocks are masked before listing edges, so dense graphs stay cheap too.
+    """
+    n = unit.shape[0]
+    parent = torch.arange(n, device=unit.device)
+    rows, edges, all_nonzero = max(256, _BLOCK_ELEMENTS // max(n, 1)), 0, bool(nonzero.all())
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        hit = (unit[start:stop] @ unit[start:].T) > tau  # [r, n - start]
+        if not all_nonzero:
+            hit &= nonzero[start:stop, None] & nonzero[None, start:]
+        hit[:, : stop - start].triu_(diagonal=1)  # only j > i inside the diagonal block
+        if edges > n:  # a dense graph so far: pairs already in one tree add nothing, drop them before listing
+            hit &= parent[start:stop, None] != parent[None, start:]
+        pairs = hit.nonzero()  # [E, 2]
+        edges += pairs.shape[0]
+        parent = _union(parent, pairs[:, 0] + start, pairs[:, 1] + start)
+    return parent
 
 
 def semantic_components(tokens: Tensor, tau: float) -> Tensor:
@@ -141,15 +177,17 @@ def semantic_components(tokens: Tensor, tau: float) -> Tensor:
 
     Returns:
         `[N]` long labels 0..K-1, numbered in order of each component's first token.
+
+    Raises:
+        ValueError: wrong rank, NaN/inf tokens (naming how many), tau outside [-1, 1].
     """
     if tokens.dim() != 2:
         raise ValueError(f"tokens must be [N, D], got shape {tuple(tokens.shape)}")
     tau = check_tau(tau)
-    check_finite(tokens)
-    n = tokens.shape[0]
-    if n <= 1:
-        return torch.zeros(n, dtype=torch.long, device=tokens.device)
-    return graph_components(_adjacency(tokens[None], tau))[0]
+    unit, nonzero = _unit_rows(tokens)
+    if tokens.shape[0] <= 1:
+        return torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
+    return _rank_roots(_token_forest(unit, nonzero, tau))[0]
 
 
 def frame_components(frames: Tensor, tau: float) -> Tensor:
@@ -157,8 +195,12 @@ def frame_components(frames: Tensor, tau: float) -> Tensor:
     if frames.dim() != 3:
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
     tau = check_tau(tau)
-    check_finite(frames, "frames")
-    return graph_components(_adjacency(frames, tau))
+    f, n, _ = frames.shape
+    if f * n == 0:
+        return torch.zeros((f, n), dtype=torch.long, device=frames.device)
+    unit, nonzero = _unit_rows(frames, "frames")
+    labels = _rank_roots(_frame_forest(unit, nonzero, tau))[0].view(f, n)
+    return labels - labels[:, :1]
 
 
 def merge_by_labels(values: Tensor, labels: Tensor, num: int | None = None, *, reduce: str = "mean") -> Tensor:
@@ -179,8 +221,7 @@ def merge_by_labels(values: Tensor, labels: Tensor, num: int | None = None, *, r
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     k = int(labels.max()) + 1 if num is None and labels.numel() else int(num or 0)
     x = values.float()
-    index = labels.view(-1, *([1] * (x.dim() - 1))).expand_as(x)
-    sums = torch.zeros((k, *x.shape[1:]), dtype=torch.float32, device=x.device).scatter_add_(0, index, x)
+    sums = torch.zeros((k, *x.shape[1:]), dtype=torch.float32, device=x.device).index_add_(0, labels, x)
     if reduce == "sum":
         return sums
     counts = torch.bincount(labels, minlength=k).clamp_min(1).to(sums)
@@ -196,15 +237,18 @@ def assign_to_nearest(sources: Tensor, targets: Tensor, *, block: int = 4096) ->
     Returns:
         `[S]` long in 0..K-1. A zero-norm source gets -1 (it is similar to nothing).
     """
-    unit_t, nonzero_t = normalize(targets)
-    out = torch.empty(sources.shape[0], dtype=torch.long, device=sources.device)
-    for start in range(0, sources.shape[0], block):  # bounds the [S, K] similarity to block x K floats
-        unit_s, nonzero_s = normalize(sources[start : start + block])
-        sim = unit_s @ unit_t.T  # [s, K]
-        sim.masked_fill_(~nonzero_t[None, :], float("-inf"))  # D4: a zero representative never captures the merge
-        best = sim.argmax(dim=1)
-        out[start : start + block] = torch.where(nonzero_s, best, -1)
-    return out
+    return _assign(*_unit_rows(sources, "sources"), *_unit_rows(targets, "targets"), block)
+
+
+def _assign(unit_s: Tensor, nonzero_s: Tensor, unit_t: Tensor, nonzero_t: Tensor, block: int = 4096) -> Tensor:
+    out = torch.empty(unit_s.shape[0], dtype=torch.long, device=unit_s.device)
+    mask_zero = not bool(nonzero_t.all())
+    for start in range(0, unit_s.shape[0], block):  # bounds the [S, K] similarity to block x K floats
+        sim = unit_s[start : start + block] @ unit_t.T  # [s, K]
+        if mask_zero:  # D4: a zero representative never captures the merge
+            sim.masked_fill_(~nonzero_t[None, :], float("-inf"))
+        out[start : start + block] = sim.argmax(dim=1)
+    return out.masked_fill_(~nonzero_s, -1)
 
 
 def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = True) -> tuple[Tensor, SccStats]:
@@ -216,33 +260,27 @@ def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = Tr
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
     f, n, d = frames.shape
     tau = check_tau(tau)
-    check_finite(frames, "frames")
-    flat = frames.reshape(f * n, d).float()  # [F*N, D] frame-major: token t = frame * N + position
     if f * n == 0:
         empty = torch.empty(0, dtype=torch.long, device=frames.device)
         return frames.new_zeros((0, d)), SccStats(0, 0, 0, empty, empty)
-    # Spatial step (Eqs. 5-6): per-frame components, plain-mean representatives, concatenated frame by frame.
-    local = frame_components(frames, tau)  # [F, N]
-    per_frame = local.amax(dim=1) + 1  # [F] components in each frame
-    offsets = torch.cumsum(per_frame, 0) - per_frame
-    spatial = (local + offsets[:, None]).reshape(-1)  # [F*N] global spatial label, frame-major first-member order
-    k1 = int(per_frame.sum())
-    spatial_reps = merge_by_labels(flat, spatial, k1)  # [K1, D]
+    unit, nonzero = _unit_rows(frames, "frames")  # [F, N, D] float32, [F, N]; normalised once, reused below
+    flat = frames.reshape(f * n, d).float()  # [F*N, D] frame-major: token t = frame * N + position
+    # Spatial step (Eqs. 5-6): per-frame components; frame-major root order = first-member order.
+    spatial, k1 = _rank_roots(_frame_forest(unit, nonzero, tau))  # [F*N] global spatial label
+    spatial_reps = merge_by_labels(flat, spatial, k1)  # [K1, D] plain means
     # Temporal step: SCC over the spatial representatives, plain means again (PAPER.md §1.2).
-    temporal = semantic_components(spatial_reps, tau)  # [K1]; first-member order = earliest original token order
-    k = int(temporal.max()) + 1
+    temporal, k = _rank_roots(_token_forest(*_unit_rows(spatial_reps), tau))  # [K1] earliest-token order
     reps = merge_by_labels(spatial_reps, temporal, k)  # [K, D]
     component = temporal[spatial]  # [F*N]
     if not merge:
         return reps.to(frames.dtype), SccStats(f * n, k1, k, component, component)
     # Final merge (Eqs. 7-8): every original token joins its most similar representative; the representative
     # counts as one extra member. Zero-norm tokens stay in their own (zero) component.
-    assignment = assign_to_nearest(flat, reps)
+    assignment = _assign(unit.view(f * n, d), nonzero.view(-1), *_unit_rows(reps))
     assignment = torch.where(assignment < 0, component, assignment)
-    sums = reps.clone().index_add_(0, assignment, flat)  # float32 accumulation (D5)
+    sums = reps.index_add(0, assignment, flat)  # float32 accumulation (D5)
     counts = torch.bincount(assignment, minlength=k).to(sums) + 1
-    out = sums / counts[:, None]
-    return out.to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
+    return (sums / counts[:, None]).to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
 
 
 def compress_video(frames: Tensor, tau: float = 0.9, merge: bool = True) -> Tensor:
