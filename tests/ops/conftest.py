@@ -1,0 +1,135 @@
+"""Fixtures for ops tests: a metrics target process and a real Prometheus scraping it on loopback ports.
+
+Switching the dashboards test to the real service means changing only `metrics_target` (see its docstring).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ports import free_port
+from tests.servers import PrometheusServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_PROMETHEUS_YML = ROOT / "ops" / "prometheus" / "prometheus.yml"
+APP_JOB = "scissor"
+
+
+@dataclass(frozen=True)
+class MetricsTarget:
+    """A running process serving /metrics: its host:port, the bearer token it wants, the camera ids it reports."""
+
+    address: str
+    token: str
+    cameras: frozenset[str]
+
+
+class ShippedConfigPrometheus(PrometheusServer):
+    """tests/servers.py's Prometheus, but configured from ops/prometheus/prometheus.yml (see derived_prometheus_config)."""
+
+    def __init__(self, target: MetricsTarget) -> None:
+        super().__init__([target.address])
+        self.token_file = self.dir / "api_token"
+        self.token_file.write_text(target.token)
+
+    def command(self) -> list[str]:
+        path = self.dir / "prometheus.yml"
+        path.write_text(yaml.safe_dump(derived_prometheus_config(self.targets[0], self.token_file, self.metrics_path)))
+        return [
+            "prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}", "--log.level=warn",
+        ]
+
+    def wait_for_data(self, expr: str, timeout_s: float = 30.0) -> None:
+        """Poll until `expr` returns a non-empty result."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.query(expr):
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"Prometheus never returned data for {expr!r} within {timeout_s} s: {self.log_tail()}")
+
+
+def derived_prometheus_config(target: str, token_file: Path, metrics_path: str = "/metrics") -> dict[str, Any]:
+    """The shipped prometheus.yml with a 1 s interval and only the app job, pointed at `target` (host:port).
+
+    The bearer token is read from `token_file` instead of the compose secret's path.
+    """
+    config = yaml.safe_load(SHIPPED_PROMETHEUS_YML.read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] == APP_JOB]
+    assert jobs, f"{SHIPPED_PROMETHEUS_YML} has no {APP_JOB!r} job"
+    job = jobs[0]
+    job.update(scrape_interval="1s", scrape_timeout="1s", metrics_path=metrics_path)
+    assert job["authorization"]["type"] == "Bearer", "the app's /metrics needs the API token"
+    job["authorization"]["credentials_file"] = str(token_file)
+    job["static_configs"] = [{"targets": [target], "labels": job["static_configs"][0].get("labels", {})}]
+    config["scrape_configs"] = [job]
+    return config
+
+
+def _wait_ready(proc: subprocess.Popen[str], what: str, timeout_s: float = 20.0) -> str:
+    """Read the process's stdout until a READY line; fail with its output if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("READY"):
+            return line.split(maxsplit=1)[1].strip()
+        if not line and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode} before READY")
+    raise TimeoutError(f"{what} not ready within {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def metrics_target() -> Iterator[MetricsTarget]:
+    """A process serving /metrics with a few seconds of live values.
+
+    Today: tests/ops/metrics_harness.py feeding agent.metrics.Metrics. To test the real service, replace the
+    body with: start a real RTSP camera (tests' RTSP fixture), start `python -m agent.cli serve` with
+    SCISSOR_* env (embedded backend, the camera, a novelty rule, the API on a free_port()), wait for /readyz,
+    SCISSOR_API_TOKEN=<token>, and yield MetricsTarget("127.0.0.1:<api port>", <token>, frozenset({<camera id>})). Nothing else in the dashboards test changes.
+    """
+    port = free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cameras, token = ("lobby", "dock"), secrets.token_urlsafe(24)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.ops.metrics_harness", "--port", str(port),
+                             "--cameras", ",".join(cameras), "--token", token],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        _wait_ready(proc, "metrics harness")
+        yield MetricsTarget(f"127.0.0.1:{port}", token, frozenset(cameras))
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def prometheus(metrics_target: MetricsTarget) -> Iterator[ShippedConfigPrometheus]:
+    """A real Prometheus (Debian binary) scraping `metrics_target` every second, with one scrape done."""
+    server = ShippedConfigPrometheus(metrics_target)
+    server.start()
+    try:
+        server.wait_for_scrape()
+        yield server
+    finally:
+        server.close()
