@@ -13,7 +13,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from tests.ports import free_port
 
@@ -107,7 +107,7 @@ class Server:
         except OSError:
             return ""
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -225,7 +225,11 @@ class PrometheusServer(Server):
         return f"http://{self.host}:{self.port}"
 
     def query(self, expr: str) -> list[Any]:
-        """Evaluate a PromQL instant query; return `data.result` (a list of series; [time, value] for a scalar). Raises ValueError when Prometheus refuses it."""
+        """Evaluate a PromQL instant query and return `data.result` ([time, value] for a scalar).
+
+        Raises:
+            ValueError: Prometheus refused the expression (its error type and message).
+        """
         url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
         try:
             with urllib.request.urlopen(url, timeout=5.0) as reply:
