@@ -1,0 +1,120 @@
+"""In-process fan-out of records (alerts, camera status, events) to subscribers; publishing never blocks or awaits."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable
+
+from pydantic import BaseModel
+
+DEFAULT_QUEUE = 256
+
+
+class Subscription:
+    """One subscriber's bounded queue. Iterate it with `async for`; leave with `close()` or `async with`.
+
+    When the subscriber falls behind, the oldest record is dropped (the freshest wins) and `dropped` counts it.
+    """
+
+    def __init__(self, bus: EventBus, maxsize: int, accept: Callable[[BaseModel], bool] | None) -> None:
+        self._bus, self._accept = bus, accept
+        self._queue: collections.deque[BaseModel] = collections.deque(maxlen=maxsize)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def offer(self, record: BaseModel) -> None:
+        """Queue a record without blocking (called by the bus)."""
+        if self.closed or (self._accept is not None and not self._accept(record)):
+            return
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1  # deque(maxlen) evicts the oldest on append
+        self._queue.append(record)
+        self._ready.set()
+
+    async def get(self, timeout_s: float | None = None) -> BaseModel:
+        """Return the next record, waiting up to `timeout_s` (None: forever).
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+            StopAsyncIteration: the subscription is closed and drained.
+        """
+        while not self._queue:
+            if self.closed:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        return self._queue.popleft()
+
+    def __aiter__(self) -> AsyncIterator[BaseModel]:
+        return self
+
+    async def __anext__(self) -> BaseModel:
+        return await self.get()
+
+    def pending(self) -> int:
+        """Records queued and not yet read."""
+        return len(self._queue)
+
+    def close(self) -> None:
+        """Stop receiving; a waiting reader ends once the queue is drained."""
+        self.closed = True
+        self._bus.unsubscribe(self)
+        self._ready.set()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    """Bounded fan-out bus: `publish(record)` hands a record to every live subscription, never blocking.
+
+    Publish from the event loop's thread only (asyncio primitives are not thread-safe); from a worker
+    thread use `loop.call_soon_threadsafe(bus.publish, record)`.
+    """
+
+    def __init__(self, *, default_queue: int = DEFAULT_QUEUE) -> None:
+        if default_queue < 1:
+            raise ValueError("default_queue must be >= 1")
+        self.default_queue = default_queue
+        self._subscriptions: list[Subscription] = []
+        self.published = 0
+
+    def publish(self, record: BaseModel) -> None:
+        """Offer `record` to every subscriber; a full subscriber drops its oldest record, never the publisher."""
+        self.published += 1
+        for sub in tuple(self._subscriptions):
+            sub.offer(record)
+
+    def subscribe(self, *, maxsize: int | None = None, accept: Callable[[BaseModel], bool] | None = None) -> Subscription:
+        """Return a new subscription with a bounded queue.
+
+        Args:
+            maxsize: records held for this subscriber (default: the bus's `default_queue`).
+            accept: keep only records for which this returns True (e.g. one camera's).
+        """
+        size = self.default_queue if maxsize is None else maxsize
+        if size < 1:
+            raise ValueError("maxsize must be >= 1")
+        sub = Subscription(self, size, accept)
+        self._subscriptions.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscription (idempotent)."""
+        if sub in self._subscriptions:
+            self._subscriptions.remove(sub)
+
+    @property
+    def subscribers(self) -> int:
+        """Live subscriptions."""
+        return len(self._subscriptions)
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped across live subscriptions (for metrics)."""
+        return sum(sub.dropped for sub in self._subscriptions)

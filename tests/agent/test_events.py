@@ -1,0 +1,75 @@
+"""The in-process event bus: fan-out, bounded queues that drop the oldest, filtering, closing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agent.events import EventBus
+from agent.records import Event
+
+
+def event(n: int, camera: str = "cam1") -> Event:
+    return Event(kind="info", camera=camera, message=str(n))
+
+
+async def test_every_subscriber_receives_every_record_in_order() -> None:
+    bus = EventBus()
+    a, b = bus.subscribe(), bus.subscribe()
+    for i in range(3):
+        bus.publish(event(i))
+    assert [(await a.get(1)).message for _ in range(3)] == ["0", "1", "2"]  # type: ignore[attr-defined]
+    assert [(await b.get(1)).message for _ in range(3)] == ["0", "1", "2"]  # type: ignore[attr-defined]
+
+
+async def test_a_slow_subscriber_drops_its_oldest_records_and_counts_them_without_blocking_the_publisher() -> None:
+    bus = EventBus()
+    slow, fast = bus.subscribe(maxsize=2), bus.subscribe(maxsize=100)
+    for i in range(5):
+        bus.publish(event(i))  # returns at once although nobody reads
+    assert slow.dropped == 3 and fast.dropped == 0 and bus.dropped == 3
+    assert [(await slow.get(1)).message for _ in range(2)] == ["3", "4"]  # type: ignore[attr-defined]
+    assert fast.pending() == 5
+
+
+async def test_a_waiting_subscriber_wakes_when_a_record_is_published() -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    waiter = asyncio.create_task(sub.get(2))
+    await asyncio.sleep(0.01)
+    bus.publish(event(7))
+    assert (await waiter).message == "7"  # type: ignore[attr-defined]
+
+
+async def test_get_times_out_when_nothing_arrives() -> None:
+    sub = EventBus().subscribe()
+    with pytest.raises(TimeoutError):
+        await sub.get(0.05)
+
+
+async def test_a_filtered_subscription_sees_only_the_records_it_accepts() -> None:
+    bus = EventBus()
+    sub = bus.subscribe(accept=lambda r: getattr(r, "camera", None) == "cam2")
+    bus.publish(event(1, "cam1"))
+    bus.publish(event(2, "cam2"))
+    assert (await sub.get(1)).message == "2"  # type: ignore[attr-defined]
+    assert sub.pending() == 0
+
+
+async def test_closing_a_subscription_ends_its_iteration_and_removes_it_from_the_bus() -> None:
+    bus = EventBus()
+    received = []
+    async with bus.subscribe() as sub:
+        bus.publish(event(1))
+
+        async def read() -> None:
+            async for record in sub:
+                received.append(record)
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(reader, 1)
+    assert len(received) == 1 and bus.subscribers == 0
+    bus.publish(event(2))
+    assert sub.pending() == 0
