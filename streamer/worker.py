@@ -236,8 +236,10 @@ class CameraWorker:
             return av.open(cfg.target, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
         except AV_ERRORS as exc:
             self.stats.connect_failures += 1
+            # While opening, FFmpeg's socket timeout (the read timeout) applies as well as the open timeout.
+            limit = min(cfg.open_timeout_s, cfg.read_timeout_s)
             raise classify(exc, camera_id=cfg.camera_id, url=cfg.url, elapsed_s=time.monotonic() - started,
-                           timeout_s=cfg.open_timeout_s, phase="open") from None
+                           timeout_s=limit, phase="open") from None
 
     def _resolve(self) -> None:
         host, port = host_and_port(self.cfg.url)

@@ -104,9 +104,10 @@ def black_hole_server() -> Iterator[TcpServer]:
 
 
 @pytest.fixture
-def http_video_server(videos: Path) -> Iterator[str]:
-    """A real HTTP server for the sample directory; yields its base URL (http://127.0.0.1:PORT)."""
-    handler = functools.partial(_QuietHandler, directory=str(videos))
+def http_video_server(truncated_mp4s: dict[str, Path]) -> Iterator[str]:
+    """A real HTTP server (no Range support) for the directory holding faststart.mp4 (bikes.mp4 with its index
+    first, as progressive-download mp4s are); yields its base URL (http://127.0.0.1:PORT)."""
+    handler = functools.partial(_QuietHandler, directory=str(truncated_mp4s["faststart"].parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -138,4 +139,5 @@ def truncated_mp4s(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     fs = faststart.read_bytes()
     (out / "cut_faststart.mp4").write_bytes(fs[: len(fs) // 2])
     (out / "noise.mp4").write_bytes(os.urandom(100_000))
-    return {"cut": out / "cut.mp4", "cut_faststart": out / "cut_faststart.mp4", "noise": out / "noise.mp4"}
+    return {"cut": out / "cut.mp4", "cut_faststart": out / "cut_faststart.mp4", "noise": out / "noise.mp4",
+            "faststart": faststart}
