@@ -274,13 +274,32 @@ def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = Tr
     component = temporal[spatial]  # [F*N]
     if not merge:
         return reps.to(frames.dtype), SccStats(f * n, k1, k, component, component)
-    # Final merge (Eqs. 7-8): every original token joins its most similar representative; the representative
-    # counts as one extra member. Zero-norm tokens stay in their own (zero) component.
+    # Final merge; zero-norm tokens stay in their own (zero) component.
     assignment = _assign(unit.view(f * n, d), nonzero.view(-1), *_unit_rows(reps))
     assignment = torch.where(assignment < 0, component, assignment)
-    sums = reps.index_add(0, assignment, flat)  # float32 accumulation (D5)
-    counts = torch.bincount(assignment, minlength=k).to(sums) + 1
-    return (sums / counts[:, None]).to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
+    return _merge(reps, flat, assignment).to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
+
+
+def _merge(reps: Tensor, sources: Tensor, assignment: Tensor) -> Tensor:
+    """Eq. 8: (rep_j + sum of the sources assigned to j) / (count_j + 1), in float32 (D5); -1 joins nothing."""
+    keep = assignment >= 0
+    if not bool(keep.all()):
+        sources, assignment = sources[keep], assignment[keep]
+    sums = reps.float().index_add(0, assignment, sources.float())
+    return sums / (torch.bincount(assignment, minlength=reps.shape[0]).to(sums) + 1)[:, None]
+
+
+def final_merge(sources: Tensor, reps: Tensor) -> Tensor:
+    """The paper's final merge (Eqs. 7-8) of any token set into any representatives (Table 4b applies it to peers).
+
+    Args:
+        sources: `[S, D]` original tokens; reps: `[K, D]` representatives (K >= 1 when S >= 1).
+
+    Returns:
+        `[K, D]` float32: each representative averaged with the sources most similar to it, counting itself once.
+        Zero-norm sources join nothing; a zero-norm representative captures nothing (D4).
+    """
+    return _merge(reps, sources, assign_to_nearest(sources, reps))
 
 
 def compress_video(frames: Tensor, tau: float = 0.9, merge: bool = True) -> Tensor:
