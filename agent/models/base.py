@@ -1,0 +1,111 @@
+"""Encoder / Answerer protocols, the Answer record and the Backend bundle: interfaces only, never model code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from compress.memory import EntryInfo
+
+    from agent.models.labels import Labeler
+
+
+class ModelError(Exception):
+    """Base class of agent.models errors."""
+
+
+class BackendNotFound(ModelError, ValueError):
+    """`load_backend` was given a name that is neither a known backend nor an existing model directory."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        super().__init__(
+            f"unknown model backend {name!r}: choose one of {', '.join(self.known)}, "
+            "or give a local LLaVA-OneVision directory / Hugging Face model id (llava_onevision:ID_OR_PATH)"
+        )
+
+
+class WeightsNotFound(ModelError, FileNotFoundError):
+    """A backend's weights are not on this machine (offline mode, missing directory or package)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an Answerer returns.
+
+    Attributes:
+        text: the answer.
+        evidence: (from_s, to_s) stream-time ranges the answer rests on.
+        tokens_used: K, the visual tokens handed to the answerer.
+        prefill_tokens: prompt length the language model prefilled (text + K); 0 when no language model ran.
+        latency_s: wall time of the answer call.
+    """
+
+    text: str
+    evidence: list[tuple[float, float]] = field(default_factory=list)
+    tokens_used: int = 0
+    prefill_tokens: int = 0
+    latency_s: float = 0.0
+
+
+def evidence_spans(entries: Sequence[EntryInfo], gap_s: float = 1.0) -> list[tuple[float, float]]:
+    """Merge entries' (first_seen, last_seen) spans that overlap or lie within `gap_s` of each other."""
+    spans = sorted((float(e.first_seen), float(e.last_seen)) for e in entries)
+    merged: list[tuple[float, float]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1] + gap_s:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """Turns frames into visual tokens."""
+
+    def encode(self, frames: Sequence[np.ndarray]) -> Tensor:
+        """Encode F RGB frames `uint8[H, W, 3]` into tokens `Tensor[F, N, D]` (float32, CPU)."""
+        ...
+
+
+@runtime_checkable
+class Answerer(Protocol):
+    """Answers a question from memory tokens and their entries' metadata."""
+
+    def answer(
+        self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
+    ) -> Answer:
+        """Answer `question` from tokens `[K, D]` (one row per entry, in `entries` order)."""
+        ...
+
+
+@dataclass
+class Backend:
+    """A loaded model backend: what the service and the streamer need to know about it.
+
+    Attributes:
+        name: backend name ("embedded", "tiny", "llava_onevision").
+        encoder: frames -> tokens.
+        answerer: question + tokens -> Answer.
+        token_dim: D.
+        tokens_per_frame: N.
+        frame_size: (width, height) the encoder wants (the streamer resizes at decode).
+        default_tau: the SCC / memory similarity threshold suited to this backend's tokens.
+        labeler: ImageNet labeler for label-capable backends, else None.
+    """
+
+    name: str
+    encoder: Encoder
+    answerer: Answerer
+    token_dim: int
+    tokens_per_frame: int
+    frame_size: tuple[int, int]
+    default_tau: float
+    labeler: Labeler | None = None

