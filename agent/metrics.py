@@ -71,24 +71,37 @@ def _checked(label: str, value: str) -> str:
 class SourceStatsLike(Protocol):
     """The counters `streamer.SourceStats` keeps (read, never written, by metrics)."""
 
-    frames_decoded: int
-    frames_emitted: int
-    drops: Mapping[str, int]
-    reconnects: int
-    input_fps: float
-    decode_seconds: float
-    last_frame_wall_time: float | None
+    @property
+    def frames_decoded(self) -> int: ...
+    @property
+    def frames_sampled(self) -> int: ...
+    @property
+    def drops(self) -> Mapping[str, int]: ...
+    @property
+    def reconnects(self) -> int: ...
+    @property
+    def connect_failures(self) -> int: ...
+    @property
+    def input_fps(self) -> float: ...
+    @property
+    def decode_seconds(self) -> float: ...
+    @property
+    def last_frame_wall_time(self) -> float | None: ...
 
 
 class TokenMemoryLike(Protocol):
-    """The counters `compress.TokenMemory` keeps."""
-
-    tokens_in_total: int
-    evicted_total: int
-    consolidations_total: int
+    """The counters `compress.TokenMemory` keeps (`len()` is its live entries)."""
 
     @property
-    def entries(self) -> int: ...
+    def tokens_in_total(self) -> int: ...
+    @property
+    def tokens_evicted_total(self) -> int: ...
+    @property
+    def evicted_total(self) -> int: ...
+    @property
+    def consolidations_total(self) -> int: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +114,13 @@ class CameraSnapshot:
     frames_sampled: int = 0
     drops: Mapping[str, int] = field(default_factory=dict)
     reconnects: int = 0
+    connect_failures: int = 0
     input_fps: float = 0.0
     decode_seconds: float = 0.0
     last_frame_wall_time: float | None = None
     memory_entries: int = 0
     memory_tokens_in: int = 0
+    memory_tokens_evicted: int = 0
     memory_evicted: int = 0
     memory_consolidations: int = 0
 
@@ -121,10 +136,11 @@ class CameraSnapshot:
         """
         return cls(
             camera=camera, up=state == "up", frames_decoded=stats.frames_decoded,
-            frames_sampled=stats.frames_emitted, drops=dict(stats.drops), reconnects=stats.reconnects,
-            input_fps=stats.input_fps, decode_seconds=stats.decode_seconds,
-            last_frame_wall_time=stats.last_frame_wall_time, memory_entries=int(memory.entries),
-            memory_tokens_in=memory.tokens_in_total, memory_evicted=memory.evicted_total,
+            frames_sampled=stats.frames_sampled, drops=dict(stats.drops), reconnects=stats.reconnects,
+            connect_failures=stats.connect_failures, input_fps=stats.input_fps, decode_seconds=stats.decode_seconds,
+            last_frame_wall_time=stats.last_frame_wall_time, memory_entries=len(memory),
+            memory_tokens_in=memory.tokens_in_total, memory_tokens_evicted=memory.tokens_evicted_total,
+            memory_evicted=memory.evicted_total,
             memory_consolidations=memory.consolidations_total,
         )
 
@@ -160,7 +176,7 @@ class _SnapshotCollector(Collector):
         if self.source is not None:
             try:
                 snap = self.source()
-            except Exception:  # noqa: BLE001 - crash guard of the scrape: one bad read must not blank /metrics
+            except Exception:  # crash guard of the scrape: one bad read must not blank all of /metrics
                 self.failures += 1
                 log.exception("metrics snapshot source failed")
         failures.add_metric([], self.failures)
@@ -181,14 +197,16 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
     """Per-camera families read from SourceStats and TokenMemory counters."""
     up = _gauge("scissor_stream_up", "1 when the camera's stream is up (decoding), else 0.", ["camera"])
     decoded = _counter("scissor_frames_decoded", "Frames decoded from the camera.", ["camera"])
-    sampled = _counter("scissor_frames_sampled", "Frames kept by the fps sampler and handed on.", ["camera"])
+    sampled = _counter("scissor_frames_sampled", "Frames the fps sampler kept for encoding.", ["camera"])
     dropped = _counter("scissor_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"])
     reconnects = _counter("scissor_stream_reconnects", "Reconnects of the camera's stream.", ["camera"])
+    failures = _counter("scissor_stream_connect_failures", "Failed attempts to open the stream.", ["camera"])
     fps = _gauge("scissor_stream_input_fps", "Measured input frame rate of the stream (frames/s).", ["camera"])
     decode = _counter("scissor_decode_seconds", "Wall seconds spent decoding the stream.", ["camera"])
     last = _gauge("scissor_stream_last_frame_timestamp_seconds", "Unix time of the last decoded frame.", ["camera"])
     entries = _gauge("scissor_memory_entries", "Live memory entries (= visual tokens kept).", ["camera"])
     tokens_in = _counter("scissor_tokens_in", "Raw visual tokens that entered the memory.", ["camera"])
+    tokens_out = _counter("scissor_memory_evicted_tokens", "Raw tokens whose entries were evicted.", ["camera"])
     evicted = _counter("scissor_memory_evicted_entries", "Memory entries evicted by the time window.", ["camera"])
     consolidated = _counter("scissor_memory_consolidations", "Capacity merges of two entries.", ["camera"])
     for cam in cameras:
@@ -199,16 +217,18 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
         for reason, count in sorted(cam.drops.items()):
             dropped.add_metric([*c, _checked("reason", reason)], count)
         reconnects.add_metric(c, cam.reconnects)
+        failures.add_metric(c, cam.connect_failures)
         fps.add_metric(c, cam.input_fps)
         decode.add_metric(c, cam.decode_seconds)
         if cam.last_frame_wall_time is not None:
             last.add_metric(c, cam.last_frame_wall_time)
         entries.add_metric(c, cam.memory_entries)
         tokens_in.add_metric(c, cam.memory_tokens_in)
+        tokens_out.add_metric(c, cam.memory_tokens_evicted)
         evicted.add_metric(c, cam.memory_evicted)
         consolidated.add_metric(c, cam.memory_consolidations)
-    yield from (up, decoded, sampled, dropped, reconnects, fps, decode, last, entries, tokens_in, evicted,
-                consolidated)
+    yield from (up, decoded, sampled, dropped, reconnects, failures, fps, decode, last, entries, tokens_in,
+                tokens_out, evicted, consolidated)
 
 
 def _service_families(snap: ServiceSnapshot) -> Iterator[Metric]:
@@ -295,7 +315,8 @@ class Metrics:
         for metric in (self.frames_encoded, self.encode_seconds, self.scc_seconds, self.memory_update_seconds,
                        self.novelty, self.tokens_kept, self.answer_seconds,
                        self.answer_prefill_tokens, self.answer_memory_tokens, self.answers, self.alerts):
-            for labels in [k for k in metric._metrics if k[0] == camera]:  # noqa: SLF001 - no public listing
+            # prometheus_client has no public listing of a metric's label sets; _metrics is stable since 0.4.
+            for labels in [k for k in metric._metrics if k[0] == camera]:
                 metric.remove(*labels)
 
     def encoded(self, camera: str, frames: int, seconds: float) -> None:

@@ -66,7 +66,7 @@ def derived_prometheus_config(target: str, token_file: Path, metrics_path: str =
 
     The bearer token is read from `token_file` instead of the compose secret's path.
     """
-    config = yaml.safe_load(SHIPPED_PROMETHEUS_YML.read_text())
+    config: dict[str, Any] = yaml.safe_load(SHIPPED_PROMETHEUS_YML.read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     jobs = [job for job in config["scrape_configs"] if job["job_name"] == APP_JOB]
     assert jobs, f"{SHIPPED_PROMETHEUS_YML} has no {APP_JOB!r} job"
@@ -76,7 +76,7 @@ def derived_prometheus_config(target: str, token_file: Path, metrics_path: str =
     job["authorization"]["credentials_file"] = str(token_file)
     job["static_configs"] = [{"targets": [target], "labels": job["static_configs"][0].get("labels", {})}]
     config["scrape_configs"] = [job]
-    return config
+    return dict(config)
 
 
 def _wait_ready(proc: subprocess.Popen[str], what: str, timeout_s: float = 20.0) -> str:

@@ -29,7 +29,7 @@ class FakeCamera:
     name: str
     decoded: int = 0
     sampled: int = 0
-    drops: dict[str, int] = field(default_factory=lambda: {"behind": 0, "decode_error": 0})
+    drops: dict[str, int] = field(default_factory=lambda: {"consumer_behind": 0, "decode_error": 0})
     tokens_in: int = 0
     entries: int = 0
     evicted: int = 0
@@ -39,7 +39,8 @@ class FakeCamera:
             camera=self.name, up=True, frames_decoded=self.decoded, frames_sampled=self.sampled,
             drops=dict(self.drops), reconnects=1, input_fps=25.0, decode_seconds=self.decoded * 0.004,
             last_frame_wall_time=time.time(), memory_entries=self.entries, memory_tokens_in=self.tokens_in,
-            memory_evicted=self.evicted, memory_consolidations=self.evicted // 3,
+            memory_tokens_evicted=self.evicted * 20, memory_evicted=self.evicted,
+            memory_consolidations=self.evicted // 3,
         )
 
 
@@ -48,7 +49,7 @@ def feed(metrics: Metrics, cameras: list[FakeCamera], lock: threading.Lock, rng:
     with lock:
         for cam in cameras:
             cam.decoded += 3
-            cam.drops["behind"] += rng.random() < 0.3
+            cam.drops["consumer_behind"] += rng.random() < 0.3
             if rng.random() < 0.5:
                 continue
             cam.sampled += 1
@@ -70,7 +71,7 @@ def serve(port: int, metrics: Metrics, token: str | None) -> ThreadingHTTPServer
     """Serve `metrics.render()` at /metrics on 127.0.0.1:port in a daemon thread, behind a bearer token if given."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:  # http.server's method name
             if self.path != "/metrics":
                 self.send_error(404)
                 return
@@ -84,7 +85,7 @@ def serve(port: int, metrics: Metrics, token: str | None) -> ThreadingHTTPServer
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence per-request logs
+        def log_message(self, format: str, *args: object) -> None:  # silence per-request logs
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
