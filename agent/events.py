@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import AsyncIterator, Callable
+from typing import Self
 
 from pydantic import BaseModel
 
@@ -63,7 +64,7 @@ class Subscription:
         self._bus.unsubscribe(self)
         self._ready.set()
 
-    async def __aenter__(self) -> Subscription:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

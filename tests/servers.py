@@ -158,16 +158,22 @@ _MQTT_DISCONNECT = bytes([0xE0, 0])
 
 
 class MosquittoServer(Server):
-    """mosquitto 2 on one loopback listener, no persistence; anonymous unless a user is given."""
+    """mosquitto 2 on one loopback listener; anonymous unless a user is given; optionally persistent."""
 
     name = "mosquitto"
 
-    def __init__(self, port: int | None = None, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, port: int | None = None, *, username: str | None = None, password: str | None = None,
+                 persistent: bool = False) -> None:
         super().__init__(port)
-        self.username, self.password = username, password
+        self.username, self.password, self.persistent = username, password, persistent
 
     def command(self) -> list[str]:
-        conf = [f"listener {self.port} {self.host}", "persistence false", "log_dest stdout", "log_type error"]
+        conf = [f"listener {self.port} {self.host}", "log_dest stdout", "log_type error"]
+        if self.persistent:  # sessions and queued QoS-1 messages survive a kill (saved every second)
+            self.dir.chmod(0o777)
+            conf += ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1"]
+        else:
+            conf.append("persistence false")
         if self.username and self.password:
             passwd = self.dir / "passwd"
             subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), self.username, self.password], check=True)
