@@ -9,18 +9,27 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from streamer.urls import redact
 
 ENV_PREFIX = "SCISSOR_"
 CONFIG_ENV = "SCISSOR_CONFIG"
 KNOWN_BACKENDS = ("embedded", "tiny", "llava_onevision")
 WEAK_TOKENS = frozenset({"changeme", "changethis", "secret", "password", "token", "scissor", "admin"})
 _SECRET_WORDS = ("password", "token", "secret")
-_SECRET_QUERY = re.compile(r"pass|token|secret|key", re.IGNORECASE)
 _config_file: ContextVar[Path | None] = ContextVar("scissor_config_file", default=None)
 
 
@@ -30,23 +39,6 @@ class SettingsError(ValueError):
     def __init__(self, lines: list[str]) -> None:
         super().__init__("invalid settings:\n" + "\n".join(f"  {line}" for line in lines))
         self.lines = lines
-
-
-def redact_url(url: str) -> str:
-    """Return `url` with its password (and password-like query values) replaced by `***`.
-
-    A stand-in until every caller uses `streamer.urls.redact`; it never raises on odd input.
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            userinfo, _, hostport = netloc.rpartition("@")
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-        query = urlencode([(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in parse_qsl(parts.query)])
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "<unparseable url>"
 
 
 class Section(BaseModel):
@@ -301,7 +293,7 @@ def _shown(path: str, value: Any) -> str:
     if isinstance(value, SecretStr) or any(word in path for word in _SECRET_WORDS):
         return "'***'"
     if isinstance(value, str) and "://" in value:
-        return repr(redact_url(value))
+        return repr(redact(value))
     shown = repr(value)
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
