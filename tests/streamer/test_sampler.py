@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 
@@ -19,7 +20,7 @@ def sample(fps: float | None, timestamps: list[float]) -> list[float]:
 def test_a_25_fps_stream_sampled_at_2_fps_gives_two_frames_per_second_half_a_second_apart() -> None:
     kept = sample(2, [i / 25 for i in range(250)])  # 10 s
     assert len(kept) == 20
-    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(kept)]
     assert all(abs(g - 0.5) <= 1 / 25 + 1e-9 for g in gaps)
 
 

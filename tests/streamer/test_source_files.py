@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ async def test_a_file_sampled_at_2_fps_gives_duration_times_fps_frames_in_timest
         frames = await collect(source)
     assert len(frames) == 20  # 10 s at 25 fps: pts 0 .. 9.96 -> 0, 0.5, ..., 9.5
     assert [f.index for f in frames] == list(range(20))
-    assert all(abs((b.pts_s - a.pts_s) - 0.5) <= 0.04 + 1e-6 for a, b in zip(frames, frames[1:]))
+    assert all(abs((b.pts_s - a.pts_s) - 0.5) <= 0.04 + 1e-6 for a, b in itertools.pairwise(frames))
     assert frames[0].rgb.shape == (272, 640, 3) and frames[0].rgb.dtype == np.uint8
     assert source.status.state == State.STOPPED and source.status.code == "ended"
     stats = source.stats
@@ -49,7 +50,7 @@ async def test_a_looping_file_plays_at_its_native_rate_with_ever_increasing_time
     assert 4.5 <= elapsed <= 8.0
     assert source.stats.loops == 1
     pts = [f.pts_s for f in frames]
-    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(b > a for a, b in itertools.pairwise(pts))
     assert abs(len(frames) - 5.0 * 4) <= 1
 
 
@@ -60,7 +61,7 @@ async def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer_inste
         async for _ in source.frames():
             count += 1
             if count % 20 == 0:
-                time.sleep(0.05)  # a consumer that stalls the loop now and then
+                time.sleep(0.05)  # noqa: ASYNC251 - deliberately stalls the event loop, as a busy consumer does
     assert count == 120 and source.stats.drops == {}
 
 

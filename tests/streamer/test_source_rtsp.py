@@ -4,6 +4,7 @@ servers that refuse, never answer, ask for a password or send garbage."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ async def test_pulling_rtsp_at_2_fps_gives_increasing_timestamps_the_right_size_
         assert source.status.state == State.UP
     assert abs(len(frames) - 4.0 * 2) <= 1
     assert all(f.rgb.shape == (144, 176, 3) and f.camera_id == "cam" for f in frames)
-    assert all(b.pts_s > a.pts_s and b.index == a.index + 1 for a, b in zip(frames, frames[1:]))
+    assert all(b.pts_s > a.pts_s and b.index == a.index + 1 for a, b in itertools.pairwise(frames))
     assert abs(source.stats.input_fps - 29.97) < 1.5
 
 
@@ -52,7 +53,7 @@ async def test_a_killed_camera_goes_down_then_up_on_its_own_and_indices_keep_inc
     assert log.states[:2] == ["connecting", "up"] and "down" in log.states
     assert log.states[log.states.index("down"):][-2:] == ["up", "stopped"]
     frames = before + after
-    assert all(b.index > a.index and b.pts_s > a.pts_s for a, b in zip(frames, frames[1:]))
+    assert all(b.index > a.index and b.pts_s > a.pts_s for a, b in itertools.pairwise(frames))
     assert after[0].pts_s - before[-1].pts_s >= 0.2  # the outage shows on the timeline
     await wait_for(lambda: threading.active_count() <= threads_before, 3, "no leaked threads")
     assert camera_threads() == []
@@ -167,7 +168,7 @@ async def test_a_slow_consumer_has_its_drops_counted_and_memory_stays_bounded(rt
             if len(held) == 12:
                 break
     assert source.stats.drops["consumer_behind"] >= 40
-    assert all(b > a + 1 for a, b in zip(held[2:], held[3:]))  # the consumer sees fresh frames, with gaps
+    assert all(b > a + 1 for a, b in itertools.pairwise(held[2:]))  # the consumer sees fresh frames, with gaps
 
 
 async def test_eight_cameras_from_one_server_all_make_progress(rtsp_server: RtspServer) -> None:
