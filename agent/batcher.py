@@ -20,7 +20,7 @@ EncodeFn = Callable[[list[np.ndarray]], torch.Tensor]
 @dataclass
 class _Request:
     rgb: np.ndarray
-    future: asyncio.Future[torch.Tensor]
+    future: asyncio.Future[tuple[torch.Tensor, float]]
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -69,9 +69,9 @@ class EncodeBatcher:
                 request.future.set_exception(RuntimeError("encoder stopped"))
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def encode(self, rgb: np.ndarray) -> torch.Tensor:
-        """Tokens `[N, D]` of one frame, computed in a shared batch."""
-        future: asyncio.Future[torch.Tensor] = asyncio.get_running_loop().create_future()
+    async def encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, float]:
+        """Tokens `[N, D]` of one frame, computed in a shared batch, and the encoder seconds spent per frame."""
+        future: asyncio.Future[tuple[torch.Tensor, float]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Request(rgb, future))
         except asyncio.QueueFull:
@@ -107,10 +107,11 @@ class EncodeBatcher:
                     if not request.future.done():
                         request.future.set_exception(exc)
                 continue
+            seconds = time.perf_counter() - started
             self.stats.batches += 1
             self.stats.frames += len(batch)
             self.stats.last_batch_size = len(batch)
-            self.stats.encode_seconds += time.perf_counter() - started
+            self.stats.encode_seconds += seconds
             for i, request in enumerate(batch):
                 if not request.future.done():
-                    request.future.set_result(tokens[i])
+                    request.future.set_result((tokens[i], seconds / len(batch)))

@@ -51,7 +51,7 @@ def _logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from agent.service import run
+    from agent.server import run
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = _settings(args.config, **overrides)
@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent.service import demo_settings_overrides, run_demo
+    from agent.server import demo_settings_overrides, run_demo
 
     settings = _settings(args.config, **demo_settings_overrides(host=args.host, port=args.port))
     _logging(settings.log_level)

@@ -22,7 +22,7 @@ from streamer import Frame, open_source, redact
 
 log = logging.getLogger(__name__)
 
-UpdateHook = Callable[["CameraRuntime", Frame, torch.Tensor, MemoryUpdate], Awaitable[None]]
+UpdateHook = Callable[["CameraRuntime", Frame, MemoryUpdate, float, float], Awaitable[None]]
 StatusHook = Callable[["CameraRuntime"], Awaitable[None] | None]
 
 
@@ -82,11 +82,20 @@ class CameraRuntime:
     frames_processed: int = 0
     errors: int = 0
     last_update: MemoryUpdate | None = None
+    last_t: float = 0.0
+    last_stats: Any = None  # the previous source's SourceStats, kept across restarts for metrics
+    processed_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))
     task: asyncio.Task[None] | None = None
 
     @property
     def redacted_url(self) -> str:
         return redact(self.url)
+
+    def fps_out(self, horizon_s: float = 10.0) -> float:
+        """Frames written to memory per second over the last `horizon_s` seconds."""
+        now = time.monotonic()
+        recent = [t for t in self.processed_times if now - t <= horizon_s]
+        return len(recent) / horizon_s if recent else 0.0
 
     def stream_seconds(self, wall_time: float | None = None) -> float:
         """Stream seconds since the camera was added (robust across reconnects, unlike PTS)."""
@@ -160,17 +169,23 @@ class CameraWatcher:
                 async for frame in src.frames():
                     await self._process(frame)
             finally:
+                camera.last_stats = src.stats
                 camera.source = None
         await self._status("down", "stream ended")
 
     async def _process(self, frame: Frame) -> None:
         camera = self.camera
-        tokens = await self._batcher.encode(frame.rgb)
-        t = camera.stream_seconds(frame.wall_time)
+        tokens, encode_s = await self._batcher.encode(frame.rgb)
+        # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
+        t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
+        started = time.perf_counter()
         # add_frame is synchronous on the event loop, so readers (questions, snapshots) always see whole updates.
         update = camera.memory.add_frame(tokens, t, frame.index)
+        update_s = time.perf_counter() - started
+        camera.last_t = t
         camera.frames_processed += 1
+        camera.processed_times.append(time.monotonic())
         camera.last_update = update
         if camera.snapshots.due(t):
             camera.snapshots.add(t, frame.rgb)
-        await self._on_update(camera, frame, tokens, update)
+        await self._on_update(camera, frame, update, encode_s, update_s)

@@ -44,7 +44,8 @@ async def _sse(service: Any, keepalive_s: float) -> AsyncIterator[bytes]:
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
-            kind = getattr(record, "kind", "event")
+            name = type(record).__name__.lower()
+            kind = name if name in ("alert", "camerastatus") else getattr(record, "kind", name)
             yield f"event: {kind}\ndata: {record.model_dump_json()}\n\n".encode()
 
 

@@ -1,0 +1,39 @@
+"""Memory snapshot blobs for the state store: a small JSON header (time base) + TokenMemory bytes. No I/O."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+from compress.memory import TokenMemory
+
+MAGIC = b"SCSNAP1\n"
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A camera's memory and the wall-clock second its stream time starts at."""
+
+    added_at: float
+    memory: TokenMemory
+
+
+def encode(added_at: float, memory: TokenMemory) -> bytes:
+    """Serialise a camera's memory with its time base (stream second 0 in wall-clock seconds)."""
+    header = json.dumps({"added_at": added_at}).encode()
+    return MAGIC + struct.pack("<I", len(header)) + header + memory.to_bytes()
+
+
+def decode(blob: bytes, *, device: str = "cpu") -> Restored:
+    """Inverse of `encode`; a blob of another format raises ValueError."""
+    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
+        raise ValueError("not a Scissor memory snapshot (bad magic)")
+    start = len(MAGIC)
+    (size,) = struct.unpack("<I", blob[start : start + 4])
+    try:
+        header = json.loads(blob[start + 4 : start + 4 + size])
+        added_at = float(header["added_at"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"corrupt memory snapshot header: {exc}") from None
+    return Restored(added_at, TokenMemory.from_bytes(blob[start + 4 + size :], device=device))

@@ -1,0 +1,106 @@
+"""The service end to end in-process: real embedded model on a real looping video, the HTTP API, rules, sessions."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.models import Backend, load_backend
+from tests.agent.service_harness import running_service, video_camera, wait_until
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Backend:
+    return load_backend("embedded", device="cpu")
+
+
+async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_evidence(embedded: Backend) -> None:
+    async with running_service(embedded, allow_file_urls=True) as run:
+        created = await run.client.post("/cameras", json=video_camera())
+        assert created.status_code == 201, created.text
+        assert created.json()["id"] == "cam1"
+        camera = run.service.cameras["cam1"]
+        await wait_until(lambda: camera.frames_processed >= 6, what="six frames in memory")
+
+        status = (await run.client.get("/cameras/cam1")).json()
+        assert status["state"] == "online"
+        assert status["memory_entries"] > 0
+        assert status["compression_ratio"] > 1.0
+
+        answer = await run.client.post("/cameras/cam1/ask", json={"question": "what did you see?"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["answer"]
+        assert body["tokens_used"] > 0
+        assert body["raw_tokens_in_range"] >= body["tokens_used"]
+        assert body["evidence"], body
+        for span in body["evidence"]:
+            assert span["from"] <= span["to"]
+            assert span["camera"] == "cam1"
+        shot = await run.client.get(body["evidence"][0]["snapshot_url"])
+        assert shot.status_code == 200
+        assert shot.content[:2] == b"\xff\xd8"  # a JPEG
+
+        memory = (await run.client.get("/cameras/cam1/memory")).json()
+        assert memory["entries"] == status["memory_entries"] or memory["entries"] > 0
+        assert memory["items"][0]["labels"], "the embedded backend labels memory entries"
+
+
+async def test_follow_up_questions_in_a_session_are_kept(embedded: Backend) -> None:
+    async with running_service(embedded, allow_file_urls=True) as run:
+        await run.client.post("/cameras", json=video_camera())
+        await wait_until(lambda: run.service.cameras["cam1"].frames_processed >= 3, what="frames")
+        for question in ("what did you see?", "and when?"):
+            r = await run.client.post("/cameras/cam1/ask", json={"question": question, "session_id": "s1"})
+            assert r.status_code == 200, r.text
+        turns = await run.service.store.turns("s1")
+        assert [t.question for t in turns] == ["what did you see?", "and when?"]
+
+
+async def test_bad_requests_get_clear_4xx_errors(embedded: Backend) -> None:
+    async with running_service(embedded) as run:
+        c = run.client
+        cases = [
+            (await c.get("/cameras/nope"), 404, "UnknownCamera"),
+            (await c.post("/cameras", json={"id": "x", "url": "ftp://host/cam"}), 422, None),
+            (await c.post("/cameras", json={"id": "../etc", "url": "rtsp://h/s"}), 422, "ValidationError"),
+            (await c.post("/cameras", json={"id": "f", "url": "/etc/passwd"}), 422, None),
+            (await c.post("/cameras", content=b"{not json", headers={"content-type": "application/json"}), 422,
+             "ValidationError"),
+            (await c.post("/cameras/nope/ask", json={"question": "hi"}), 404, "UnknownCamera"),
+            (await c.post("/rules", json={"camera_id": "nope", "kind": "novelty", "params": {"threshold": 0.5}}),
+             404, "UnknownCamera"),
+            (await c.post("/cameras", content=b"x" * 2_000_000, headers={"content-type": "application/json"}), 413,
+             "PayloadTooLarge"),
+        ]
+        for response, status, error in cases:
+            assert response.status_code == status, (response.request.url, response.text)
+            body = response.json()
+            assert body["detail"] and "Traceback" not in response.text
+            if error:
+                assert body["error"] == error
+        await c.post("/cameras", json={"id": "cam", "url": "rtsp://127.0.0.1:1/none"})
+        for bad in ({"question": "x" * 5000}, {"question": "hi", "since_s": -5}, {"question": ""},
+                    {"question": "hi", "from": 10, "to": 5}):
+            r = await c.post("/cameras/cam/ask", json=bad)
+            assert r.status_code == 422, (bad, r.text)
+
+
+async def test_with_a_token_every_route_but_healthz_needs_it(embedded: Backend) -> None:
+    async with running_service(embedded, api_token="s3cret-token-for-tests-only") as run:
+        anonymous = {"Authorization": ""}
+        assert (await run.client.get("/healthz", headers=anonymous)).status_code == 200
+        for path in ("/cameras", "/rules", "/readyz", "/metrics"):
+            assert (await run.client.get(path, headers=anonymous)).status_code == 401, path
+            wrong = {"Authorization": "Bearer nope"}
+            assert (await run.client.get(path, headers=wrong)).status_code == 401, path
+            assert (await run.client.get(path)).status_code in (200, 503), path
+
+
+async def test_camera_urls_come_back_redacted(embedded: Backend) -> None:
+    async with running_service(embedded) as run:
+        r = await run.client.post("/cameras", json={"id": "door", "url": "rtsp://admin:hunter2@127.0.0.1:1/s"})
+        assert r.status_code == 201, r.text
+        for response in (r, await run.client.get("/cameras"), await run.client.get("/cameras/door")):
+            assert "hunter2" not in response.text
+        metrics = await run.client.get("/metrics")
+        assert "hunter2" not in metrics.text
