@@ -50,7 +50,7 @@ def load_backend(name_or_path: str, *, device: str = "auto", dtype: str | None =
             or an existing directory holding a LLaVA-OneVision checkpoint.
         device: "auto" (CUDA when present), "cpu", "cuda:N".
         dtype: None (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
-        **settings: backend options: embedded `image_px` (448), `min_prob` (0.2); llava `time_markers` (True),
+        **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens); llava `time_markers` (True),
             `marker_bucket_s` (10.0); tiny `seed` (0), `directory` (a temp dir).
 
     Returns:
@@ -87,7 +87,8 @@ def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
     from agent.models.labels import Labeler
 
     image_px = int(settings.pop("image_px", 448))
-    min_prob = float(settings.pop("min_prob", 0.2))
+    min_prob = float(settings.pop("min_prob", 0.3))
+    min_support = float(settings.pop("min_support", 10.0))
     _no_extra(settings, "embedded")
     try:
         net = load_lite0()
@@ -98,7 +99,7 @@ def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
     return Backend(
         name="embedded",
         encoder=encoder,
-        answerer=EmbeddedAnswerer(labeler, min_prob=min_prob),
+        answerer=EmbeddedAnswerer(labeler, min_prob=min_prob, min_support=min_support),
         token_dim=encoder.token_dim,
         tokens_per_frame=encoder.tokens_per_frame,
         frame_size=encoder.frame_size,
