@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -237,13 +237,16 @@ class RedisStore(Store):
                 await self.client.hdel(self.key(_CASCADE[kind]), key)
 
     async def all(self, kind: str) -> dict[str, Any]:
-        return {k.decode(): _decode(kind, v) for k, v in (await self.client.hgetall(self.key(kind))).items()}
+        raw = cast(dict[bytes, bytes], await self.client.hgetall(self.key(kind)))
+        return {k.decode(): _decode(kind, v) for k, v in raw.items()}
 
     async def append_turn(self, session_id: str, turn: Turn, ttl_s: float) -> None:
         key = self.key("session", session_id)
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, turn.model_dump_json()).ltrim(key, -self.session_max_turns, -1)
-            await pipe.pexpire(key, int(ttl_s * 1000)).execute()
+            pipe.rpush(key, turn.model_dump_json())
+            pipe.ltrim(key, -self.session_max_turns, -1)
+            pipe.pexpire(key, int(ttl_s * 1000))
+            await pipe.execute()
 
     async def put_session(self, session_id: str, session: Session | None) -> None:
         """Write a whole session with its remaining TTL (None deletes it)."""
@@ -251,7 +254,8 @@ class RedisStore(Store):
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(key)
             if session is not None and session.turns:
-                pipe.rpush(key, *[t.model_dump_json() for t in session.turns]).pexpire(key, int(session.ttl_s * 1000))
+                pipe.rpush(key, *[t.model_dump_json() for t in session.turns])
+                pipe.pexpire(key, int(session.ttl_s * 1000))
             await pipe.execute()
 
     async def turns(self, session_id: str) -> list[Turn]:
@@ -276,13 +280,15 @@ class RedisStore(Store):
 
     async def outbox_entries(self, n: int) -> list[tuple[int, Alert]]:
         """Return up to `n` oldest (sequence number, alert) pairs, oldest first."""
-        pairs = await self.client.zrange(self._ids, 0, n - 1, withscores=True)
+        pairs = cast(list[tuple[bytes, float]], await self.client.zrange(self._ids, 0, n - 1, withscores=True))
         items = await self.client.hmget(self._items, [i for i, _ in pairs]) if pairs else []
         return [(int(seq), Alert.model_validate_json(v)) for (_, seq), v in zip(pairs, items, strict=True) if v]
 
     async def outbox_ack(self, alert_id: str) -> bool:
         async with self.client.pipeline(transaction=True) as pipe:
-            removed, _ = await pipe.zrem(self._ids, alert_id).hdel(self._items, alert_id).execute()
+            pipe.zrem(self._ids, alert_id)
+            pipe.hdel(self._items, alert_id)
+            removed, _ = await pipe.execute()
         return bool(removed)
 
     async def outbox_len(self) -> int:
@@ -295,10 +301,13 @@ class RedisStore(Store):
         """Write one outbox entry at sequence number `seq` (None removes it) and the drop count."""
         async with self.client.pipeline(transaction=True) as pipe:
             if alert is None:
-                pipe.zrem(self._ids, alert_id).hdel(self._items, alert_id)
+                pipe.zrem(self._ids, alert_id)
+                pipe.hdel(self._items, alert_id)
             else:
-                pipe.zadd(self._ids, {alert_id: seq}).hset(self._items, alert_id, alert.model_dump_json())
-            await pipe.set(self._dropped, dropped).execute()
+                pipe.zadd(self._ids, {alert_id: seq})
+                pipe.hset(self._items, alert_id, alert.model_dump_json())
+            pipe.set(self._dropped, dropped)
+            await pipe.execute()
 
 
 def _encode(value: Any) -> bytes | str:
