@@ -234,12 +234,12 @@ class RuleEngine:
             state.pending_id = state.pending_t = None
         self._changed.add(rule_id)
 
-    def mark_dropped(self, rule_id: str, alert_id: str) -> None:
-        """An alert left the outbox undelivered (past its bound): it no longer holds the cooldown."""
-        state = self._states.get(rule_id)
-        if state is not None and state.pending_id == alert_id:
-            state.pending_id = state.pending_t = None
-            self._changed.add(rule_id)
+    def mark_dropped(self, alert_id: str) -> None:
+        """An alert left the outbox undelivered (past its bound): it no longer holds its rule's cooldown."""
+        for rule_id, state in self._states.items():
+            if state.pending_id == alert_id:
+                state.pending_id = state.pending_t = None
+                self._changed.add(rule_id)
 
     def changed(self) -> dict[str, dict[str, Any]]:
         """Return and forget the states changed since the last call, by rule id (to persist in the store)."""

@@ -75,7 +75,7 @@ def test_a_dropped_alert_releases_the_cooldown() -> None:
     engine.set_rule(rule)
     [first] = engine.evaluate(Observation("cam1", now=0.0, novelty=0.9))
     engine.evaluate(Observation("cam1", now=1.0, novelty=0.1))
-    engine.mark_dropped(rule.id, first.id)
+    engine.mark_dropped(first.id)
     assert len(engine.evaluate(Observation("cam1", now=2.0, novelty=0.9))) == 1
 
 
