@@ -234,12 +234,16 @@ class RuleEngine:
             state.pending_id = state.pending_t = None
         self._changed.add(rule_id)
 
-    def mark_dropped(self, alert_id: str) -> None:
-        """An alert left the outbox undelivered (past its bound): it no longer holds its rule's cooldown."""
-        for rule_id, state in self._states.items():
-            if state.pending_id == alert_id:
+    def mark_dropped(self, rule_id: str | None, alert_id: str) -> None:
+        """An alert left the outbox undelivered (past its bound): it no longer holds its rule's cooldown.
+
+        Pass `rule_id=None` when only the alert id is known (the outbox reports ids): the owner is looked up.
+        """
+        candidates = self._states.items() if rule_id is None else [(rule_id, self._states.get(rule_id))]
+        for owner, state in candidates:
+            if state is not None and state.pending_id == alert_id:
                 state.pending_id = state.pending_t = None
-                self._changed.add(rule_id)
+                self._changed.add(owner)
 
     def changed(self) -> dict[str, dict[str, Any]]:
         """Return and forget the states changed since the last call, by rule id (to persist in the store)."""
@@ -247,8 +251,9 @@ class RuleEngine:
         self._changed.clear()
         return out
 
-    def load_states(self, states: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
-        """Restore persisted states for rules already set (unknown rule ids are ignored)."""
-        for rule_id, data in states:
+    def load_states(self, states: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Restore persisted states (by rule id) for rules already set; unknown rule ids are ignored."""
+        pairs = states.items() if isinstance(states, Mapping) else states
+        for rule_id, data in pairs:
             if rule_id in self._rules:
                 self._states[rule_id] = RuleState.from_dict(data)

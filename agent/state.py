@@ -181,6 +181,10 @@ class MemoryStore(Store):
     async def outbox_len(self) -> int:
         return len(self.outbox)
 
+    def outbox_list(self) -> list[Alert]:
+        """Every queued alert, oldest first (synchronous, for metrics and status)."""
+        return [alert for _, alert in self.outbox.values()]
+
     async def outbox_dropped(self) -> int:
         return self.dropped
 

@@ -75,7 +75,7 @@ def test_a_dropped_alert_releases_the_cooldown() -> None:
     engine.set_rule(rule)
     [first] = engine.evaluate(Observation("cam1", now=0.0, novelty=0.9))
     engine.evaluate(Observation("cam1", now=1.0, novelty=0.1))
-    engine.mark_dropped(first.id)
+    engine.mark_dropped(None, first.id)
     assert len(engine.evaluate(Observation("cam1", now=2.0, novelty=0.9))) == 1
 
 
@@ -151,7 +151,8 @@ def test_rule_state_round_trips_through_json_and_restores_the_cooldown() -> None
     saved = json.loads(json.dumps(engine.changed()))
     assert engine.changed() == {}
     restarted = RuleEngine()
-    restarted.set_rule(rule, saved[rule.id])
+    restarted.set_rule(rule)
+    restarted.load_states(saved)
     assert restarted.state(rule.id) == engine.state(rule.id)
     restarted.evaluate(Observation("cam1", now=2, novelty=0.0))
     assert restarted.evaluate(Observation("cam1", now=3, novelty=0.9)) == []  # still cooling down
