@@ -45,6 +45,8 @@ ANSWER_BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 NOVELTY_BUCKETS: Final = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TOKEN_BUCKETS: Final = tuple(float(2**k) for k in range(4, 16))  # 16 ... 32768 tokens
 
+# A camera counts as up in the streamer's words (`streamer.State.UP`) and in the API's (`CameraState` "online").
+UP_STATES: Final = frozenset({"up", "online"})
 ALERT_OUTCOMES: Final = ("sent", "queued", "failed", "dropped")
 ANSWER_OUTCOMES: Final = ("ok", "error")
 MAX_LABEL_CHARS: Final = 64
@@ -131,12 +133,12 @@ class CameraSnapshot:
 
         Args:
             camera: the camera id (the label value; never its URL).
-            state: `source.status.state`; only "up" counts as up.
+            state: `source.status.state` or the API's camera state; "up" and "online" count as up.
             stats: the source's counters.
             memory: the camera's token memory.
         """
         return cls(
-            camera=camera, up=state == "up", frames_decoded=stats.frames_decoded,
+            camera=camera, up=str(state) in UP_STATES, frames_decoded=stats.frames_decoded,
             frames_sampled=stats.frames_sampled, drops=dict(stats.drops), reconnects=stats.reconnects,
             connect_failures=stats.connect_failures, input_fps=stats.input_fps, decode_seconds=stats.decode_seconds,
             last_frame_wall_time=stats.last_frame_wall_time, memory_entries=len(memory),

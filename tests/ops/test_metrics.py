@@ -149,7 +149,9 @@ def test_camera_snapshot_reads_a_real_source_stats_and_token_memory() -> None:
     snap = CameraSnapshot.from_parts("lobby", "up", stats, memory)
     assert (snap.up, snap.frames_decoded, snap.frames_sampled, snap.drops) == (True, 50, 8, {"consumer_behind": 1})
     assert snap.memory_tokens_in == 30 and snap.memory_entries == len(memory) > 0
+    assert CameraSnapshot.from_parts("lobby", "online", stats, memory).up  # the API's word for it
     assert not CameraSnapshot.from_parts("lobby", "connecting", stats, memory).up
+    assert not CameraSnapshot.from_parts("lobby", "offline", stats, memory).up
 
 
 def test_fully_fed_exposition_passes_promtool_and_names_carry_prefix_and_units(metrics: Metrics) -> None:
