@@ -95,7 +95,7 @@ async def _collect_alerts(broker_url: str, topic: str, found: list[dict[str, obj
     async with aiomqtt.Client(host, int(port)) as client:
         await client.subscribe(topic, qos=1)
         async for message in client.messages:
-            found.append({"topic": message.topic.value, **json.loads(message.payload)})
+            found.append({**json.loads(message.payload), "mqtt_topic": message.topic.value})
             if stop.is_set():
                 return
 
@@ -133,7 +133,7 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
     asyncio.run(scenario())
     assert alerts, "a novelty alert reached a real MQTT subscriber"
     first = alerts[0]
-    assert first["camera"] == "gate" and first["kind"] == "novelty" and str(first["topic"]).startswith("scissor/gate/")
+    assert first["camera"] == "gate" and first["kind"] == "novelty" and str(first["mqtt_topic"]).startswith("scissor/gate/alerts/")
     assert len({a["id"] for a in alerts}) == len(alerts)
 
     time.sleep(2.5)  # one periodic memory snapshot lands in Redis
