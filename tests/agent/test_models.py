@@ -38,6 +38,24 @@ def tiny(tiny_dir: Path) -> Backend:
     return load_backend("tiny", device="cpu", directory=str(tiny_dir))
 
 
+@pytest.fixture(scope="module")
+def photos(embedded: Backend) -> torch.Tensor:
+    """Tokens [2, 196, 1280] of skimage's chelsea (a cat) and coffee (an espresso cup), encoded once."""
+    return embedded.encoder.encode([skimage.data.chelsea(), skimage.data.coffee()])
+
+
+@pytest.fixture(scope="module")
+def photo_memory(embedded: Backend, photos: torch.Tensor) -> tuple[torch.Tensor, list[EntryInfo]]:
+    """Entries of the chelsea frame seen at 10-12 s and the coffee frame seen at 100-104 s."""
+    cat, cat_stats = compress_video_with_stats(photos[:1], embedded.default_tau)
+    cup, cup_stats = compress_video_with_stats(photos[1:], embedded.default_tau)
+    cat_counts = torch.bincount(cat_stats.assignment, minlength=cat.shape[0]).tolist()
+    cup_counts = torch.bincount(cup_stats.assignment, minlength=cup.shape[0]).tolist()
+    entries = [EntryInfo(i, 10.0, 12.0, c, 3, (1,)) for i, c in enumerate(cat_counts)]
+    entries += [EntryInfo(100 + i, 100.0, 104.0, c, 5, (9,)) for i, c in enumerate(cup_counts)]
+    return torch.cat([cat, cup]), entries
+
+
 def _frames(n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
@@ -63,16 +81,18 @@ def test_embedded_weights_load_key_for_key_and_a_missing_key_is_named() -> None:
         EfficientNetLite.from_state_dict(broken)
 
 
-def test_embedded_encoder_gives_196_tokens_of_1280_per_448px_frame(embedded: Backend) -> None:
-    tokens = embedded.encoder.encode([skimage.data.chelsea(), skimage.data.coffee()])
+def test_embedded_encoder_gives_196_tokens_of_1280_per_448px_frame(embedded: Backend, photos: torch.Tensor) -> None:
+    tokens = photos
     assert tokens.shape == (2, 196, 1280) and tokens.dtype == torch.float32
     assert (embedded.token_dim, embedded.tokens_per_frame, embedded.frame_size) == (1280, 196, (448, 448))
     assert float(tokens.min()) >= 0.0 and float(tokens.max()) <= 6.0  # ReLU6 features
 
 
-def test_embedded_labels_chelsea_as_a_cat_and_coffee_as_espresso_or_cup(embedded: Backend) -> None:
+def test_embedded_labels_chelsea_as_a_cat_and_coffee_as_espresso_or_cup(
+    embedded: Backend, photos: torch.Tensor
+) -> None:
     assert embedded.labeler is not None
-    tokens = embedded.encoder.encode([skimage.data.chelsea(), skimage.data.coffee()])
+    tokens = photos
     per_token = embedded.labeler.class_logits(tokens).mean(dim=1)  # [2, 1000] averaged over the frame's tokens
     assert int(per_token[0].argmax()) in CATS
     assert int(per_token[1].argmax()) in {967, 968}
@@ -84,7 +104,7 @@ def test_embedded_labels_chelsea_as_a_cat_and_coffee_as_espresso_or_cup(embedded
 
 
 def test_embedded_encoder_resizes_frames_of_any_size_and_rejects_non_rgb(embedded: Backend) -> None:
-    odd = np.zeros((37, 91, 3), dtype=np.uint8)
+    odd = np.zeros((37, 61, 3), dtype=np.uint8)
     assert embedded.encoder.encode([odd]).shape == (1, 196, 1280)
     with pytest.raises(FrameError, match="uint8"):
         embedded.encoder.encode([odd.astype(np.float32)])
@@ -114,42 +134,38 @@ def test_unknown_label_raises_a_value_error_with_suggestions(embedded: Backend) 
         embedded.labeler.resolve("catt")
 
 
-def _photo_memory(embedded: Backend) -> tuple[torch.Tensor, list[EntryInfo]]:
-    """Entries of a chelsea frame seen at 10-12 s and a coffee frame seen at 100-104 s."""
-    tokens = embedded.encoder.encode([skimage.data.chelsea(), skimage.data.coffee()])
-    cat, cat_stats = compress_video_with_stats(tokens[:1], embedded.default_tau)
-    cup, cup_stats = compress_video_with_stats(tokens[1:], embedded.default_tau)
-    cat_counts = torch.bincount(cat_stats.assignment, minlength=cat.shape[0]).tolist()
-    cup_counts = torch.bincount(cup_stats.assignment, minlength=cup.shape[0]).tolist()
-    entries = [EntryInfo(i, 10.0, 12.0, c, 3, (1,)) for i, c in enumerate(cat_counts)]
-    entries += [EntryInfo(100 + i, 100.0, 104.0, c, 5, (9,)) for i, c in enumerate(cup_counts)]
-    return torch.cat([cat, cup]), entries
-
-
-def test_embedded_answerer_says_when_it_last_saw_a_cat(embedded: Backend) -> None:
-    tokens, entries = _photo_memory(embedded)
+def test_embedded_answerer_says_when_it_last_saw_a_cat(
+    embedded: Backend, photo_memory: tuple[torch.Tensor, list[EntryInfo]]
+) -> None:
+    tokens, entries = photo_memory
     answer = embedded.answerer.answer("When did you last see a cat?", tokens, entries)
     assert "cat" in answer.text and "t=12s" in answer.text
     assert answer.evidence == [(10.0, 12.0)]
     assert answer.tokens_used == tokens.shape[0] and answer.prefill_tokens == 0
 
 
-def test_embedded_answerer_says_no_for_what_it_did_not_see(embedded: Backend) -> None:
-    tokens, entries = _photo_memory(embedded)
+def test_embedded_answerer_says_no_for_what_it_did_not_see(
+    embedded: Backend, photo_memory: tuple[torch.Tensor, list[EntryInfo]]
+) -> None:
+    tokens, entries = photo_memory
     answer = embedded.answerer.answer("Did you see a dog?", tokens, entries)
     assert answer.text.startswith("No") and answer.evidence == []
 
 
-def test_embedded_answerer_lists_what_was_seen_in_a_recent_window(embedded: Backend) -> None:
-    tokens, entries = _photo_memory(embedded)
+def test_embedded_answerer_lists_what_was_seen_in_a_recent_window(
+    embedded: Backend, photo_memory: tuple[torch.Tensor, list[EntryInfo]]
+) -> None:
+    tokens, entries = photo_memory
     recent = embedded.answerer.answer("What was seen in the last 2 minutes?", tokens, entries)
     assert "espresso" in recent.text and "Egyptian Mau" in recent.text
     short = embedded.answerer.answer("What was seen in the last 30 seconds?", tokens, entries)
     assert "espresso" in short.text and "Mau" not in short.text
 
 
-def test_embedded_answerer_says_plainly_when_a_question_is_beyond_it(embedded: Backend) -> None:
-    tokens, entries = _photo_memory(embedded)
+def test_embedded_answerer_says_plainly_when_a_question_is_beyond_it(
+    embedded: Backend, photo_memory: tuple[torch.Tensor, list[EntryInfo]]
+) -> None:
+    tokens, entries = photo_memory
     answer = embedded.answerer.answer("Why is the sky blue?", tokens, entries)
     assert answer.text.startswith("I can't answer that") and answer.evidence == []
 
