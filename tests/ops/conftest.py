@@ -5,11 +5,14 @@ Switching the dashboards test to the real service means changing only `metrics_t
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +95,7 @@ def _wait_ready(proc: subprocess.Popen[str], what: str, timeout_s: float = 20.0)
     raise TimeoutError(f"{what} not ready within {timeout_s} s")
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[Any]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=10)
@@ -133,3 +136,58 @@ def prometheus(metrics_target: MetricsTarget) -> Iterator[ShippedConfigPrometheu
         yield server
     finally:
         server.close()
+
+
+def _api(address: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
+    request = urllib.request.Request(
+        f"http://{address}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as reply:
+        return int(reply.status)
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"scissor serve exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+@pytest.fixture(scope="module")
+def service_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsTarget]:
+    """The real thing: ops/camera's RTSP server looping its sample video, and `scissor serve` (embedded backend)
+    watching it with a novelty rule, /metrics behind the API token. Slow: the sample is encoded with x264 first."""
+    work = tmp_path_factory.mktemp("service")
+    video = work / "sample.mp4"
+    subprocess.run([str(ROOT / "ops" / "camera" / "make_sample.sh"), str(video)], check=True, timeout=300)
+    camera_port, api_port, token = free_port(), free_port(), secrets.token_urlsafe(24)
+    camera = subprocess.Popen(["/usr/bin/python3", str(ROOT / "ops" / "camera" / "rtsp_camera.py"), str(video),
+                               "--host", "127.0.0.1", "--port", str(camera_port)], stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "SCISSOR_PORT": str(api_port), "SCISSOR_API_TOKEN": token, "SCISSOR_BACKEND": "embedded",
+           "SCISSOR_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    log = (work / "service.log").open("wb")
+    service = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve"], cwd=ROOT, env=env, stdout=log,
+                               stderr=subprocess.STDOUT)
+    address = f"127.0.0.1:{api_port}"
+    try:
+        _wait_ready(camera, "ops/camera RTSP server")
+        _wait_http(f"http://{address}/healthz", service)
+        _api(address, token, "POST", "/cameras", {"id": "sample", "url": f"rtsp://127.0.0.1:{camera_port}/cam"})
+        _api(address, token, "POST", "/rules", {"camera_id": "sample", "kind": "novelty",
+                                                "params": {"threshold": 0.3}, "cooldown_s": 0})
+        yield MetricsTarget(address, token, frozenset({"sample"}))
+    finally:
+        _stop(service)
+        _stop(camera)
+        log.close()
+
+
+def ask(target: MetricsTarget, camera: str, question: str) -> int:
+    """POST a question to the service behind `target`; returns the HTTP status."""
+    return _api(target.address, target.token, "POST", f"/cameras/{camera}/ask", {"question": question, "since_s": 60})

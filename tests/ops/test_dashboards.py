@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tests.ops.conftest import (
     SHIPPED_PROMETHEUS_YML,
     MetricsTarget,
     ShippedConfigPrometheus,
+    ask,
     derived_prometheus_config,
 )
 
@@ -33,14 +35,14 @@ GRAFANA_VARIABLES = {
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
 
-def grafana_substitute(expr: str) -> str:
+def grafana_substitute(expr: str, variables: dict[str, str] = GRAFANA_VARIABLES) -> str:
     """Replace $var, ${var} and ${var:format} as Grafana does for an all-cameras view; unknown names raise."""
 
     def value(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
-        if name not in GRAFANA_VARIABLES:
+        if name not in variables:
             raise KeyError(f"dashboard uses variable ${name}, which the test does not know how to expand")
-        return GRAFANA_VARIABLES[name]
+        return variables[name]
 
     return VARIABLE.sub(value, expr)
 
@@ -150,3 +152,22 @@ def test_a_panel_on_a_metric_we_do_not_export_or_bad_promql_would_fail(warm_prom
         warm_prometheus.query("rate(scissor_tokens_in_total[$__rate_interval])")
     with pytest.raises(KeyError):
         grafana_substitute("rate(x[$__unknown])")
+
+
+@pytest.mark.slow
+def test_every_panel_query_returns_data_from_the_real_service_watching_a_real_rtsp_camera(
+    service_target: MetricsTarget,
+) -> None:
+    # CPU encoding gives ~1-2 frames/s here: Grafana's $__rate_interval for a slower feed is wider.
+    variables = {**GRAFANA_VARIABLES, "__rate_interval": "30s"}
+    with ShippedConfigPrometheus(service_target) as prometheus:
+        prometheus.wait_for_scrape()
+        assert ask(service_target, "sample", "what is moving?") == 200
+        prometheus.wait_for_data("scissor_frames_encoded_total > 5", timeout_s=120)
+        assert ask(service_target, "sample", "what is moving now?") == 200
+        time.sleep(5)
+        empty = []
+        for dashboard, panel, expr in all_targets():
+            if not prometheus.query(grafana_substitute(expr, variables)):
+                empty.append(f"{dashboard} {panel}")
+        assert not empty, empty
