@@ -67,6 +67,8 @@ def tome_merge(frames: Tensor, budget: int) -> Tensor:
     Output in order of each merged token's earliest member. Based on facebookresearch/ToMe `bipartite_soft_matching`.
     """
     flat, k = _flat(frames, budget)
+    if k == 0:
+        return flat[:0]
     x = flat.float()  # [T, D] running size-weighted sums
     size = torch.ones(x.shape[0], device=x.device)  # [T]
     first = torch.arange(x.shape[0], device=x.device)  # [T] earliest original index, for ordering
