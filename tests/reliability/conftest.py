@@ -76,3 +76,14 @@ class Census:
 def video_path(name: str) -> Path:
     """A bundled sample video."""
     return sample_video(name)
+
+
+def metric_value(exposition: str, sample: str, **labels: str) -> float:
+    """The value of one sample (e.g. `scissor_alerts_total`) with exactly these labels in a /metrics body; 0 if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for s in family.samples:
+            if s.name == sample and s.labels == labels:
+                return float(s.value)
+    return 0.0
