@@ -392,12 +392,20 @@ class ResilientStore(MemoryStore):
         if self.backend is None:
             return True
         was_healthy = self.healthy
+        if not was_healthy and self._loaded:
+            # Redis may have come back empty (restarted without persistence): write all of RAM, not just changes.
+            self._mark_all_dirty()
         if not await self._redis(lambda b: b.ping(), self._load, self._write_dirty):
             return False
         self.healthy, self.reason = True, None
         if not was_healthy:
             log.info("state store: Redis reachable, state loaded and written back")
         return True
+
+    def _mark_all_dirty(self) -> None:
+        self.dirty.update((kind, key) for kind in KINDS for key in self.maps[kind])
+        self.dirty.update(("session", sid) for sid in self.sessions)
+        self.dirty.update(("outbox", alert_id) for alert_id in self.outbox)
 
     async def _sync_loop(self) -> None:
         while True:
