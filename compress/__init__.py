@@ -2,7 +2,7 @@
 
 from compress.baselines import PEERS, l2norm_topk, random_drop, tome_merge, uniform_frames, with_merge
 from compress.budget import BudgetStats, compress_to_budget, compress_to_budget_with_stats
-from compress.memory import EntryInfo, MemoryUpdate
+from compress.memory import EntryInfo, MemoryUpdate, TokenMemory
 from compress.quality import coverage, nearest_cosine, retention, worst_coverage
 from compress.scc import (
     SccStats,
@@ -22,6 +22,7 @@ __all__ = [
     "EntryInfo",
     "MemoryUpdate",
     "SccStats",
+    "TokenMemory",
     "compress_to_budget",
     "compress_to_budget_with_stats",
     "compress_video",

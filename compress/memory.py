@@ -1,8 +1,47 @@
-"""Rolling per-camera token memory built by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O."""
+"""Rolling per-camera token memory built by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O.
+
+Per frame: spatial SCC; components join every live entry they exceed tau with (entries bridged by one component
+merge); every token joins its most similar entry (the paper's final merge, per frame); a time window and a
+capacity (merging the most similar pair) bound it. Letters: N tokens per frame, D width, M live entries.
+"""
 
 from __future__ import annotations
 
+import io
+import math
+import pickle
 from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from compress.scc import (
+    check_finite,
+    check_tau,
+    graph_components,
+    merge_by_labels,
+    normalize,
+    semantic_components,
+)
+
+_STATE_VERSION = 1
+_NEG = float("-inf")
+_CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
+_ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
+_CONFIG = ("dim", "tau", "capacity", "window_s", "evidence_frames")
+_COUNTERS = (
+    "newest_t", "next_id", "frames_total", "tokens_in_total", "tokens_zero_total", "tokens_evicted_total",
+    "evicted_total", "consolidations_total", "bridged_total",
+)
+_ROW_FIELDS = ("sums", "counts", "first_seen", "last_seen", "frames", "ids", "evidence", "nn_idx", "nn_sim")
+# Per-entry buffers: name -> (row shape with "D" / "E" for width / evidence slots, dtype, fill of an unused row).
+_ROWS: dict[str, tuple[tuple[str, ...], torch.dtype, float]] = {
+    "sums": (("D",), torch.float32, 0.0), "unit": (("D",), torch.float32, 0.0), "counts": ((), torch.int64, 0),
+    "first_seen": ((), torch.float64, 0.0), "last_seen": ((), torch.float64, 0.0), "frames": ((), torch.int64, 0),
+    "ids": ((), torch.int64, -1), "evidence": (("E",), torch.int64, -1), "nn_idx": ((), torch.int64, -1),
+    "nn_sim": ((), torch.float32, _NEG),
+}
 
 
 @dataclass(frozen=True)
@@ -50,3 +89,395 @@ class MemoryUpdate:
     evicted: tuple[int, ...]
     novelty: float
     frame_components: int
+
+
+class TokenMemory:
+    """Bounded per-camera memory of visual tokens, updated one frame at a time by incremental SCC.
+
+    Entries live in the rows 0..M-1 of preallocated buffers (sums `[rows, D]` float32, counts, times, ids,
+    evidence and each entry's nearest neighbour); removal swaps the last row into the hole, so no update ever
+    touches more than the live rows and nothing grows with stream length (DESIGN.md "TokenMemory", ToMe's
+    size-weighted sums: G3). Counters for Prometheus are plain attributes: `tokens_in_total`,
+    `tokens_evicted_total`, `tokens_zero_total`, `evicted_total`, `consolidations_total`, `bridged_total`.
+    """
+
+    def __init__(
+        self, dim: int, tau: float = 0.9, capacity: int = 2048, window_s: float = 600.0,
+        device: str | torch.device = "cpu", *, evidence_frames: int = 4,
+    ) -> None:
+        """Build an empty memory.
+
+        Args:
+            dim: token width D. tau: cosine threshold in [-1, 1] (spatial SCC and joining entries).
+            capacity: most entries kept (>= 1); past it the most similar pair is merged.
+            window_s: entries whose last_seen is older than this before the newest frame are evicted (> 0).
+            device: where every buffer lives. evidence_frames: frame indices kept per entry (first + newest).
+        """
+        if dim < 1 or capacity < 1 or evidence_frames < 1 or not window_s > 0:
+            raise ValueError(f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim}, {capacity}, "
+                             f"{evidence_frames}, {window_s}")
+        self.dim, self.tau, self.capacity = int(dim), check_tau(tau), int(capacity)
+        self.window_s, self.evidence_frames = float(window_s), int(evidence_frames)
+        self.device = torch.device(device)
+        self.newest_t: float | None = None
+        self.next_id = self.frames_total = self.tokens_in_total = self.tokens_zero_total = 0
+        self.tokens_evicted_total = self.evicted_total = self.consolidations_total = self.bridged_total = 0
+        self._m = 0
+        self._rows: dict[str, Tensor] = {}
+        self._reserve(self.capacity + 1)
+
+    def _shape(self, name: str, rows: int) -> tuple[int, ...]:
+        return (rows, *({"D": self.dim, "E": self.evidence_frames}[s] for s in _ROWS[name][0]))
+
+    def _reserve(self, rows: int) -> None:
+        """Make the buffers hold at least `rows` rows (only ever capacity + the largest frame's components)."""
+        if self._rows and self._rows["ids"].shape[0] >= rows:
+            return
+        for name, (_, dtype, fill) in _ROWS.items():
+            buf = torch.full(self._shape(name, rows), fill, dtype=dtype, device=self.device)
+            if name in self._rows:
+                buf[: self._m] = self._rows[name][: self._m]
+            self._rows[name] = buf
+
+    def _remove(self, rows: Tensor) -> Tensor:
+        """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed rows."""
+        m, r = self._m, self._rows
+        keep = m - rows.numel()
+        gone = torch.zeros(m, dtype=torch.bool, device=self.device)
+        gone[rows] = True
+        holes = rows[rows < keep]
+        movers = keep + (~gone[keep:]).nonzero().squeeze(1)  # live rows past the new end fill the holes
+        for buf in r.values():
+            buf[holes] = buf[movers]
+        mapping = torch.arange(m, device=self.device)
+        mapping[rows] = -1
+        mapping[movers] = holes
+        nn = r["nn_idx"][:keep]
+        nn.copy_(torch.where(nn >= 0, mapping[nn.clamp_min(0)], -1))  # -1 marks "neighbour gone": recomputed
+        self._m = keep
+        return mapping
+
+    def _refresh_nn(self, changed: Tensor) -> None:
+        """Keep every entry's most similar other entry exact after `changed` rows moved (O(r M D), r small).
+
+        Rows whose neighbour changed or vanished are recomputed; every other row only compares against the
+        changed rows, since its similarities to unchanged entries are as they were.
+        """
+        m, r = self._m, self._rows
+        idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
+        if m < 2:
+            idx.fill_(-1)
+            sim.fill_(_NEG)
+            return
+        stale = (idx < 0) | torch.isin(idx, changed)
+        rows = torch.unique(torch.cat([changed, stale.nonzero().squeeze(1)]))
+        unit = r["unit"][:m]
+        s = unit[rows] @ unit.T  # [r, M]
+        s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
+        col_best, col_arg = s.max(dim=0)
+        better = col_best > sim
+        better[rows] = False
+        sim[better], idx[better] = col_best[better], rows[col_arg[better]]
+        sim[rows], idx[rows] = s.max(dim=1)
+
+    def _merge_rows(self, into: Tensor, away: Tensor) -> None:
+        """Add rows `away` into rows `into` (counts-weighted: sums and counts add); no row is removed here."""
+        r, e = self._rows, self.evidence_frames
+        rows, inverse = into.unique(return_inverse=True)  # small: a bridge or one consolidation
+        for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never on a whole buffer
+            r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
+        r["frames"][rows] = r["frames"][rows].clamp_max(self.frames_total)  # an upper bound on distinct frames
+        r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(0, inverse, r["first_seen"][away], "amin")
+        r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(0, inverse, r["last_seen"][away], "amax")
+        for k, a in enumerate(rows.tolist()):
+            seen = torch.cat([r["evidence"][a], r["evidence"][away[inverse == k]].flatten()])
+            seen = seen[seen >= 0].unique()  # sorted; keep the first frame and the newest ones
+            keep = seen if seen.numel() <= e else torch.cat([seen[:1], seen[seen.numel() - e + 1 :]])
+            r["evidence"][a] = -1
+            r["evidence"][a, : keep.numel()] = keep
+        r["unit"][rows] = normalize(r["sums"][rows])[0]
+
+    def add_frame(self, tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
+        """Merge one frame's tokens into the memory: spatial SCC, join or create entries, final merge, bounds.
+
+        Args:
+            tokens: `[N, D]` any float dtype; zero-norm rows are padding (counted in tokens_zero_total, not kept).
+            t: stream seconds of the frame, never below the previous frame's. frame_index: kept as evidence.
+
+        Raises:
+            ValueError: wrong shape or width, NaN/inf tokens, non-finite or decreasing t; nothing changes then.
+        """
+        x = self._check_frame(tokens, t)
+        t = float(t)
+        evicted = self._evict(t)
+        self.newest_t = t
+        self.frames_total += 1
+        self.tokens_in_total += x.shape[0]
+        nonzero = normalize(x)[1]
+        x = x[nonzero]  # D4: zero-norm tokens carry nothing and never capture a merge
+        self.tokens_zero_total += int(nonzero.numel() - x.shape[0])
+        if x.shape[0] == 0:
+            return MemoryUpdate(t, int(frame_index), (), (), (), evicted, 0.0, 0)
+        labels = semantic_components(x, self.tau)  # [N] spatial step (Eq. 5)
+        k1 = int(labels.max()) + 1
+        new, absorbed, away, novelty = self._merge_frame(x, labels, k1, t, int(frame_index))
+        away += self._consolidate()
+        return MemoryUpdate(t, int(frame_index), new, absorbed, tuple(away), evicted, novelty, k1)
+
+    def _check_frame(self, tokens: Tensor, t: float) -> Tensor:
+        if tokens.dim() != 2 or tokens.shape[1] != self.dim:
+            raise ValueError(f"tokens must be [N, {self.dim}], got shape {tuple(tokens.shape)}")
+        check_finite(tokens)
+        if not math.isfinite(t) or (self.newest_t is not None and t < self.newest_t):
+            raise ValueError(f"t must be finite and never go backwards (newest {self.newest_t}), got {t}")
+        return tokens.to(self.device, torch.float32)
+
+    def _evict(self, t: float) -> tuple[int, ...]:
+        """Drop entries whose last_seen is older than window_s before `t`; returns their ids."""
+        m, r = self._m, self._rows
+        old = (r["last_seen"][:m] < t - self.window_s).nonzero().squeeze(1)
+        if old.numel() == 0:
+            return ()
+        ids = tuple(r["ids"][old].tolist())
+        self.tokens_evicted_total += int(r["counts"][old].sum())
+        self.evicted_total += len(ids)
+        self._remove(old)
+        self._refresh_nn(old.new_empty(0))
+        return ids
+
+    def _group(self, x: Tensor, labels: Tensor, k1: int) -> tuple[Tensor, ...]:
+        """Link components to live entries and to each other (cos > tau) and union everything linked.
+
+        Returns `(group [k1], target [G] row or -1, bridged rows, the rows they merge into, comp units, comp x
+        entry cos [k1, M])`; the oldest entry of a group is its target and keeps its id.
+        """
+        m, r = self._m, self._rows
+        comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
+        comp_cos = comp_unit @ r["unit"][:m].T  # [k1, M]: the frame's one component x entry matmul
+        link = comp_cos > self.tau
+        cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
+        shared = link[:, cols].float()
+        adj = (comp_unit @ comp_unit.T > self.tau) | (shared @ shared.T > 0)  # same frame, or through an entry
+        adj |= torch.eye(k1, dtype=torch.bool, device=self.device)
+        group = graph_components(adj[None])[0]  # [k1], numbered in first-member order
+        col_group = group[shared.argmax(dim=0)]  # [L] group of any component linking the entry
+        ids = r["ids"][cols]
+        oldest = torch.full((int(group.max()) + 1,), torch.iinfo(torch.int64).max, device=self.device)
+        oldest.scatter_reduce_(0, col_group, ids, "amin")
+        target = torch.full_like(oldest, -1)
+        is_target = ids == oldest[col_group]
+        target[col_group[is_target]] = cols[is_target]
+        return group, target, cols[~is_target], target[col_group[~is_target]], comp_unit, comp_cos
+
+    def _nearest(self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor) -> Tensor:
+        """Eq. 7 per token: the most similar of the untouched live rows and the group representatives `reps`.
+
+        Exact without an [N, M] matmul: a token scores its component's top entries; an entry outside them is at
+        least (angle of the component's next entry - token's angle to its component) away (triangle inequality
+        on the sphere), and only tokens this bound leaves open are scored against every row.
+
+        Returns `[N]` long: a live row (< M), or M + g for representative g.
+        """
+        m, unit = self._m, self._rows["unit"][: self._m]
+        comp_unit, comp_cos = comp
+        x_unit = normalize(x)[0]
+        scores = [x_unit @ normalize(reps)[0].T]  # [N, G]
+        bound = torch.full((comp_cos.shape[0],), -1.0, device=self.device)  # cos of the best entry left out
+        cand = torch.empty(0, dtype=torch.long, device=self.device)
+        if m:
+            top_cos, top_rows = comp_cos.masked_fill(blocked[None], _NEG).topk(min(_CANDIDATES + 1, m), dim=1)
+            if m > _CANDIDATES:
+                bound, top_rows = top_cos[:, -1], top_rows[:, :-1]
+            cand = top_rows.unique()
+            scores.insert(0, (x_unit @ unit[cand].T).masked_fill(blocked[cand][None], _NEG))
+        best, arg = torch.cat(scores, dim=1).max(dim=1)
+        rows = torch.cat([cand, m + torch.arange(reps.shape[0], device=self.device)])[arg]
+        angle = torch.acos  # all cosines clamped to [-1, 1]; margin covers float error near cos = 1
+        own = angle((x_unit * comp_unit[labels]).sum(dim=1).clamp(-1, 1))
+        open_ = angle(bound.clamp(-1, 1))[labels] - own < angle(best.clamp(-1, 1)) + _ANGLE_MARGIN
+        if m and bool(open_.any()):
+            full = (x_unit[open_] @ unit.T).masked_fill(blocked[None], _NEG)  # [n_open, M]
+            full_best, full_arg = full.max(dim=1)
+            rows[open_] = torch.where(full_best > best[open_], full_arg, rows[open_])
+        return rows
+
+    def _merge_frame(
+        self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
+    ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
+        """Steps 2-3 of DESIGN.md: join or create entries, then the final merge of every token (Eqs. 7-8)."""
+        m, r = self._m, self._rows
+        group, target, away, away_into, comp_unit, comp_cos = self._group(x, labels, k1)
+        matched = (target >= 0)[group[labels]]  # [N] tokens whose component joined a pre-existing entry
+        away_ids = r["ids"][away].tolist()
+        self.bridged_total += len(away_ids)
+        if away.numel():
+            self._merge_rows(away_into, away)
+        blocked = torch.zeros(m, dtype=torch.bool, device=self.device)
+        blocked[target[target >= 0]] = True  # joined entries are scored through their group's representative
+        blocked[away] = True
+        fresh = (target < 0).nonzero().squeeze(1)
+        self._reserve(m + fresh.numel())
+        self._init_rows(m, m + fresh.numel(), t)
+        target[fresh] = m + torch.arange(fresh.numel(), device=self.device)
+        reps = r["sums"][target] + merge_by_labels(x, group[labels], target.numel(), reduce="sum")  # [G, D]
+        assign = self._nearest(x, labels, (comp_unit, comp_cos), blocked, reps)
+        assign = torch.where(assign >= m, target[(assign - m).clamp_min(0)], assign)
+        rows, inverse = assign.unique(return_inverse=True)
+        r["sums"][rows] += merge_by_labels(x, inverse, rows.numel(), reduce="sum")  # float32 accumulation (D5)
+        r["counts"][rows] += torch.bincount(inverse, minlength=rows.numel())
+        touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
+        touched[rows] = True
+        touched[target] = True  # a joined entry appeared in this frame even if its tokens went elsewhere
+        touched[away] = False
+        touched = touched.nonzero().squeeze(1)
+        absorbed = tuple(r["ids"][touched[touched < m]].tolist())
+        r["last_seen"][touched] = t
+        r["frames"][touched] += 1
+        self._append_evidence(touched, frame_index)
+        r["unit"][touched] = normalize(r["sums"][touched])[0]
+        filled = r["counts"][m : m + fresh.numel()] > 0  # a new entry whose tokens all went elsewhere never exists
+        new_ids = self.next_id + torch.arange(int(filled.sum()), device=self.device)
+        r["ids"][m + filled.nonzero().squeeze(1)] = new_ids  # ids in first-appearance order, never reused
+        self.next_id += new_ids.numel()
+        self._m = m + fresh.numel()
+        mapping = self._remove(torch.cat([away, m + (~filled).nonzero().squeeze(1)]))
+        touched = mapping[touched]
+        self._refresh_nn(touched[touched >= 0])
+        return tuple(new_ids.tolist()), absorbed, away_ids, 1.0 - float(matched.float().mean())
+
+    def _init_rows(self, start: int, stop: int, t: float) -> None:
+        for name, (_, _, fill) in _ROWS.items():
+            self._rows[name][start:stop] = fill
+        self._rows["first_seen"][start:stop] = self._rows["last_seen"][start:stop] = t
+
+    def _append_evidence(self, rows: Tensor, frame_index: int) -> None:
+        """Record `frame_index` on `rows`; a full row keeps its first frame and shifts the newer ones left."""
+        ev = self._rows["evidence"]
+        block = ev[rows]  # [r, E]
+        filled = (block >= 0).sum(dim=1)
+        full = filled == self.evidence_frames
+        if self.evidence_frames > 1:
+            block[full, 1:-1] = block[full, 2:]
+        block[torch.arange(rows.numel(), device=self.device), filled.clamp_max(self.evidence_frames - 1)] = frame_index
+        ev[rows] = block
+
+    def _consolidate(self) -> list[int]:
+        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids gone."""
+        gone: list[int] = []
+        r = self._rows
+        while self._m > self.capacity:
+            i = int(r["nn_sim"][: self._m].argmax())
+            j = int(r["nn_idx"][i])
+            a, b = (i, j) if int(r["ids"][i]) < int(r["ids"][j]) else (j, i)
+            gone.append(int(r["ids"][b]))
+            into, away = r["ids"].new_tensor([a]), r["ids"].new_tensor([b])
+            self._merge_rows(into, away)
+            mapping = self._remove(away)
+            self._refresh_nn(mapping[into])
+            self.consolidations_total += 1
+        return gone
+
+    def __len__(self) -> int:
+        return self._m
+
+    def tokens(self, since: float | None = None, until: float | None = None) -> tuple[Tensor, list[EntryInfo]]:
+        """Live entries whose [first_seen, last_seen] overlaps [since, until] (open ends when None).
+
+        Returns:
+            (`[K, D]` float32 entry means, one `EntryInfo` per row), ordered by first_seen then id.
+        """
+        m, r = self._m, self._rows
+        keep = torch.ones(m, dtype=torch.bool, device=self.device)
+        if since is not None:
+            keep &= r["last_seen"][:m] >= since
+        if until is not None:
+            keep &= r["first_seen"][:m] <= until
+        rows = keep.nonzero().squeeze(1)
+        rows = rows[torch.argsort(r["ids"][rows], stable=True)]
+        rows = rows[torch.argsort(r["first_seen"][rows], stable=True)]
+        means = r["sums"][rows] / r["counts"][rows, None].float()
+        cols = [r[name][rows].tolist() for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")]
+        infos = [
+            EntryInfo(i, f, last, c, n, tuple(e for e in ev if e >= 0)) for i, f, last, c, n, ev in zip(*cols)
+        ]
+        return means, infos
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total counters)."""
+        config = {name: getattr(self, name) for name in _CONFIG}
+        stored = int(self._rows["counts"][: self._m].sum())
+        return {"entries": self._m, "tokens_stored": stored, **config, **{n: getattr(self, n) for n in _COUNTERS}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in _CONFIG + _COUNTERS}
+        state["version"] = _STATE_VERSION
+        state.update({name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS})
+        return state
+
+    @classmethod
+    def from_state_dict(
+        cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
+    ) -> TokenMemory:
+        """A memory with the state's configuration and entries; `dim`, when given, must match the state's.
+
+        Raises:
+            ValueError: not a TokenMemory state, another dim, or inconsistent rows.
+        """
+        _check_state(state)
+        if dim is not None and state["dim"] != dim:
+            raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
+        config = [state[name] for name in _CONFIG[:4]]
+        memory = cls(*config, device, evidence_frames=state["evidence_frames"])
+        memory._load_rows(state)
+        return memory
+
+    def _load_rows(self, state: dict[str, Any]) -> None:
+        m = int(state["ids"].shape[0])
+        self._m = 0
+        self._reserve(max(m, self.capacity) + 1)
+        for name in _ROW_FIELDS:
+            self._rows[name][:m] = state[name].to(self.device)
+        self._rows["unit"][:m] = normalize(self._rows["sums"][:m])[0]
+        self._m = m
+        for name in _COUNTERS:
+            setattr(self, name, state[name])
+
+    def to_bytes(self) -> bytes:
+        """`state_dict()` serialised with torch.save (for Redis snapshots)."""
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None) -> TokenMemory:
+        """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs).
+
+        Raises:
+            ValueError: a corrupt or foreign blob, or a state of another dim.
+        """
+        try:
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
+            raise ValueError(f"not a TokenMemory snapshot ({len(blob)} bytes): {error}".splitlines()[0]) from error
+        return cls.from_state_dict(state, device=device, dim=dim)
+
+
+def _check_state(state: object) -> None:
+    """Raise ValueError unless `state` is a consistent TokenMemory state of this version."""
+    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+        raise ValueError(f"not a TokenMemory state of version {_STATE_VERSION}")
+    missing = [k for k in _CONFIG + _COUNTERS + _ROW_FIELDS if k not in state]
+    if missing or not all(isinstance(state[k], Tensor) for k in _ROW_FIELDS):
+        raise ValueError(f"TokenMemory state lacks tensors or fields {missing}")
+    m, sizes = state["ids"].shape[0], {"D": state["dim"], "E": state["evidence_frames"]}
+    for name in _ROW_FIELDS:
+        shape, dtype = (m, *(sizes[s] for s in _ROWS[name][0])), _ROWS[name][1]
+        if tuple(state[name].shape) != shape or state[name].dtype != dtype:
+            raise ValueError(f"TokenMemory state {name}: {tuple(state[name].shape)} {state[name].dtype}, want {shape}")
+    ids, nn = state["ids"], state["nn_idx"]
+    if m and not (
+        int(state["counts"].min()) >= 1 and bool(torch.isfinite(state["sums"]).all()) and int(ids.min()) >= 0
+        and int(ids.max()) < state["next_id"] and ids.unique().numel() == m and -1 <= int(nn.min()) <= int(nn.max()) < m
+    ):
+        raise ValueError("TokenMemory state rows are inconsistent (counts, ids, neighbours or non-finite sums)")
