@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
@@ -18,8 +19,16 @@ from agent.watcher import CameraRuntime
 from compress.memory import MemoryUpdate
 from streamer import Frame
 
-if TYPE_CHECKING:
-    from agent.service import Service
+
+class AlertHost(Protocol):
+    """What the router needs from the service that owns it (the Service satisfies it)."""
+
+    metrics: Any
+    publisher: Any
+    store: Any
+
+    async def answer(self, cameras: list[CameraRuntime], question: str, ranges: list[TimeRange], *,
+                     max_memory_tokens: int | None = None, max_new_tokens: int = 64) -> Any: ...
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +39,7 @@ NOVELTY_EVENT_AT = 0.5  # novelty at or above which a "novelty" event goes to /e
 class AlertRouter:
     """Feeds the rule engine with observations from memory updates (and prompt answers) and sends its alerts."""
 
-    def __init__(self, service: Service, backend: Backend):
+    def __init__(self, service: AlertHost, backend: Backend):
         self._service = service
         self._backend = backend
         self.engine = rule_logic.RuleEngine()
@@ -138,8 +147,11 @@ class AlertRouter:
                 self.engine.mark_asked(rule.id, obs.now)
                 task = asyncio.create_task(self._prompt(rule, camera, update.t), name=f"prompt-{rule.id}")
                 self._prompt_tasks[rule.id] = task
-                task.add_done_callback(lambda _, rid=rule.id: self._prompt_tasks.pop(rid, None))
+                task.add_done_callback(functools.partial(self._prompt_done, rule.id))
         await self._persist()
+
+    def _prompt_done(self, rule_id: str, _: asyncio.Task[None]) -> None:
+        self._prompt_tasks.pop(rule_id, None)
 
     async def _prompt(self, rule: Rule, camera: CameraRuntime, t: float) -> None:
         params = rule.params

@@ -108,7 +108,8 @@ class Service:
             raise UnknownCamera(camera_id) from None
 
     def _split_options(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        memory, source = {}, {}
+        memory: dict[str, Any] = {}
+        source: dict[str, Any] = {}
         for key, value in options.items():
             kinds = MEMORY_OPTIONS if key in MEMORY_OPTIONS else SOURCE_OPTIONS if key in SOURCE_OPTIONS else None
             if kinds is None:

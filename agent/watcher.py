@@ -80,6 +80,7 @@ class CameraRuntime:
     state: str = "connecting"
     reason: str = ""
     frames_processed: int = 0
+    frames_rejected: int = 0  # frames whose tokens were not finite (NaN/inf): skipped, memory untouched
     errors: int = 0
     last_update: MemoryUpdate | None = None
     last_t: float = 0.0
@@ -173,9 +174,22 @@ class CameraWatcher:
                 camera.source = None
         await self._status("down", "stream ended")
 
+    def _reject(self, frame: Frame, reason: str) -> None:
+        # One bad frame (NaN/inf tokens) is skipped and counted; it must neither poison memory nor restart ingest.
+        camera = self.camera
+        camera.frames_rejected += 1
+        if camera.source is not None:
+            camera.source.stats.count_drop(reason)
+        if camera.frames_rejected == 1 or camera.frames_rejected % 100 == 0:
+            log.warning("camera %s: frame %d skipped (%s); %d so far", camera.id, frame.index, reason,
+                        camera.frames_rejected)
+
     async def _process(self, frame: Frame) -> None:
         camera = self.camera
         tokens, encode_s = await self._batcher.encode(frame.rgb)
+        if not bool(torch.isfinite(tokens).all()):
+            self._reject(frame, "bad_tokens")
+            return
         # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
         t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
         started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from agent.api.deps import AuthDep, ServiceDep
 from agent.records import ID_PATTERN, CameraId, Evidence, Record
@@ -26,7 +26,7 @@ class AskBody(Record):
     max_memory_tokens: int | None = Field(None, ge=1, le=65_536, description="most memory tokens handed to the model")
     max_new_tokens: int = Field(64, ge=1, le=1024)
 
-    model_config = {"extra": "forbid", "populate_by_name": True}
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     @model_validator(mode="after")
     def _one_range(self) -> AskBody:
