@@ -42,7 +42,9 @@ __all__ = [
 ]
 
 
-def load_backend(name_or_path: str, *, device: str = "auto", dtype: str | None = None, **settings: Any) -> Backend:
+def load_backend(
+    name_or_path: str, *, device: str = "auto", dtype: str | None = None, **settings: Any
+) -> Backend:
     """Load a model backend by name or from a LLaVA-OneVision directory.
 
     Args:
@@ -77,7 +79,9 @@ def load_backend(name_or_path: str, *, device: str = "auto", dtype: str | None =
     if path.is_dir():
         return _llava(str(path), "llava_onevision", device, dtype, **settings)
     if path.suffix or "/" in name_or_path:
-        raise WeightsNotFound(f"model path {name_or_path!r} does not exist; backends are {', '.join(BACKENDS)}")
+        raise WeightsNotFound(
+            f"model path {name_or_path!r} does not exist; backends are {', '.join(BACKENDS)}"
+        )
     raise BackendNotFound(name_or_path, BACKENDS)
 
 

@@ -10,9 +10,8 @@ import numpy as np
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from compress.memory import EntryInfo
-
     from agent.models.labels import Labeler
+    from compress.memory import EntryInfo
 
 
 class ModelError(Exception):

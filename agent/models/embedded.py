@@ -91,8 +91,8 @@ class MBConvBlock(nn.Module):
         if self.has_expand:
             h = F.relu6(self._bn0(self._expand_conv(h)))
         h = F.relu6(self._bn1(self._depthwise_conv(h)))
-        h = self._bn2(self._project_conv(h))  # linear bottleneck: no activation
-        return h + x if self.residual else h
+        out: Tensor = self._bn2(self._project_conv(h))  # linear bottleneck: no activation
+        return out + x if self.residual else out
 
 
 class EfficientNetLite(nn.Module):
@@ -122,7 +122,8 @@ class EfficientNetLite(nn.Module):
 
     def class_logits(self, tokens: Tensor) -> Tensor:
         """ImageNet logits of any tokens or means of tokens: `[..., 1280]` -> `[..., 1000]`."""
-        return self._fc(tokens)
+        logits: Tensor = self._fc(tokens)
+        return logits
 
     def forward(self, pixels: Tensor) -> Tensor:
         """Whole-image logits `[B, 1000]` (average pool then classifier, as trained)."""
@@ -152,7 +153,9 @@ class EfficientNetLite(nn.Module):
             )
         for key, value in own.items():
             if tuple(state[key].shape) != tuple(value.shape):
-                raise ValueError(f"shape mismatch for {key}: weights {tuple(state[key].shape)}, model {tuple(value.shape)}")
+                raise ValueError(
+                    f"shape mismatch for {key}: weights {tuple(state[key].shape)}, model {tuple(value.shape)}"
+                )
         model.load_state_dict(dict(state), strict=True)
         return model.eval()
 

@@ -21,17 +21,27 @@ if TYPE_CHECKING:
     from compress.memory import EntryInfo
 
 # Question words that are never label queries (several are ImageNet synonyms: "last", "minute", "second"...).
-_STOP = set(
-    "a an the any some of in on at to for from by with and or not no yes did do does you your i me we us it its "
-    "was were is are be been being there here this that these those what which who whom when where why how long "
-    "often last first recently latest earliest see seen saw spot spotted notice noticed detect detected visible "
-    "appear appeared appears show showed shown camera memory video stream ago past during since until now today "
-    "minute minutes min mins second seconds sec secs hour hours time times ever anything something everything "
-    "thing things happen happened going on about many much please tell me can could would should has have had "
-    "been around near".split()
+_STOP = frozenset(
+    """
+a an the any some of in on at to for from by with and or not no yes did do does you your i me we us it its
+was were is are be been being there here this that these those what which who whom when where why how long
+often last first recently latest earliest see seen saw spot spotted notice noticed detect detected visible
+appear appeared appears show showed shown camera memory video stream ago past during since until now today
+minute minutes min mins second seconds sec secs hour hours time times ever anything something everything
+thing things happen happened going about many much please tell can could would should has have had around near
+""".split()  # noqa: SIM905 (a word list reads better as text)
 )
 _WINDOW = re.compile(r"(?:last|past|previous)\s+(\d+(?:\.\d+)?)?\s*(second|sec|s|minute|min|m|hour|h)s?\b")
-_UNIT_S = {"second": 1.0, "sec": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
+_UNIT_S = {
+    "second": 1.0,
+    "sec": 1.0,
+    "s": 1.0,
+    "minute": 60.0,
+    "min": 60.0,
+    "m": 60.0,
+    "hour": 3600.0,
+    "h": 3600.0,
+}
 _BEYOND = (
     "I can't answer that: the embedded model only recognises the 1000 ImageNet object classes and when they "
     "were on camera. Ask e.g. 'when did you last see a cat?', 'what was seen in the last 2 minutes?' or "
@@ -98,7 +108,9 @@ class EmbeddedAnswerer:
                     continue
         return None
 
-    def _sightings(self, tokens: Tensor, entries: Sequence[EntryInfo], target: set[int] | None) -> list[Sighting]:
+    def _sightings(
+        self, tokens: Tensor, entries: Sequence[EntryInfo], target: set[int] | None
+    ) -> list[Sighting]:
         probs = self.labeler.probs(tokens)  # [K, 1000]
         top_p, top_c = probs.max(dim=-1)
         if target:
@@ -116,10 +128,13 @@ class EmbeddedAnswerer:
         """Answer from tokens `[K, 1280]` (row i = entries[i]); `max_new_tokens` is ignored (no language model)."""
         start = time.perf_counter()
         if tokens.ndim != 2 or tokens.shape[0] != len(entries):
-            raise ValueError(f"need one token row per entry: tokens {tuple(tokens.shape)}, {len(entries)} entries")
+            raise ValueError(
+                f"need one token row per entry: tokens {tuple(tokens.shape)}, {len(entries)} entries"
+            )
         q = question.lower().strip()
         entries, tokens = self._window(q, entries, tokens)
         found = self.find_target(q)
+        used: list[EntryInfo]
         if not entries:
             text, used = "My memory holds nothing for that time range yet.", []
         elif found is not None:
@@ -136,9 +151,7 @@ class EmbeddedAnswerer:
             latency_s=time.perf_counter() - start,
         )
 
-    def _window(
-        self, q: str, entries: Sequence[EntryInfo], tokens: Tensor
-    ) -> tuple[list[EntryInfo], Tensor]:
+    def _window(self, q: str, entries: Sequence[EntryInfo], tokens: Tensor) -> tuple[list[EntryInfo], Tensor]:
         m = _WINDOW.search(q)
         if m is None or not entries:
             return list(entries), tokens
@@ -163,13 +176,16 @@ class EmbeddedAnswerer:
             return f"A {name} ({what}) was on camera for about {total:.0f}s: {self._spans(spans)}.", used
         if re.search(r"\bfirst\b|\bearliest\b", q):
             first = min(hits, key=lambda s: s.first_seen)
-            return f"I first saw a {name} ({what}, p={first.target_mass:.2f}) at {_fmt_t(first.first_seen)}.", used
+            return (
+                f"I first saw a {name} ({what}, p={first.target_mass:.2f}) at {_fmt_t(first.first_seen)}.",
+                used,
+            )
         last = max(hits, key=lambda s: s.last_seen)
-        return (
+        text = (
             f"Yes: I last saw a {name} ({what}, p={last.target_mass:.2f}) at {_fmt_t(last.last_seen)}; "
-            f"seen {self._spans(spans)}.",
-            used,
+            f"seen {self._spans(spans)}."
         )
+        return text, used
 
     def _summary(self, tokens: Tensor, entries: Sequence[EntryInfo]) -> tuple[str, list[EntryInfo]]:
         sightings = self._sightings(tokens, entries, None)

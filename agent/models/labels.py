@@ -63,7 +63,8 @@ def _build(raw: dict[str, Any]) -> ClassCatalog:
     classes = raw["classes"]
     names = tuple(str(c["name"]) for c in classes)
     synonyms = tuple(
-        tuple(dict.fromkeys(_norm(s) for s in [*c["synonyms"], *c["wordnet_lemmas"], c["name"]])) for c in classes
+        tuple(dict.fromkeys(_norm(s) for s in [*c["synonyms"], *c["wordnet_lemmas"], c["name"]]))
+        for c in classes
     )
     by_term: dict[str, set[int]] = {}
     for cid, terms in enumerate(synonyms):
@@ -97,7 +98,14 @@ def load_catalog() -> ClassCatalog:
     return _build(json.loads(text))
 
 
-_IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse", "geese": "goose"}
+_IRREGULAR = {
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "mice": "mouse",
+    "geese": "goose",
+}
 
 
 def _singular(term: str) -> list[str]:

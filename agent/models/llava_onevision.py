@@ -43,7 +43,7 @@ class Preprocessing:
 
 
 def _read_preprocessing(source: str, image_px: int) -> Preprocessing:
-    from transformers.utils import cached_file
+    from transformers.utils.hub import cached_file
 
     for name in ("video_preprocessor_config.json", "preprocessor_config.json"):
         try:
@@ -57,7 +57,9 @@ def _read_preprocessing(source: str, image_px: int) -> Preprocessing:
     return Preprocessing(image_px, _FALLBACK_MEAN, _FALLBACK_STD)
 
 
-def load_model(source: str, *, device: str = "auto", dtype: str | None = None) -> tuple[Any, Any, Preprocessing]:
+def load_model(
+    source: str, *, device: str = "auto", dtype: str | None = None
+) -> tuple[Any, Any, Preprocessing]:
     """Load a LLaVA-OneVision checkpoint (local directory or Hugging Face id) with its tokenizer.
 
     Honours `HF_HUB_OFFLINE`: with it set, only local directories and the hub cache are used.
@@ -90,8 +92,10 @@ def load_model(source: str, *, device: str = "auto", dtype: str | None = None) -
     except OSError as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         hint = " (HF_HUB_OFFLINE is set: download it beforehand or give a local directory)" if offline else ""
-        raise WeightsNotFound(f"LLaVA-OneVision weights for {source!r} are not available{hint}: {exc}") from exc
-    model = model.to(dev).eval()
+        raise WeightsNotFound(
+            f"LLaVA-OneVision weights for {source!r} are not available{hint}: {exc}"
+        ) from exc
+    model = model.to(dev).eval()  # type: ignore[arg-type]
     vision = model.config.vision_config
     return model, tokenizer, _read_preprocessing(source, int(vision.image_size))
 
@@ -112,14 +116,16 @@ class LlavaEncoder:
     def encode(self, frames: Sequence[np.ndarray]) -> Tensor:
         """Encode F RGB frames into `Tensor[F, N, D]` float32 on CPU."""
         p = self.model.parameters().__next__()
-        pixels = to_pixels(frames, self.frame_size, self.pre.mean, self.pre.std, device=p.device, dtype=p.dtype)
+        pixels = to_pixels(
+            frames, self.frame_size, self.pre.mean, self.pre.std, device=p.device, dtype=p.dtype
+        )
         out = self.model.get_video_features(pixel_values_videos=pixels[None])  # pooler [1, F*N + 1, D]
-        pooled = out.pooler_output[0, :-1]  # drop the one newline token appended per video
+        pooled: Tensor = out.pooler_output[0, :-1]  # drop the one newline token appended per video
         return pooled.reshape(len(frames), self.tokens_per_frame, -1).float().cpu().contiguous()
 
 
 def _marker(t: float) -> str:
-    return f"t={int(round(t))}s"
+    return f"t={round(t)}s"
 
 
 class LlavaAnswerer:
@@ -132,7 +138,9 @@ class LlavaAnswerer:
         marker_bucket_s: width of a time-marker group in stream seconds.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, time_markers: bool = True, marker_bucket_s: float = 10.0):
+    def __init__(
+        self, model: Any, tokenizer: Any, *, time_markers: bool = True, marker_bucket_s: float = 10.0
+    ):
         if marker_bucket_s <= 0:
             raise ValueError(f"marker_bucket_s must be > 0, got {marker_bucket_s}")
         self.model = model

@@ -19,13 +19,13 @@ VOCAB_SIZE = 128
 IMAGE_TOKEN_ID = 126
 VIDEO_TOKEN_ID = 127
 _SPECIAL = ["[UNK]", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-_WORDS = (
-    "system user assistant you watch a camera visual tokens from its memory follow with stream times "
-    "what when where who how long did was were is are there see seen saw last first in on at of the "
-    "cat dog car bird person people truck animal minutes minute seconds second ago now yes no it this that "
-    "t s = ? . , : ! 0 1 2 3 4 5 6 7 8 9 and or not any many some red blue green white black moving "
-    "door street room outside inside left right up down near far big small one two three time"
-).split()
+_WORDS = """
+system user assistant you watch a camera visual tokens from its memory follow with stream times what
+when where who how long did was were is are there see seen saw last first in on at of the cat dog
+car bird person people truck animal minutes minute seconds second ago now yes no it this that t s =
+? . , : ! 0 1 2 3 4 5 6 7 8 9 and or not any many some red blue green white black moving door street
+room outside inside left right up down near far big small one two three time
+""".split()  # noqa: SIM905 (a word list reads better as text)
 # ChatML, as Qwen2 checkpoints use.
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -52,7 +52,7 @@ def build_tokenizer() -> object:
     tk = Tokenizer(models.WordLevel(_vocab(), unk_token="[UNK]"))
     # Split words, punctuation ("t=12s" -> t = 1 2 s) and single digits.
     tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Digits(True)])
-    tok = PreTrainedTokenizerFast(
+    tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tk,
         unk_token="[UNK]",
         eos_token="<|im_end|>",
@@ -66,8 +66,12 @@ def build_tokenizer() -> object:
 
 def build_model(seed: int = TINY_SEED) -> object:
     """The tiny LlavaOnevisionForConditionalGeneration, initialised from `seed` (eval mode)."""
-    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config
-    from transformers import SiglipVisionConfig
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
 
     vision = SiglipVisionConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -83,7 +87,7 @@ def build_model(seed: int = TINY_SEED) -> object:
         vision_feature_layer=-1, vision_feature_select_strategy="full",
     )  # fmt: skip
     torch.manual_seed(seed)
-    return LlavaOnevisionForConditionalGeneration(cfg).eval()
+    return LlavaOnevisionForConditionalGeneration(cfg).eval()  # type: ignore[no-untyped-call]
 
 
 def save_tiny(directory: str | Path, seed: int = TINY_SEED) -> Path:
@@ -103,6 +107,10 @@ def save_tiny(directory: str | Path, seed: int = TINY_SEED) -> Path:
     model.generation_config.pad_token_id = 1  # type: ignore[attr-defined]
     model.save_pretrained(path)  # type: ignore[attr-defined]
     build_tokenizer().save_pretrained(path)  # type: ignore[attr-defined]
-    pre = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX}}
+    pre = {
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "size": {"height": TINY_IMAGE_PX, "width": TINY_IMAGE_PX},
+    }
     (path / "preprocessor_config.json").write_text(json.dumps(pre, indent=2), encoding="utf-8")
     return path

@@ -81,7 +81,9 @@ def test_embedded_weights_load_key_for_key_and_a_missing_key_is_named() -> None:
         EfficientNetLite.from_state_dict(broken)
 
 
-def test_embedded_encoder_gives_196_tokens_of_1280_per_448px_frame(embedded: Backend, photos: torch.Tensor) -> None:
+def test_embedded_encoder_gives_196_tokens_of_1280_per_448px_frame(
+    embedded: Backend, photos: torch.Tensor
+) -> None:
     tokens = photos
     assert tokens.shape == (2, 196, 1280) and tokens.dtype == torch.float32
     assert (embedded.token_dim, embedded.tokens_per_frame, embedded.frame_size) == (1280, 196, (448, 448))
@@ -93,7 +95,9 @@ def test_embedded_labels_chelsea_as_a_cat_and_coffee_as_espresso_or_cup(
 ) -> None:
     assert embedded.labeler is not None
     tokens = photos
-    per_token = embedded.labeler.class_logits(tokens).mean(dim=1)  # [2, 1000] averaged over the frame's tokens
+    per_token = embedded.labeler.class_logits(tokens).mean(
+        dim=1
+    )  # [2, 1000] averaged over the frame's tokens
     assert int(per_token[0].argmax()) in CATS
     assert int(per_token[1].argmax()) in {967, 968}
     # The head is linear: the mean of per-token logits is the logits of the mean token (entries are means).
@@ -181,7 +185,9 @@ def _capture_prefill(backend: Backend) -> tuple[list[torch.Tensor], Any]:
     return seen, lm.register_forward_pre_hook(hook, with_kwargs=True)
 
 
-def test_tiny_runs_frames_to_compressed_tokens_to_an_answer_with_exactly_k_visual_embeddings(tiny: Backend) -> None:
+def test_tiny_runs_frames_to_compressed_tokens_to_an_answer_with_exactly_k_visual_embeddings(
+    tiny: Backend,
+) -> None:
     frames = _frames(6)
     tokens = tiny.encoder.encode(frames)
     assert tokens.shape == (6, 196, tiny.token_dim) == (6, tiny.tokens_per_frame, 64)
@@ -211,7 +217,9 @@ def test_tiny_answers_are_deterministic(tiny: Backend) -> None:
     assert a.text == b.text and a.prefill_tokens == b.prefill_tokens
 
 
-def test_llava_onevision_loads_the_tiny_directory_by_path_through_the_same_code(tiny: Backend, tiny_dir: Path) -> None:
+def test_llava_onevision_loads_the_tiny_directory_by_path_through_the_same_code(
+    tiny: Backend, tiny_dir: Path
+) -> None:
     by_path = load_backend(str(tiny_dir), device="cpu")
     named = load_backend(f"llava_onevision:{tiny_dir}", device="cpu")
     assert by_path.name == named.name == "llava_onevision"
@@ -235,7 +243,9 @@ def test_missing_model_directory_fails_with_a_clear_message(tmp_path: Path) -> N
         load_backend(str(tmp_path / "nope"))
 
 
-def test_default_llava_weights_missing_offline_fail_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_llava_weights_missing_offline_fail_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", "/nonexistent-scissor-hf-home")
     with pytest.raises(WeightsNotFound, match="HF_HUB_OFFLINE"):
