@@ -32,7 +32,10 @@ def camera_like(frames: int, tokens: int, dim: int, seed: int = 0) -> Tensor:
     side = max(2, math.isqrt(tokens))
     region = (torch.arange(tokens) // side * 4 // side).clamp_max(3)  # [N] band of each position
     base = torch.randn(4, dim, generator=g)[region]  # [N, D]
-    spread = lambda lo, hi: torch.exp(torch.empty(tokens, 1).uniform_(math.log(lo), math.log(hi), generator=g))  # noqa: E731
+
+    def spread(lo: float, hi: float) -> Tensor:  # [N, 1] per-position scale, log-uniform in [lo, hi]
+        return torch.exp(torch.empty(tokens, 1).uniform_(math.log(lo), math.log(hi), generator=g))
+
     scene = base + spread(0.05, 0.8) * torch.randn(tokens, dim, generator=g)  # static texture
     video = scene.expand(frames, tokens, dim).clone()
     objects = torch.randn(6, dim, generator=g)

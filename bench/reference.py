@@ -80,7 +80,8 @@ def _scc(tokens: Tensor, adj: np.ndarray, eps: float, rng: np.random.RandomState
 def _adjacency(x: Tensor, tau: float) -> Tensor:
     """Cosine > tau with the reference's plain norm division (no epsilon: D4)."""
     unit = x / x.norm(dim=-1, keepdim=True)
-    return (unit @ unit.transpose(-1, -2)) > tau
+    adj: Tensor = (unit @ unit.transpose(-1, -2)) > tau
+    return adj
 
 
 def reference_compress(

@@ -35,15 +35,10 @@ def test_the_search_lands_close_to_the_budget_on_a_smooth_workload() -> None:
 
 
 def test_a_non_monotone_instance_still_gets_a_count_within_budget() -> None:
-    # PAPER.md D7 reports 124 of 20,000 tiny instances where a higher tau gives fewer tokens; find one here.
-    for seed in range(3000):
-        g = torch.Generator().manual_seed(seed)
-        frames = torch.randn(2, 4, 2, generator=g)
-        counts = [compress_video_with_stats(frames, t / 50)[1].output_tokens for t in range(-49, 50)]
-        if any(b < a for a, b in zip(counts, counts[1:])):
-            break
-    else:
-        pytest.fail("no non-monotone instance found")
+    # PAPER.md D7: the two-step count is not monotone in tau. Seed 2 gives 4 tokens at tau 0.82, 2 at 0.84.
+    frames = torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(2))
+    low, high = (compress_video_with_stats(frames, t, merge=False)[1].output_tokens for t in (0.82, 0.84))
+    assert high < low
     for budget in range(1, 9):
         assert compress_to_budget(frames, max_tokens=budget).shape[0] <= budget
 

@@ -10,11 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
 
-from compress import compress_video, compress_video_with_stats, graph_components, merge_by_labels
-from compress import semantic_components
+from compress import (
+    compress_video,
+    compress_video_with_stats,
+    graph_components,
+    merge_by_labels,
+    semantic_components,
+)
 from compress.scc import cosine_similarity, final_merge, frame_components
 
-FAST = settings(max_examples=40, deadline=None)
+FAST = settings(max_examples=25, deadline=None)
 
 
 def clustered(seed: int, n: int, d: int, clusters: int, noise: float) -> torch.Tensor:
