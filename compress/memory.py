@@ -171,6 +171,8 @@ class TokenMemory:
             return
         stale = (idx < 0) | torch.isin(idx, changed)
         rows = torch.unique(torch.cat([changed, stale.nonzero().squeeze(1)]))
+        if rows.numel() == 0:
+            return
         unit = r["unit"][:m]
         s = unit[rows] @ unit.T  # [r, M]
         s[torch.arange(rows.numel(), device=self.device), rows] = _NEG

@@ -1,0 +1,273 @@
+"""TokenMemory invariants on synthetic streams (concepts that appear, vanish and return); never touches I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import Tensor
+
+import compress.memory as memory_module
+from compress import TokenMemory
+
+D = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Small tensor ops on 2 shared cores: OpenMP threads only add contention (10x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def concepts(count: int, seed: int = 0, dim: int = D) -> Tensor:
+    """`[count, dim]` random unit directions (nearly orthogonal: pairwise cos well below 0.9)."""
+    g = torch.Generator().manual_seed(seed)
+    c = torch.randn(count, dim, generator=g)
+    return c / c.norm(dim=1, keepdim=True)
+
+
+def frame(centers: Tensor, shown: list[int], per: int = 8, noise: float = 0.03, seed: int = 0) -> Tensor:
+    """`[len(shown) * per, D]` tokens: `per` noisy copies of each shown concept (cos to its center ~0.99)."""
+    g = torch.Generator().manual_seed(seed)
+    base = centers[torch.tensor(shown)].repeat_interleave(per, dim=0)
+    return base + noise * torch.randn(base.shape, generator=g)
+
+
+def stream(memory: TokenMemory, frames: int, seed: int = 0, fps: float = 2.0) -> list[object]:
+    """Feed a camera-like stream: a fixed background plus objects drawn from a pool that come, go and return."""
+    centers = concepts(60, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    updates = []
+    for f in range(frames):
+        scene = (f // 40) % 5  # five scenes cycle, so objects vanish and come back
+        objects = (10 + scene * 10 + torch.randperm(10, generator=g)[:3]).tolist()
+        updates.append(memory.add_frame(frame(centers, [0, 1, 2, *objects], seed=seed * 100_000 + f), f / fps, f))
+    return updates
+
+
+def stored_tokens(memory: TokenMemory) -> int:
+    return sum(info.count for info in memory.tokens()[1])
+
+
+def test_capacity_and_window_are_never_exceeded_on_a_long_stream() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=12, window_s=30.0)
+    centers = concepts(60)
+    for f in range(1200):  # a new object every third frame; old ones return 57 objects later
+        shown = [0, 1, 2 + (f // 3) % 57, 2 + (f // 5) % 57]
+        memory.add_frame(frame(centers, shown, per=3, seed=f), f / 2.0, f)
+        assert len(memory) <= 12
+        _, infos = memory.tokens()
+        assert all(info.last_seen >= f / 2.0 - 30.0 for info in infos)
+    assert memory.consolidations_total > 0
+    assert memory.evicted_total > 0
+
+
+def test_member_counts_are_conserved_through_bridges_consolidation_and_eviction() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=25.0)
+    stream(memory, 300)
+    s = memory.summary()
+    assert s["consolidations_total"] and s["evicted_total"]
+    assert stored_tokens(memory) == s["tokens_stored"]
+    assert s["tokens_stored"] == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
+
+
+def test_first_seen_never_exceeds_last_seen_and_entries_come_ordered_by_first_seen() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=16, window_s=60.0)
+    stream(memory, 250)
+    _, infos = memory.tokens()
+    assert all(info.first_seen <= info.last_seen for info in infos)
+    keys = [(info.first_seen, info.id) for info in infos]
+    assert keys == sorted(keys)
+    assert all(list(info.evidence) == sorted(info.evidence) and len(info.evidence) <= 4 for info in infos)
+
+
+def test_ids_increase_and_are_never_reused() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=8, window_s=20.0)
+    seen: list[int] = []
+    for update in stream(memory, 300):
+        seen += list(update.new)  # type: ignore[attr-defined]
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+
+
+def test_a_concept_that_returns_within_the_window_merges_back_into_its_entry() -> None:
+    centers = concepts(10)
+    memory = TokenMemory(D, tau=0.9, capacity=64, window_s=100.0)
+    first = memory.add_frame(frame(centers, [0, 5], seed=1), 0.0, 0)
+    dog = first.new[1]
+    for f in range(1, 20):  # the dog (concept 5) leaves for a while
+        memory.add_frame(frame(centers, [0], seed=f + 1), float(f), f)
+    back = memory.add_frame(frame(centers, [0, 5], seed=99), 20.0, 20)
+    assert back.new == () and dog in back.absorbed
+    info = next(i for i in memory.tokens()[1] if i.id == dog)
+    assert (info.first_seen, info.last_seen, info.frames, info.evidence) == (0.0, 20.0, 2, (0, 20))
+
+
+def test_a_concept_that_returns_after_the_window_gets_a_new_entry() -> None:
+    centers = concepts(10)
+    memory = TokenMemory(D, tau=0.9, capacity=64, window_s=10.0)
+    dog = memory.add_frame(frame(centers, [0, 5], seed=1), 0.0, 0).new[1]
+    evictions = [memory.add_frame(frame(centers, [0], seed=f + 1), float(f), f).evicted for f in range(1, 20)]
+    back = memory.add_frame(frame(centers, [0, 5], seed=99), 20.0, 20)
+    assert (dog,) in evictions
+    assert len(back.new) == 1 and back.new[0] > dog and back.novelty == pytest.approx(0.5)
+
+
+def test_novelty_is_one_for_a_new_scene_and_zero_for_a_repeated_frame() -> None:
+    centers = concepts(20)
+    memory = TokenMemory(D, tau=0.9)
+    tokens = frame(centers, [0, 1, 2, 3])
+    assert memory.add_frame(tokens, 0.0, 0).novelty == 1.0
+    repeat = memory.add_frame(tokens, 1.0, 1)
+    assert repeat.novelty == 0.0 and repeat.new == ()
+    assert memory.add_frame(frame(centers, [10, 11, 12, 13], seed=5), 2.0, 2).novelty == 1.0
+
+
+def test_two_entries_bridged_by_one_new_component_become_one() -> None:
+    a, b = concepts(2)
+    mid = (a + b) / (a + b).norm()
+    memory = TokenMemory(D, tau=0.5, capacity=64)  # cos(a, b) ~ 0, cos(mid, a) = cos(mid, b) ~ 0.71
+    ids = memory.add_frame(torch.stack([a, a]), 0.0, 0).new + memory.add_frame(torch.stack([b, b]), 1.0, 1).new
+    update = memory.add_frame(mid[None], 2.0, 2)
+    assert update.merged_away == (ids[1],) and ids[0] in update.absorbed and len(memory) == 1
+    assert memory.tokens()[1][0].count == 5 and memory.bridged_total == 1
+
+
+def test_consolidation_merges_the_most_similar_pair_counts_weighted() -> None:
+    c = concepts(3)
+    near = c[0] * 0.8 + c[1] * 0.6  # cos with c[0] = 0.8 < tau: a separate entry, but the closest pair
+    memory = TokenMemory(D, tau=0.9, capacity=2)
+    memory.add_frame(torch.stack([c[0], c[0], c[0]]), 0.0, 0)
+    memory.add_frame(near[None], 1.0, 1)
+    update = memory.add_frame(c[2][None], 2.0, 2)
+    means, infos = memory.tokens()
+    assert update.merged_away == (1,) and [i.id for i in infos] == [0, 2]
+    assert infos[0].count == 4 and (infos[0].first_seen, infos[0].last_seen) == (0.0, 1.0)
+    torch.testing.assert_close(means[0], (3 * c[0] + near) / 4)
+
+
+def test_the_pruned_final_merge_equals_scoring_every_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run() -> tuple[Tensor, list[object]]:
+        memory = TokenMemory(D, tau=0.8, capacity=40, window_s=1e9)
+        g = torch.Generator().manual_seed(3)
+        centers = concepts(30, seed=3)
+        for f in range(60):  # heavy noise: tokens sit between concepts, so the exactness check matters
+            shown = torch.randint(0, 30, (6,), generator=g).tolist()
+            memory.add_frame(frame(centers, shown, per=5, noise=0.2, seed=f), float(f), f)
+        return memory.tokens()
+
+    pruned = run()
+    monkeypatch.setattr(memory_module, "_CANDIDATES", 10_000)  # every entry is a candidate: plain argmax
+    full = run()
+    assert pruned[1] == full[1]
+    torch.testing.assert_close(pruned[0], full[0], rtol=0, atol=1e-6)
+
+
+def test_round_trip_through_bytes_is_exact_and_continues_identically() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=25.0)
+    stream(memory, 200)
+    copy = TokenMemory.from_bytes(memory.to_bytes(), dim=D)
+    (a, infos_a), (b, infos_b) = memory.tokens(), copy.tokens()
+    assert torch.equal(a, b) and infos_a == infos_b and memory.summary() == copy.summary()
+    centers = concepts(60, seed=7)
+    for f in range(200, 260):
+        tokens = frame(centers, [0, f % 60, (3 * f) % 60], seed=f)
+        assert memory.add_frame(tokens, f / 2.0, f) == copy.add_frame(tokens, f / 2.0, f)
+    assert torch.equal(memory.tokens()[0], copy.tokens()[0])
+
+
+def test_a_state_of_another_dim_or_a_corrupt_blob_is_refused_with_a_clear_error() -> None:
+    memory = TokenMemory(D)
+    memory.add_frame(frame(concepts(4), [0, 1]), 0.0, 0)
+    blob = memory.to_bytes()
+    with pytest.raises(ValueError, match="dim 32, expected 64"):
+        TokenMemory.from_bytes(blob, dim=64)
+    for bad in (b"", b"not a snapshot", blob[: len(blob) // 2]):
+        with pytest.raises(ValueError, match="not a TokenMemory snapshot"):
+            TokenMemory.from_bytes(bad)
+    state = memory.state_dict()
+    state["counts"] = state["counts"] * 0
+    with pytest.raises(ValueError, match="inconsistent"):
+        TokenMemory.from_state_dict(state)
+    with pytest.raises(ValueError, match="version"):
+        TokenMemory.from_state_dict({"weights": torch.zeros(3)})
+
+
+def test_nan_tokens_and_backward_time_raise_and_change_nothing() -> None:
+    memory = TokenMemory(D)
+    memory.add_frame(frame(concepts(4), [0, 1]), 5.0, 0)
+    before = memory.state_dict()
+    bad = frame(concepts(4), [2])
+    bad[3, 7] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        memory.add_frame(bad, 6.0, 1)
+    with pytest.raises(ValueError, match="backwards"):
+        memory.add_frame(frame(concepts(4), [2]), 4.0, 1)
+    with pytest.raises(ValueError, match=r"\[N, 32\]"):
+        memory.add_frame(torch.zeros(3, 16), 6.0, 1)
+    after = memory.state_dict()
+    assert all(torch.equal(v, after[k]) if isinstance(v, Tensor) else v == after[k] for k, v in before.items())
+
+
+def test_zero_norm_tokens_are_counted_but_never_capture_tokens() -> None:
+    centers = concepts(4)
+    memory = TokenMemory(D, tau=0.9)
+    padded = torch.cat([torch.zeros(5, D), frame(centers, [0, 1])])
+    update = memory.add_frame(padded, 0.0, 0)
+    assert len(update.new) == 2 and update.novelty == 1.0
+    assert memory.add_frame(torch.zeros(4, D), 1.0, 1).new == ()
+    means, infos = memory.tokens()
+    assert [i.count for i in infos] == [8, 8] and bool((means.norm(dim=1) > 0.9).all())
+    assert memory.summary()["tokens_zero_total"] == 9
+
+
+def test_tokens_returns_entries_overlapping_the_interval() -> None:
+    centers = concepts(6)
+    memory = TokenMemory(D, tau=0.9, window_s=1e9)
+    for f, shown in enumerate([[0], [1], [2], [1]]):
+        memory.add_frame(frame(centers, shown, seed=f), 10.0 * f, f)
+    assert [i.id for i in memory.tokens(since=15.0)[1]] == [1, 2]
+    assert [i.id for i in memory.tokens(until=5.0)[1]] == [0]
+    assert [i.id for i in memory.tokens(since=12.0, until=18.0)[1]] == [1]
+    means, infos = memory.tokens(since=100.0)
+    assert means.shape == (0, D) and infos == []
+
+
+def test_evidence_keeps_the_first_frame_and_the_newest_ones() -> None:
+    centers = concepts(2)
+    memory = TokenMemory(D, tau=0.9, evidence_frames=3)
+    for f in range(10):
+        memory.add_frame(frame(centers, [0], seed=f), float(f), 100 + f)
+    assert memory.tokens()[1][0].evidence == (100, 108, 109)
+
+
+def test_invalid_configuration_is_refused() -> None:
+    for kwargs in ({"capacity": 0}, {"window_s": 0.0}, {"tau": 1.5}, {"evidence_frames": 0}):
+        with pytest.raises(ValueError):
+            TokenMemory(D, **kwargs)  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    capacity=st.integers(1, 6),
+    window=st.floats(1.0, 20.0),
+    tau=st.floats(0.3, 0.95),
+    shows=st.lists(st.lists(st.integers(0, 7), min_size=0, max_size=4), min_size=1, max_size=25),
+)
+def test_bounds_and_conservation_hold_for_any_small_stream(
+    capacity: int, window: float, tau: float, shows: list[list[int]]
+) -> None:
+    centers = concepts(8, dim=8)
+    memory = TokenMemory(8, tau=tau, capacity=capacity, window_s=window)
+    for f, shown in enumerate(shows):
+        tokens = frame(centers, shown, per=3, noise=0.1, seed=f) if shown else torch.zeros(0, 8)
+        update = memory.add_frame(tokens, float(f), f)
+        assert 0.0 <= update.novelty <= 1.0 and len(memory) <= capacity
+        s = memory.summary()
+        assert stored_tokens(memory) == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
+        assert all(f - window <= i.last_seen and i.first_seen <= i.last_seen for i in memory.tokens()[1])
