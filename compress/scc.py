@@ -39,8 +39,7 @@ class SccStats:
 
 def check_tau(tau: float) -> float:
     """Return `tau` as a float, or raise ValueError unless -1 <= tau <= 1."""
-    tau = float(tau)
-    if not -1.0 <= tau <= 1.0:  # also rejects NaN
+    if not -1.0 <= (tau := float(tau)) <= 1.0:  # also rejects NaN
         raise ValueError(f"tau must be a cosine threshold in [-1, 1], got {tau}")
     return tau
 
@@ -52,14 +51,20 @@ def check_finite(tokens: Tensor, what: str = "tokens") -> None:
         raise ValueError(f"{what}: {n_bad} of {tokens[..., 0].numel()} token(s) contain NaN or inf")
 
 
-def normalize(tokens: Tensor, what: str = "tokens") -> tuple[Tensor, Tensor]:
-    """`[..., N, D]` -> (float32 unit rows, zero rows stay zero; `[..., N]` non-zero mask). NaN/inf: ValueError."""
+def _inverse_norms(tokens: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    """`[..., N, D]` -> (float32 tokens, `[..., N]` 1/norm, 0 for a zero row); NaN/inf read off the norms."""
     x = tokens.float()
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)  # [..., N, 1]
+    norm = torch.linalg.vector_norm(x, dim=-1)  # [..., N]
     if x.numel() and not bool(torch.isfinite(norm).all()):
         check_finite(tokens, what)  # raises naming the count, unless the norm merely overflowed
         raise ValueError(f"{what}: token norms overflow float32; rescale the input")
-    return x / norm.clamp_min(_NORM_EPS), norm.squeeze(-1) > _NORM_EPS
+    return x, torch.where(norm > _NORM_EPS, 1.0 / norm.clamp_min(_NORM_EPS), 0.0)
+
+
+def normalize(tokens: Tensor, what: str = "tokens") -> tuple[Tensor, Tensor]:
+    """`[..., N, D]` -> (float32 unit rows, zero rows stay zero; `[..., N]` non-zero mask). NaN/inf: ValueError."""
+    x, inv = _inverse_norms(tokens, what)
+    return x * inv[..., None], inv > 0
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
@@ -111,21 +116,20 @@ def graph_components(adj: Tensor) -> Tensor:
     return labels - labels[:, :1]  # each graph numbers from 0
 
 
-def _frame_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
-    """Spatial graphs of all frames (one batched matmul, Eq. 1 strict) -> flat forest over the F * N tokens."""
-    f, n, _ = unit.shape
-    hit = (unit @ unit.transpose(1, 2)) > tau  # [F, N, N]
-    if not bool(nonzero.all()):  # D4: a zero-norm token links to nothing
+def _frame_forest(x: Tensor, inv: Tensor, tau: float) -> Tensor:
+    """All frames' spatial graphs (one batched matmul, cosines scaled after it; Eq. 1 strict) -> F*N-node forest."""
+    f, n, _ = x.shape
+    hit = (x @ x.transpose(1, 2)) * inv[:, :, None] * inv[:, None, :] > tau  # [F, N, N]
+    if not bool((nonzero := inv > 0).all()):  # D4: a zero-norm token links to nothing
         hit &= nonzero[:, :, None] & nonzero[:, None, :]
-    return _join_block(torch.arange(f * n, device=unit.device), hit, 0, 0, n)  # frame b holds nodes b*N..b*N+N-1
+    return _join_block(torch.arange(f * n, device=x.device), hit, 0, 0, n)  # frame b holds nodes b*N..b*N+N-1
 
 
 def _token_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
     """One graph over `[n, D]` unit rows -> flat forest; only the upper triangle of the similarity is computed."""
     n, parent = unit.shape[0], torch.arange(unit.shape[0], device=unit.device)
     rows, all_nonzero = max(256, _BLOCK_ELEMENTS // max(n, 1)), bool(nonzero.all())
-    for start in range(0, n, rows):  # row blocks against the columns at or after them: ~half the FLOPs
-        stop = min(n, start + rows)
+    for start, stop in ((i, min(n, i + rows)) for i in range(0, n, rows)):  # row blocks x later columns: ~half
         hit = (unit[start:stop] @ unit[start:].T) > tau  # [r, n - start]
         if not all_nonzero:
             hit &= nonzero[start:stop, None] & nonzero[None, start:]
@@ -135,11 +139,9 @@ def _token_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
 
 
 def semantic_components(tokens: Tensor, tau: float) -> Tensor:
-    """`[N, D]` tokens -> `[N]` labels of the exact connected components of cos(i, j) > tau (PAPER.md §1.1).
+    """`[N, D]` -> `[N]` labels 0..K-1 (first-token order) of the exact components of cos(i, j) > tau (§1.1).
 
-    Labels are 0..K-1 in order of each component's first token. Raises ValueError on a wrong rank, NaN/inf
-    tokens (naming how many) or tau outside [-1, 1].
-    """
+    Raises ValueError on a wrong rank, NaN/inf tokens (naming how many) or tau outside [-1, 1]."""
     if tokens.dim() != 2:
         raise ValueError(f"tokens must be [N, D], got shape {tuple(tokens.shape)}")
     tau = check_tau(tau)
@@ -150,14 +152,13 @@ def frame_components(frames: Tensor, tau: float) -> Tensor:
     """Spatial SCC of every frame at once (Eq. 5). `[F, N, D]` -> `[F, N]` labels, each frame numbered from 0."""
     if frames.dim() != 3:
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
-    labels = _rank_roots(_frame_forest(*normalize(frames, "frames"), check_tau(tau)))[0].view(frames.shape[:2])
+    labels = _rank_roots(_frame_forest(*_inverse_norms(frames, "frames"), check_tau(tau)))[0].view(frames.shape[:2])
     return labels - labels[:, :1] if labels.numel() else labels
 
 
 def _segment_sum(values: Tensor, labels: Tensor, k: int) -> Tensor:
     """`[S, C]` float32 rows summed by label into `[k, C]`: a CSR one-hot product, ~3x faster than index_add on CPU."""
-    counts = torch.bincount(labels, minlength=k)
-    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])  # [k + 1]
+    crow = torch.cat([labels.new_zeros(1), torch.bincount(labels, minlength=k).cumsum(0)])  # [k + 1]
     order = torch.argsort(labels, stable=True)  # members of each label in token order: deterministic sums
     onehot = torch.sparse_csr_tensor(crow, order, values.new_ones(order.shape[0]), (k, order.shape[0]))
     return onehot @ values
@@ -166,9 +167,8 @@ def _segment_sum(values: Tensor, labels: Tensor, k: int) -> Tensor:
 def merge_by_labels(values: Tensor, labels: Tensor, num: int | None = None, *, reduce: str = "mean") -> Tensor:
     """Reduce rows of `values` `[N, ...]` that share a label (`[N]` long in 0..num-1) -> `[num, ...]` float32.
 
-    `reduce` is "mean" or "sum"; num defaults to labels.max() + 1; an empty group gives 0. The grouping applies to
-    any per-token tensor (tokens, counts, times).
-    """
+    `reduce` is "mean" or "sum"; num defaults to labels.max() + 1; an empty group gives 0. Applies to any
+    per-token tensor (tokens, counts, times)."""
     if labels.shape[0] != values.shape[0]:
         raise ValueError(f"labels [{labels.shape[0]}] and values [{values.shape[0]}] disagree on the token count")
     if reduce not in ("mean", "sum"):
@@ -217,18 +217,18 @@ def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = Tr
     (f, n, d), tau = frames.shape, check_tau(tau)
     if f * n == 0:
         return frames.new_zeros((0, d)), SccStats(0, 0, 0, *[frames.new_zeros(0, dtype=torch.long)] * 2)
-    unit, nonzero = normalize(frames, "frames")  # [F, N, D] float32, [F, N]: normalised once, reused below
-    flat = frames.reshape(f * n, d).float()  # [F*N, D] frame-major: token t = frame * N + position
+    x, inv = _inverse_norms(frames, "frames")  # [F, N, D] float32, [F, N]: norms once, reused below
+    flat = x.reshape(f * n, d)  # [F*N, D] frame-major: token t = frame * N + position
     # Spatial step (Eqs. 5-6): per-frame components; frame-major root order = first-member order.
-    spatial, k1 = _rank_roots(_frame_forest(unit, nonzero, tau))  # [F*N] global spatial label
+    spatial, k1 = _rank_roots(_frame_forest(x, inv, tau))  # [F*N] global spatial label
     spatial_reps = merge_by_labels(flat, spatial, k1)  # [K1, D] plain means
-    # Temporal step: SCC over the spatial representatives, plain means again (PAPER.md §1.2).
-    temporal, k = _rank_roots(_token_forest(*normalize(spatial_reps), tau))  # [K1], earliest-token order
+    # Temporal step: SCC over the spatial representatives (earliest-token order), plain means again (§1.2).
+    temporal, k = _rank_roots(_token_forest(*normalize(spatial_reps), tau))  # [K1]
     reps = merge_by_labels(spatial_reps, temporal, k)  # [K, D]
     component = temporal[spatial]  # [F*N]
-    if not merge:
+    if not merge:  # the temporal representatives themselves
         return reps.to(frames.dtype), SccStats(f * n, k1, k, component, component)
-    assignment = _nearest(unit.view(f * n, d), nonzero.view(-1), *normalize(reps))  # final merge (Eqs. 7-8)
+    assignment = _nearest(flat, inv.view(-1) > 0, *normalize(reps))  # Eq. 7: a source's norm never moves argmax
     assignment = torch.where(assignment < 0, component, assignment)  # zero-norm tokens keep their own component
     return _merge(reps, flat, assignment).to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
 
