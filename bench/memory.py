@@ -1,0 +1,158 @@
+"""`scissor bench memory`: TokenMemory per-frame update cost over a long camera-like stream (flat, bounded).
+
+Streams F frames x N tokens x D dims through one memory and compares the median update time of the first and last
+1,000 frames; the share of the embedded encoder's per-frame time is measured in the same process. Prints a table,
+writes JSON. Never imported by the product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from compress import TokenMemory
+
+FLAT_GOAL, SHARE_GOAL = 1.3, 0.05
+
+
+class CameraStream:
+    """Camera-like tokens: a drifting background of large regions plus object slots whose objects leave and are
+    replaced by new ones (or by recently seen ones returning), so concepts appear, vanish and come back."""
+
+    def __init__(self, tokens: int, dim: int, *, objects: int = 8, seed: int = 0) -> None:
+        self.g = torch.Generator().manual_seed(seed)
+        self.n, self.d, self.slots = tokens, dim, objects
+        self.background = self._unit(12)  # 12 regions: sky, road, walls...
+        self.region = torch.randint(0, 12, (tokens,), generator=self.g)
+        self.objects = self._unit(objects)
+        self.seen: list[Tensor] = []
+        self.noise = 0.3 / dim**0.5  # token cos to its concept ~0.96, two tokens ~0.92: above tau 0.9
+
+    def _unit(self, k: int) -> Tensor:
+        x = torch.randn(k, self.d, generator=self.g)
+        return x / x.norm(dim=1, keepdim=True)
+
+    def frame(self) -> Tensor:
+        """Next `[N, D]` frame: each object slot changes with probability 0.3 (a third of changes are returns)."""
+        change = torch.rand(self.slots, generator=self.g) < 0.3
+        for s in change.nonzero().squeeze(1).tolist():
+            self.seen = (self.seen + [self.objects[s]])[-500:]
+            if torch.rand(1, generator=self.g).item() < 1 / 3:
+                self.objects[s] = self.seen[int(torch.randint(0, len(self.seen), (1,), generator=self.g))]
+            else:
+                self.objects[s] = self._unit(1)[0]
+        drift = 0.02 * self._unit(12)
+        self.background = torch.nn.functional.normalize(self.background + drift / self.d**0.5, dim=1)
+        x = self.background[self.region].clone()
+        per = max(1, self.n // (4 * self.slots))  # objects cover about a quarter of the frame
+        for s in range(self.slots):
+            x[s * per : (s + 1) * per] = self.objects[s]
+        return x + self.noise * torch.randn(self.n, self.d, generator=self.g)
+
+
+def run_stream(args: argparse.Namespace) -> dict[str, Any]:
+    """Stream the frames and time every update (token generation excluded)."""
+    memory = TokenMemory(args.dim, tau=args.tau, capacity=args.capacity, window_s=args.window_s)
+    stream = CameraStream(args.tokens, args.dim, seed=args.seed)
+    times, peak, novelty = [], 0, []
+    for f in range(args.frames):
+        tokens = stream.frame()
+        start = time.perf_counter()
+        update = memory.add_frame(tokens, f / args.fps, f)
+        times.append(time.perf_counter() - start)
+        peak = max(peak, len(memory))
+        novelty.append(update.novelty)
+    edge = min(args.edge, args.frames // 2)
+    first, last = statistics.median(times[:edge]), statistics.median(times[-edge:])
+    blob = memory.to_bytes()
+    return {
+        "first_median_ms": first * 1e3, "last_median_ms": last * 1e3, "flat_ratio": last / first,
+        "p95_ms": float(np.percentile(times, 95)) * 1e3, "max_ms": max(times) * 1e3, "edge_frames": edge,
+        "peak_entries": peak, "final_entries": len(memory), "snapshot_bytes": len(blob),
+        "mean_novelty": statistics.fmean(novelty), **memory.summary(),
+    }
+
+
+def encoder_ms(runs: int, batch: int) -> dict[str, Any] | None:
+    """Median per-frame time of the embedded encoder on `batch` frames, or None when it is not installed."""
+    try:
+        from agent.models import load_backend
+
+        backend = load_backend("embedded", device="cpu")
+    except (ImportError, FileNotFoundError) as error:  # WeightsNotFound is a FileNotFoundError
+        print(f"(embedded encoder not available: {error})")
+        return None
+    w, h = backend.frame_size
+    frames = [np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8) for i in range(batch)]
+    backend.encoder.encode(frames[:1])  # warm-up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        backend.encoder.encode(frames)
+        times.append((time.perf_counter() - start) / batch)
+    return {"encoder_ms_per_frame": statistics.median(times) * 1e3, "encoder_batch": batch,
+            "encoder_tokens": [backend.tokens_per_frame, backend.token_dim]}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scissor bench memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=10_000)
+    parser.add_argument("--tokens", type=int, default=196)
+    parser.add_argument("--dim", type=int, default=896)
+    parser.add_argument("--capacity", type=int, default=2048)
+    parser.add_argument("--window-s", type=float, default=600.0)
+    parser.add_argument("--fps", type=float, default=2.0, help="stream seconds per frame = 1 / fps")
+    parser.add_argument("--tau", type=float, default=0.9)
+    parser.add_argument("--edge", type=int, default=1000, help="frames in the first / last medians")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)")
+    parser.add_argument("--encoder-runs", type=int, default=3)
+    parser.add_argument("--no-encoder", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/memory.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.tokens, args.dim, args.capacity, args.edge, args.no_encoder = 300, 49, 64, 64, 100, True
+        args.window_s = 60.0
+    torch.set_num_threads(args.threads)
+    result = run_stream(args)
+    enc = None if args.no_encoder else encoder_ms(args.encoder_runs, batch=8)
+    if enc:
+        result.update(enc, encoder_share=result["last_median_ms"] / enc["encoder_ms_per_frame"])
+    result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL
+    print(f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity {args.capacity}, "
+          f"window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, {args.threads} thread(s)")
+    rows = [
+        (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),
+        (f"median update, last {result['edge_frames']} frames", f"{result['last_median_ms']:.2f} ms"),
+        (f"last / first (goal <= {FLAT_GOAL})", f"{result['flat_ratio']:.3f}"),
+        ("p95 / max update", f"{result['p95_ms']:.2f} / {result['max_ms']:.1f} ms"),
+        ("peak / final entries", f"{result['peak_entries']} / {result['final_entries']}"),
+        ("consolidations / evicted entries", f"{result['consolidations_total']} / {result['evicted_total']}"),
+        ("mean novelty", f"{result['mean_novelty']:.3f}"),
+        ("snapshot size", f"{result['snapshot_bytes'] / 1e6:.2f} MB"),
+    ]
+    if enc:
+        rows += [("embedded encoder per frame (batch 8)", f"{enc['encoder_ms_per_frame']:.1f} ms"),
+                 (f"update / encoder (goal < {SHARE_GOAL:.0%})", f"{result['encoder_share']:.1%}")]
+    for name, value in rows:
+        print(f"  {name:<42} {value:>16}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    config = {k: v for k, v in vars(args).items() if k != "out"}
+    args.out.write_text(json.dumps({"config": config, "result": result}, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
