@@ -43,8 +43,7 @@ def _budget(frames: Tensor, retention: float | None, max_tokens: int | None) -> 
         if not 0.0 < retention <= 1.0:  # also rejects NaN
             raise ValueError(f"retention must be in (0, 1], got {retention}")
         return min(total, max(1, math.floor(retention * total)))
-    assert max_tokens is not None
-    if isinstance(max_tokens, bool) or int(max_tokens) != max_tokens or max_tokens < 1:
+    if max_tokens is None or isinstance(max_tokens, bool) or int(max_tokens) != max_tokens or max_tokens < 1:
         raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
     return min(total, int(max_tokens))
 
