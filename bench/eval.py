@@ -24,7 +24,13 @@ from torch import Tensor
 from bench import eval_report
 from bench.eval_data import SLIDESHOWS, VIDEOS, Clip, encode_clip, load_clips
 from bench.eval_quality import METHODS, evaluate_clip
-from bench.eval_speed import cameras_per_node, compress_vs_reference, flops_table, ingest_share, memory_over_stream
+from bench.eval_speed import (
+    cameras_per_node,
+    compress_vs_reference,
+    flops_table,
+    ingest_share,
+    memory_over_stream,
+)
 
 log = logging.getLogger("bench.eval")
 RETENTIONS = (0.5, 0.35, 0.10, 0.05)
@@ -130,7 +136,7 @@ def main(argv: list[str]) -> int:
             "frames": args.frames, "px": args.px, "tokens_per_frame": int(tokens[0].shape[1]),
             "dim": int(tokens[0].shape[2]), "threads": args.threads, "jobs": args.jobs, "cpus": os.cpu_count(),
             "python": platform.python_version(), "torch": torch.__version__, "load_avg_start": load0,
-            "load_avg_end": os.getloadavg()[0], "wall_s": time.perf_counter() - started}
+            "load_avg_end": os.getloadavg()[0], "wall_s": time.perf_counter() - started, "json": str(args.out)}
     result = {"meta": meta, "quality": quality, "summary": eval_report.summarise(quality), "speed": speed}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

@@ -70,7 +70,8 @@ def _crop(image: np.ndarray, step: int, steps: int, size: int) -> np.ndarray:
     x = int((w - cw) * (1 - step / max(steps - 1, 1)))
     ys = np.linspace(y, y + ch - 1, size).astype(int)  # nearest-neighbour resize: numpy only
     xs = np.linspace(x, x + cw - 1, size).astype(int)
-    return image[ys][:, xs]
+    crop: np.ndarray = image[ys][:, xs]
+    return crop
 
 
 def slideshow_clip(name: str, photos: Sequence[str], frames: int, size: int, seed: int = 0) -> Clip:

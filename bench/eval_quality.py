@@ -122,7 +122,7 @@ def temporal_fidelity(logits: Logits, x: Tensor, kept: Tensor, spans: Tensor, k:
     carried = logits(kept).topk(k, dim=-1).indices  # [K, k]
     frame = torch.arange(f, dtype=torch.float32)
     inter = union = 0  # every frame is one sighting, so recall = inter / F
-    for concept in seen.unique().tolist():
+    for concept in torch.unique(seen).tolist():
         sighted = seen == concept  # [F]
         rows = (carried == concept).any(dim=1) & ~spans[:, 0].isnan()
         s = spans[rows]  # [r, 2]
