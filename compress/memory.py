@@ -1,9 +1,4 @@
-"""Rolling per-camera token memory built by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O.
-
-Per frame: spatial SCC; components join every live entry they exceed tau with (entries bridged by one component
-merge); every token joins its most similar entry (the paper's final merge, per frame); a time window and a
-capacity (merging the most similar pair) bound it. Letters: N tokens per frame, D width, M live entries.
-"""
+"""Rolling per-camera token memory built by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O."""
 
 from __future__ import annotations
 
@@ -16,32 +11,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from compress.scc import (
-    check_finite,
-    check_tau,
-    graph_components,
-    merge_by_labels,
-    normalize,
-    semantic_components,
-)
+from compress.scc import check_tau, graph_components, merge_by_labels, normalize, semantic_components
 
 _STATE_VERSION = 1
 _NEG = float("-inf")
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
 _CONFIG = ("dim", "tau", "capacity", "window_s", "evidence_frames")
-_COUNTERS = (
-    "newest_t", "next_id", "frames_total", "tokens_in_total", "tokens_zero_total", "tokens_evicted_total",
-    "evicted_total", "consolidations_total", "bridged_total",
-)
+_COUNTERS = ("newest_t", "next_id", "frames_total", "tokens_in_total", "tokens_zero_total", "tokens_evicted_total",
+             "evicted_total", "consolidations_total", "bridged_total")
 _ROW_FIELDS = ("sums", "counts", "first_seen", "last_seen", "frames", "ids", "evidence", "nn_idx", "nn_sim")
-# Per-entry buffers: name -> (row shape with "D" / "E" for width / evidence slots, dtype, fill of an unused row).
-_ROWS: dict[str, tuple[tuple[str, ...], torch.dtype, float]] = {
-    "sums": (("D",), torch.float32, 0.0), "unit": (("D",), torch.float32, 0.0), "counts": ((), torch.int64, 0),
-    "first_seen": ((), torch.float64, 0.0), "last_seen": ((), torch.float64, 0.0), "frames": ((), torch.int64, 0),
-    "ids": ((), torch.int64, -1), "evidence": (("E",), torch.int64, -1), "nn_idx": ((), torch.int64, -1),
-    "nn_sim": ((), torch.float32, _NEG),
-}
+_F32, _F64, _I64 = torch.float32, torch.float64, torch.int64
+# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "" scalar; dtype; fill of an unused row).
+_ROWS: dict[str, tuple[str, torch.dtype, float]] = {
+    "sums": ("D", _F32, 0.0), "unit": ("D", _F32, 0.0), "counts": ("", _I64, 0), "first_seen": ("", _F64, 0.0),
+    "last_seen": ("", _F64, 0.0), "frames": ("", _I64, 0), "ids": ("", _I64, -1), "evidence": ("E", _I64, -1),
+    "nn_idx": ("", _I64, -1), "nn_sim": ("", _F32, _NEG)}
 
 
 @dataclass(frozen=True)
@@ -92,30 +77,22 @@ class MemoryUpdate:
 
 
 class TokenMemory:
-    """Bounded per-camera memory of visual tokens, updated one frame at a time by incremental SCC.
+    """Bounded per-camera memory of visual tokens (N per frame, width D, M live entries), updated frame by frame.
 
-    Entries live in the rows 0..M-1 of preallocated buffers (sums `[rows, D]` float32, counts, times, ids,
-    evidence and each entry's nearest neighbour); removal swaps the last row into the hole, so no update ever
-    touches more than the live rows and nothing grows with stream length (DESIGN.md "TokenMemory", ToMe's
-    size-weighted sums: G3). Counters for Prometheus are plain attributes: `tokens_in_total`,
-    `tokens_evicted_total`, `tokens_zero_total`, `evicted_total`, `consolidations_total`, `bridged_total`.
+    Entries are rows 0..M-1 of preallocated buffers (ToMe-style float32 sums + counts, G3); removal swaps the last
+    row into the hole, so no step touches more than M rows. Prometheus counters: plain `*_total` attributes.
     """
 
     def __init__(
         self, dim: int, tau: float = 0.9, capacity: int = 2048, window_s: float = 600.0,
         device: str | torch.device = "cpu", *, evidence_frames: int = 4,
     ) -> None:
-        """Build an empty memory.
-
-        Args:
-            dim: token width D. tau: cosine threshold in [-1, 1] (spatial SCC and joining entries).
-            capacity: most entries kept (>= 1); past it the most similar pair is merged.
-            window_s: entries whose last_seen is older than this before the newest frame are evicted (> 0).
-            device: where every buffer lives. evidence_frames: frame indices kept per entry (first + newest).
-        """
+        """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity` entries the
+        most similar pair merges; entries last seen over `window_s` before the newest frame are evicted;
+        `evidence_frames` frame indices are kept per entry (the first and the newest)."""
         if dim < 1 or capacity < 1 or evidence_frames < 1 or not window_s > 0:
-            raise ValueError(f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim}, {capacity}, "
-                             f"{evidence_frames}, {window_s}")
+            raise ValueError(f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim=}, {capacity=}, "
+                             f"{evidence_frames=}, {window_s=}")
         self.dim, self.tau, self.capacity = int(dim), check_tau(tau), int(capacity)
         self.window_s, self.evidence_frames = float(window_s), int(evidence_frames)
         self.device = torch.device(device)
@@ -126,15 +103,13 @@ class TokenMemory:
         self._rows: dict[str, Tensor] = {}
         self._reserve(self.capacity + 1)
 
-    def _shape(self, name: str, rows: int) -> tuple[int, ...]:
-        return (rows, *({"D": self.dim, "E": self.evidence_frames}[s] for s in _ROWS[name][0]))
-
     def _reserve(self, rows: int) -> None:
-        """Make the buffers hold at least `rows` rows (only ever capacity + the largest frame's components)."""
+        """Hold at least `rows` rows (only ever capacity + the largest frame's components)."""
         if self._rows and self._rows["ids"].shape[0] >= rows:
             return
-        for name, (_, dtype, fill) in _ROWS.items():
-            buf = torch.full(self._shape(name, rows), fill, dtype=dtype, device=self.device)
+        for name, (shape, dtype, fill) in _ROWS.items():
+            width = [{"D": self.dim, "E": self.evidence_frames}[c] for c in shape]
+            buf = torch.full((rows, *width), fill, dtype=dtype, device=self.device)
             if name in self._rows:
                 buf[: self._m] = self._rows[name][: self._m]
             self._rows[name] = buf
@@ -143,14 +118,12 @@ class TokenMemory:
         """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed rows."""
         m, r = self._m, self._rows
         keep = m - rows.numel()
-        gone = torch.zeros(m, dtype=torch.bool, device=self.device)
-        gone[rows] = True
+        gone = torch.zeros(m, dtype=torch.bool, device=self.device).index_fill_(0, rows, True)
         holes = rows[rows < keep]
         movers = keep + (~gone[keep:]).nonzero().squeeze(1)  # live rows past the new end fill the holes
         for buf in r.values():
             buf[holes] = buf[movers]
-        mapping = torch.arange(m, device=self.device)
-        mapping[rows] = -1
+        mapping = torch.arange(m, device=self.device).index_fill_(0, rows, -1)
         mapping[movers] = holes
         nn = r["nn_idx"][:keep]
         nn.copy_(torch.where(nn >= 0, mapping[nn.clamp_min(0)], -1))  # -1 marks "neighbour gone": recomputed
@@ -158,20 +131,14 @@ class TokenMemory:
         return mapping
 
     def _refresh_nn(self, changed: Tensor) -> None:
-        """Keep every entry's most similar other entry exact after `changed` rows moved (O(r M D), r small).
-
-        Rows whose neighbour changed or vanished are recomputed; every other row only compares against the
-        changed rows, since its similarities to unchanged entries are as they were.
-        """
+        """Keep each entry's most similar other entry exact after `changed` rows moved, in O(r M D) with r small:
+        rows whose neighbour changed or vanished are recomputed, the others only meet the changed rows."""
         m, r = self._m, self._rows
         idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
-        if m < 2:
-            idx.fill_(-1)
-            sim.fill_(_NEG)
-            return
         stale = (idx < 0) | torch.isin(idx, changed)
         rows = torch.unique(torch.cat([changed, stale.nonzero().squeeze(1)]))
-        if rows.numel() == 0:
+        if m < 2 or rows.numel() == 0:
+            idx[rows], sim[rows] = -1, _NEG
             return
         unit = r["unit"][:m]
         s = unit[rows] @ unit.T  # [r, M]
@@ -185,7 +152,7 @@ class TokenMemory:
     def _merge_rows(self, into: Tensor, away: Tensor) -> None:
         """Add rows `away` into rows `into` (counts-weighted: sums and counts add); no row is removed here."""
         r, e = self._rows, self.evidence_frames
-        rows, inverse = into.unique(return_inverse=True)  # small: a bridge or one consolidation
+        rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge or one consolidation
         for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never on a whole buffer
             r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
         r["frames"][rows] = r["frames"][rows].clamp_max(self.frames_total)  # an upper bound on distinct frames
@@ -193,31 +160,31 @@ class TokenMemory:
         r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(0, inverse, r["last_seen"][away], "amax")
         for k, a in enumerate(rows.tolist()):
             seen = torch.cat([r["evidence"][a], r["evidence"][away[inverse == k]].flatten()])
-            seen = seen[seen >= 0].unique()  # sorted; keep the first frame and the newest ones
+            seen = torch.unique(seen[seen >= 0])  # sorted; keep the first frame and the newest ones
             keep = seen if seen.numel() <= e else torch.cat([seen[:1], seen[seen.numel() - e + 1 :]])
             r["evidence"][a] = -1
             r["evidence"][a, : keep.numel()] = keep
         r["unit"][rows] = normalize(r["sums"][rows])[0]
 
     def add_frame(self, tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
-        """Merge one frame's tokens into the memory: spatial SCC, join or create entries, final merge, bounds.
+        """Merge one frame: spatial SCC; components join every entry they exceed tau with (entries bridged by one
+        component merge) or become entries; every token joins its most similar entry (the final merge); bounds.
 
-        Args:
-            tokens: `[N, D]` any float dtype; zero-norm rows are padding (counted in tokens_zero_total, not kept).
-            t: stream seconds of the frame, never below the previous frame's. frame_index: kept as evidence.
-
-        Raises:
-            ValueError: wrong shape or width, NaN/inf tokens, non-finite or decreasing t; nothing changes then.
+        Args: tokens `[N, D]` any float dtype, zero-norm rows are padding (counted, not kept); t stream seconds,
+            never below the previous frame's; frame_index kept as evidence.
+        Raises: ValueError for a wrong shape, NaN/inf tokens, non-finite or decreasing t (nothing changes then).
         """
-        x = self._check_frame(tokens, t)
-        t = float(t)
-        evicted = self._evict(t)
-        self.newest_t = t
+        if tokens.dim() != 2 or tokens.shape[1] != self.dim:
+            raise ValueError(f"tokens must be [N, {self.dim}], got shape {tuple(tokens.shape)}")
+        if not math.isfinite(t) or (self.newest_t is not None and t < self.newest_t):
+            raise ValueError(f"t must be finite and never go backwards (newest {self.newest_t}), got {t}")
+        x = tokens.to(self.device, torch.float32)
+        x = x[normalize(x)[1]]  # raises on NaN/inf; D4: zero-norm tokens carry nothing, never capture a merge
+        evicted = self._evict(float(t))
+        self.newest_t, t = float(t), float(t)
         self.frames_total += 1
-        self.tokens_in_total += x.shape[0]
-        nonzero = normalize(x)[1]
-        x = x[nonzero]  # D4: zero-norm tokens carry nothing and never capture a merge
-        self.tokens_zero_total += int(nonzero.numel() - x.shape[0])
+        self.tokens_in_total += tokens.shape[0]
+        self.tokens_zero_total += tokens.shape[0] - x.shape[0]
         if x.shape[0] == 0:
             return MemoryUpdate(t, int(frame_index), (), (), (), evicted, 0.0, 0)
         labels = semantic_components(x, self.tau)  # [N] spatial step (Eq. 5)
@@ -225,14 +192,6 @@ class TokenMemory:
         new, absorbed, away, novelty = self._merge_frame(x, labels, k1, t, int(frame_index))
         away += self._consolidate()
         return MemoryUpdate(t, int(frame_index), new, absorbed, tuple(away), evicted, novelty, k1)
-
-    def _check_frame(self, tokens: Tensor, t: float) -> Tensor:
-        if tokens.dim() != 2 or tokens.shape[1] != self.dim:
-            raise ValueError(f"tokens must be [N, {self.dim}], got shape {tuple(tokens.shape)}")
-        check_finite(tokens)
-        if not math.isfinite(t) or (self.newest_t is not None and t < self.newest_t):
-            raise ValueError(f"t must be finite and never go backwards (newest {self.newest_t}), got {t}")
-        return tokens.to(self.device, torch.float32)
 
     def _evict(self, t: float) -> tuple[int, ...]:
         """Drop entries whose last_seen is older than window_s before `t`; returns their ids."""
@@ -248,11 +207,8 @@ class TokenMemory:
         return ids
 
     def _group(self, x: Tensor, labels: Tensor, k1: int) -> tuple[Tensor, ...]:
-        """Link components to live entries and to each other (cos > tau) and union everything linked.
-
-        Returns `(group [k1], target [G] row or -1, bridged rows, the rows they merge into, comp units, comp x
-        entry cos [k1, M])`; the oldest entry of a group is its target and keeps its id.
-        """
+        """Link components to entries and to each other (cos > tau), union all linked -> (group [k1], target row or -1
+        [G] (its oldest entry), bridged rows, rows they merge into, component units [k1, D], their cos [k1, M])."""
         m, r = self._m, self._rows
         comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
         comp_cos = comp_unit @ r["unit"][:m].T  # [k1, M]: the frame's one component x entry matmul
@@ -272,14 +228,9 @@ class TokenMemory:
         return group, target, cols[~is_target], target[col_group[~is_target]], comp_unit, comp_cos
 
     def _nearest(self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor) -> Tensor:
-        """Eq. 7 per token: the most similar of the untouched live rows and the group representatives `reps`.
-
-        Exact without an [N, M] matmul: a token scores its component's top entries; an entry outside them is at
-        least (angle of the component's next entry - token's angle to its component) away (triangle inequality
-        on the sphere), and only tokens this bound leaves open are scored against every row.
-
-        Returns `[N]` long: a live row (< M), or M + g for representative g.
-        """
+        """Eq. 7 per token -> `[N]`: the most similar unblocked live row (< M) or group representative g (M + g).
+        Exact without an [N, M] matmul: any entry beyond a component's top ones is at least (its angle to the
+        component - the token's) away (triangle inequality); only tokens this leaves open meet every row."""
         m, unit = self._m, self._rows["unit"][: self._m]
         comp_unit, comp_cos = comp
         x_unit = normalize(x)[0]
@@ -290,41 +241,39 @@ class TokenMemory:
             top_cos, top_rows = comp_cos.masked_fill(blocked[None], _NEG).topk(min(_CANDIDATES + 1, m), dim=1)
             if m > _CANDIDATES:
                 bound, top_rows = top_cos[:, -1], top_rows[:, :-1]
-            cand = top_rows.unique()
+            cand = torch.unique(top_rows)
             scores.insert(0, (x_unit @ unit[cand].T).masked_fill(blocked[cand][None], _NEG))
         best, arg = torch.cat(scores, dim=1).max(dim=1)
         rows = torch.cat([cand, m + torch.arange(reps.shape[0], device=self.device)])[arg]
-        angle = torch.acos  # all cosines clamped to [-1, 1]; margin covers float error near cos = 1
-        own = angle((x_unit * comp_unit[labels]).sum(dim=1).clamp(-1, 1))
-        open_ = angle(bound.clamp(-1, 1))[labels] - own < angle(best.clamp(-1, 1)) + _ANGLE_MARGIN
+        own = torch.acos((x_unit * comp_unit[labels]).sum(dim=1).clamp(-1, 1))  # the margin covers float error
+        open_ = torch.acos(bound.clamp(-1, 1))[labels] - own < torch.acos(best.clamp(-1, 1)) + _ANGLE_MARGIN
         if m and bool(open_.any()):
             full = (x_unit[open_] @ unit.T).masked_fill(blocked[None], _NEG)  # [n_open, M]
             full_best, full_arg = full.max(dim=1)
             rows[open_] = torch.where(full_best > best[open_], full_arg, rows[open_])
         return rows
 
-    def _merge_frame(
-        self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
-    ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
+    def _merge_frame(self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
+                     ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
         """Steps 2-3 of DESIGN.md: join or create entries, then the final merge of every token (Eqs. 7-8)."""
         m, r = self._m, self._rows
         group, target, away, away_into, comp_unit, comp_cos = self._group(x, labels, k1)
         matched = (target >= 0)[group[labels]]  # [N] tokens whose component joined a pre-existing entry
         away_ids = r["ids"][away].tolist()
         self.bridged_total += len(away_ids)
-        if away.numel():
-            self._merge_rows(away_into, away)
+        self._merge_rows(away_into, away)
         blocked = torch.zeros(m, dtype=torch.bool, device=self.device)
         blocked[target[target >= 0]] = True  # joined entries are scored through their group's representative
         blocked[away] = True
         fresh = (target < 0).nonzero().squeeze(1)
         self._reserve(m + fresh.numel())
-        self._init_rows(m, m + fresh.numel(), t)
+        for name, (_, _, fill) in _ROWS.items():
+            r[name][m : m + fresh.numel()] = t if name.endswith("_seen") else fill
         target[fresh] = m + torch.arange(fresh.numel(), device=self.device)
         reps = r["sums"][target] + merge_by_labels(x, group[labels], target.numel(), reduce="sum")  # [G, D]
         assign = self._nearest(x, labels, (comp_unit, comp_cos), blocked, reps)
         assign = torch.where(assign >= m, target[(assign - m).clamp_min(0)], assign)
-        rows, inverse = assign.unique(return_inverse=True)
+        rows, inverse = torch.unique(assign, return_inverse=True)
         r["sums"][rows] += merge_by_labels(x, inverse, rows.numel(), reduce="sum")  # float32 accumulation (D5)
         r["counts"][rows] += torch.bincount(inverse, minlength=rows.numel())
         touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
@@ -347,20 +296,13 @@ class TokenMemory:
         self._refresh_nn(touched[touched >= 0])
         return tuple(new_ids.tolist()), absorbed, away_ids, 1.0 - float(matched.float().mean())
 
-    def _init_rows(self, start: int, stop: int, t: float) -> None:
-        for name, (_, _, fill) in _ROWS.items():
-            self._rows[name][start:stop] = fill
-        self._rows["first_seen"][start:stop] = self._rows["last_seen"][start:stop] = t
-
     def _append_evidence(self, rows: Tensor, frame_index: int) -> None:
         """Record `frame_index` on `rows`; a full row keeps its first frame and shifts the newer ones left."""
-        ev = self._rows["evidence"]
+        ev, e = self._rows["evidence"], self.evidence_frames
         block = ev[rows]  # [r, E]
         filled = (block >= 0).sum(dim=1)
-        full = filled == self.evidence_frames
-        if self.evidence_frames > 1:
-            block[full, 1:-1] = block[full, 2:]
-        block[torch.arange(rows.numel(), device=self.device), filled.clamp_max(self.evidence_frames - 1)] = frame_index
+        block[filled == e, 1:-1] = block[filled == e, 2:]  # empty slices when E <= 2 are fine
+        block[torch.arange(rows.numel(), device=self.device), filled.clamp_max(e - 1)] = frame_index
         ev[rows] = block
 
     def _consolidate(self) -> list[int]:
@@ -369,8 +311,7 @@ class TokenMemory:
         r = self._rows
         while self._m > self.capacity:
             i = int(r["nn_sim"][: self._m].argmax())
-            j = int(r["nn_idx"][i])
-            a, b = (i, j) if int(r["ids"][i]) < int(r["ids"][j]) else (j, i)
+            a, b = sorted((i, int(r["nn_idx"][i])), key=lambda row: int(r["ids"][row]))
             gone.append(int(r["ids"][b]))
             into, away = r["ids"].new_tensor([a]), r["ids"].new_tensor([b])
             self._merge_rows(into, away)
@@ -383,67 +324,45 @@ class TokenMemory:
         return self._m
 
     def tokens(self, since: float | None = None, until: float | None = None) -> tuple[Tensor, list[EntryInfo]]:
-        """Live entries whose [first_seen, last_seen] overlaps [since, until] (open ends when None).
-
-        Returns:
-            (`[K, D]` float32 entry means, one `EntryInfo` per row), ordered by first_seen then id.
-        """
+        """Live entries overlapping [since, until] (None: open end) -> (`[K, D]` float32 means, `EntryInfo` per
+        row), ordered by first_seen then id."""
         m, r = self._m, self._rows
-        keep = torch.ones(m, dtype=torch.bool, device=self.device)
-        if since is not None:
-            keep &= r["last_seen"][:m] >= since
-        if until is not None:
-            keep &= r["first_seen"][:m] <= until
-        rows = keep.nonzero().squeeze(1)
+        since, until = -math.inf if since is None else since, math.inf if until is None else until
+        rows = ((r["last_seen"][:m] >= since) & (r["first_seen"][:m] <= until)).nonzero().squeeze(1)
         rows = rows[torch.argsort(r["ids"][rows], stable=True)]
         rows = rows[torch.argsort(r["first_seen"][rows], stable=True)]
         means = r["sums"][rows] / r["counts"][rows, None].float()
         cols = [r[name][rows].tolist() for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")]
-        infos = [
-            EntryInfo(i, f, last, c, n, tuple(e for e in ev if e >= 0)) for i, f, last, c, n, ev in zip(*cols)
-        ]
-        return means, infos
+        return means, [EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0)) for i, a, b, c, n, ev in zip(*cols)]
 
     def summary(self) -> dict[str, float | int | None]:
         """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total counters)."""
-        config = {name: getattr(self, name) for name in _CONFIG}
         stored = int(self._rows["counts"][: self._m].sum())
-        return {"entries": self._m, "tokens_stored": stored, **config, **{n: getattr(self, n) for n in _COUNTERS}}
+        return {"entries": self._m, "tokens_stored": stored, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}}
 
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
-        state: dict[str, Any] = {name: getattr(self, name) for name in _CONFIG + _COUNTERS}
-        state["version"] = _STATE_VERSION
-        state.update({name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS})
-        return state
+        rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
+        return {"version": _STATE_VERSION, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}, **rows}
 
     @classmethod
-    def from_state_dict(
-        cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
-    ) -> TokenMemory:
-        """A memory with the state's configuration and entries; `dim`, when given, must match the state's.
-
-        Raises:
-            ValueError: not a TokenMemory state, another dim, or inconsistent rows.
-        """
+    def from_state_dict(cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
+                        ) -> TokenMemory:
+        """A memory with the state's configuration and entries; ValueError unless it is a consistent TokenMemory
+        state (of width `dim` when given)."""
         _check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
-        config = [state[name] for name in _CONFIG[:4]]
-        memory = cls(*config, device, evidence_frames=state["evidence_frames"])
-        memory._load_rows(state)
-        return memory
-
-    def _load_rows(self, state: dict[str, Any]) -> None:
-        m = int(state["ids"].shape[0])
-        self._m = 0
-        self._reserve(max(m, self.capacity) + 1)
+        dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
+        memory, m = cls(dim_, tau, capacity, window_s, device, evidence_frames=evidence), int(state["ids"].shape[0])
+        memory._reserve(max(m, capacity) + 1)
         for name in _ROW_FIELDS:
-            self._rows[name][:m] = state[name].to(self.device)
-        self._rows["unit"][:m] = normalize(self._rows["sums"][:m])[0]
-        self._m = m
+            memory._rows[name][:m] = state[name].to(memory.device)
+        memory._rows["unit"][:m] = normalize(memory._rows["sums"][:m])[0]
+        memory._m = m
         for name in _COUNTERS:
-            setattr(self, name, state[name])
+            setattr(memory, name, state[name])
+        return memory
 
     def to_bytes(self) -> bytes:
         """`state_dict()` serialised with torch.save (for Redis snapshots)."""
@@ -453,11 +372,8 @@ class TokenMemory:
 
     @classmethod
     def from_bytes(cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None) -> TokenMemory:
-        """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs).
-
-        Raises:
-            ValueError: a corrupt or foreign blob, or a state of another dim.
-        """
+        """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs); ValueError for a corrupt or
+        foreign blob or a state of another `dim`."""
         try:
             state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
@@ -470,16 +386,15 @@ def _check_state(state: object) -> None:
     if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
         raise ValueError(f"not a TokenMemory state of version {_STATE_VERSION}")
     missing = [k for k in _CONFIG + _COUNTERS + _ROW_FIELDS if k not in state]
-    if missing or not all(isinstance(state[k], Tensor) for k in _ROW_FIELDS):
-        raise ValueError(f"TokenMemory state lacks tensors or fields {missing}")
+    if missing or not all(isinstance(state[k], Tensor if k in _ROW_FIELDS else int | float | None) for k in state):
+        raise ValueError(f"TokenMemory state lacks fields {missing} or holds values of the wrong type")
     m, sizes = state["ids"].shape[0], {"D": state["dim"], "E": state["evidence_frames"]}
     for name in _ROW_FIELDS:
-        shape, dtype = (m, *(sizes[s] for s in _ROWS[name][0])), _ROWS[name][1]
+        shape, dtype = (m, *(sizes[c] for c in _ROWS[name][0])), _ROWS[name][1]
         if tuple(state[name].shape) != shape or state[name].dtype != dtype:
             raise ValueError(f"TokenMemory state {name}: {tuple(state[name].shape)} {state[name].dtype}, want {shape}")
     ids, nn = state["ids"], state["nn_idx"]
-    if m and not (
-        int(state["counts"].min()) >= 1 and bool(torch.isfinite(state["sums"]).all()) and int(ids.min()) >= 0
-        and int(ids.max()) < state["next_id"] and ids.unique().numel() == m and -1 <= int(nn.min()) <= int(nn.max()) < m
-    ):
+    if m and not (int(state["counts"].min()) >= 1 and bool(torch.isfinite(state["sums"]).all()) and int(ids.min()) >= 0
+                  and int(ids.max()) < state["next_id"] and torch.unique(ids).numel() == m
+                  and -1 <= int(nn.min()) <= int(nn.max()) < m):
         raise ValueError("TokenMemory state rows are inconsistent (counts, ids, neighbours or non-finite sums)")
