@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
 SOURCE_OPTIONS = {"transport": str, "loop": bool, "open_timeout_s": float, "read_timeout_s": float,
                   "queue_size": int, "decode_threads": int, "backoff_max_s": float}
+# Ranges an API client may ask for: memory and threads are preallocated from these, so they must be bounded.
+OPTION_RANGES = {"capacity": (1, 65_536), "window_s": (1.0, 7 * 86_400.0), "open_timeout_s": (0.1, 300.0),
+                 "read_timeout_s": (0.1, 300.0), "queue_size": (1, 64), "decode_threads": (0, 16),
+                 "backoff_max_s": (0.1, 3600.0)}
 STATE_NAMES = {"connecting": "starting", "up": "online", "down": "offline", "stopped": "stopped"}
 
 
@@ -121,6 +126,12 @@ class Service:
                 (memory if kinds is MEMORY_OPTIONS else source)[key] = kinds[key](value)
             except (TypeError, ValueError):
                 raise InvalidRequest(f"options.{key}", f"must be a {kinds[key].__name__}") from None
+            lo, hi = OPTION_RANGES.get(key, (None, None))
+            got = (memory if kinds is MEMORY_OPTIONS else source)[key]
+            if lo is not None and not lo <= got <= hi:
+                raise InvalidRequest(f"options.{key}", f"must be between {lo} and {hi}")
+        if source.get("transport", "tcp") not in {"tcp", "udp"}:
+            raise InvalidRequest("options.transport", "must be tcp or udp")
         if source.get("loop") and not self.settings.allow_file_urls:
             raise InvalidRequest("options.loop", "looping is only for local files, which this server refuses")
         return memory, source
@@ -139,7 +150,7 @@ class Service:
         assert self.backend is not None
         try:
             validate_url(spec.url, allow_files=self.settings.allow_file_urls)
-        except InvalidCameraURL as exc:
+        except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
             raise InvalidRequest("url", str(exc)) from None
         memory_options, source_options = self._split_options(dict(spec.options))
         memory = restored.memory if restored else self._new_memory(memory_options)
@@ -169,8 +180,12 @@ class Service:
         spec = CameraSpec.model_validate({"id": camera_id, "url": camera.url, "fps": camera.fps,
                                           "options": {**self._spec_options(camera), **patch.get("options", {})},
                                           **{k: v for k, v in patch.items() if k != "options"}})
-        self._split_options(dict(spec.options))  # validate before touching the running camera
-        validate_url(spec.url, allow_files=self.settings.allow_file_urls)
+        memory_options, _ = self._split_options(dict(spec.options))  # validate before touching the running camera
+        self._new_memory(memory_options)  # out-of-range memory options are a 422 here, not silently kept
+        try:
+            validate_url(spec.url, allow_files=self.settings.allow_file_urls)
+        except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
+            raise InvalidRequest("url", str(exc)) from None
         await self._watchers.pop(camera_id).stop()
         del self.cameras[camera_id]
         self._start_camera(spec, restored=persist.Restored(camera.added_at, camera.memory))
@@ -202,7 +217,8 @@ class Service:
         return CameraStatus(
             id=camera.id, url=camera.redacted_url, state=STATE_NAMES.get(camera.state, "offline"),
             reason=camera.reason or None, fps_in=float(getattr(stats, "input_fps", 0.0) or 0.0),
-            fps_out=camera.fps_out(), frames_dropped=int(sum(getattr(stats, "drops", {}).values())) if stats else 0,
+            fps_out=camera.fps_out(), frames_dropped=camera.frames_rejected + (
+                int(sum(getattr(stats, "drops", {}).values())) if stats else 0),
             reconnects=int(getattr(stats, "reconnects", 0)) if stats else 0, memory_entries=len(camera.memory),
             compression_ratio=float(memory.get("tokens_in_total", 0) or 0) / kept if len(camera.memory) else 0.0)
 
@@ -338,7 +354,10 @@ class Service:
             if stats is None:
                 cams.append(CameraSnapshot(camera=camera.id, up=False, memory_entries=len(camera.memory)))
                 continue
-            cams.append(CameraSnapshot.from_parts(camera.id, camera.state, stats, camera.memory))
+            snap = CameraSnapshot.from_parts(camera.id, camera.state, stats, camera.memory)
+            if camera.frames_rejected:
+                snap = dataclasses.replace(snap, drops={**snap.drops, "bad_tokens": camera.frames_rejected})
+            cams.append(snap)
         pub = self.publisher
         return ServiceSnapshot(cameras=cams, mqtt_connected=bool(getattr(pub, "connected", False)), redis_connected=bool(self.store.healthy),
                                outbox_length=len(self.store.outbox_list()), mqtt_sent=pub.stats.sent,

@@ -177,9 +177,7 @@ class CameraWatcher:
     def _reject(self, frame: Frame, reason: str) -> None:
         # One bad frame (NaN/inf tokens) is skipped and counted; it must neither poison memory nor restart ingest.
         camera = self.camera
-        camera.frames_rejected += 1
-        if camera.source is not None:
-            camera.source.stats.count_drop(reason)
+        camera.frames_rejected += 1  # reported as drops with reason "bad_tokens" (service snapshot and status)
         if camera.frames_rejected == 1 or camera.frames_rejected % 100 == 0:
             log.warning("camera %s: frame %d skipped (%s); %d so far", camera.id, frame.index, reason,
                         camera.frames_rejected)
