@@ -37,19 +37,27 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _too_large(self.max_bytes)(scope, receive, send)
             return
-        seen = 0
+        seen, exceeded = 0, False
 
         async def limited() -> Any:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
+                exceeded = True
                 raise _BodyTooLarge
             return message
 
+        async def guarded(message: Any) -> None:
+            # FastAPI turns an error while reading the body into its own 400; the 413 below replaces it.
+            if not exceeded:
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
+            await self.app(scope, limited, guarded)
         except _BodyTooLarge:
+            pass
+        if exceeded:
             await _too_large(self.max_bytes)(scope, receive, send)
 
 
