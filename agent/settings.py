@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from streamer.urls import redact
 
@@ -285,6 +286,8 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(validation_lines(exc)) from None
+    except SourceError as exc:  # a section given as malformed JSON, e.g. SCISSOR_MQTT='{not json'
+        raise SettingsError([f"{exc}: a whole section must be a JSON object"]) from None
     finally:
         _config_file.reset(token)
 
