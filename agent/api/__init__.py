@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.api import cameras, questions, rules, system
+from agent.api.deps import AuthDep
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -102,6 +104,16 @@ def _install_error_handlers(app: FastAPI) -> None:
                             status_code=500)
 
 
+def _install_docs(app: FastAPI) -> None:
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[AuthDep])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[AuthDep])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+
 def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     """The FastAPI app for `service`; with `manage_service`, the app's lifespan starts and stops it."""
 
@@ -120,7 +132,9 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         version="0.1.0",
         description="Video memory for camera streams: ask questions about recent footage, get alerts.",
         lifespan=lifespan,
+        openapi_url=None, docs_url=None, redoc_url=None,  # served below, behind the token like every route
     )
+    _install_docs(app)
     app.state.service = service
     _install_error_handlers(app)
     for module in (system, cameras, questions, rules):
