@@ -68,6 +68,8 @@ class Service:
         await self.batcher.start()
         self.metrics.set_snapshot_source(self._snapshot)
         await self._restore()
+        if not self.store.healthy:
+            self._tasks.append(asyncio.create_task(self._restore_when_reachable(), name="state-restore"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="memory-snapshots"))
         self.started = True
         log.info("service started: backend %s, %d camera(s), %d rule(s)", self.backend.name,
@@ -91,11 +93,23 @@ class Service:
         await self.store.close()
         self._answer_pool.shutdown(wait=False, cancel_futures=True)
 
+    async def _restore_when_reachable(self) -> None:
+        # Started while Redis was unreachable: once it answers (and is loaded into RAM), restore what it holds.
+        while not self.store.healthy:
+            await asyncio.sleep(self.settings.state.sync_retry_s)
+        log.info("state store reachable: restoring cameras and rules saved by an earlier run")
+        await self._restore()
+
     async def _restore(self) -> None:
+        """Start every stored camera and rule not already running (RAM changes made meanwhile win)."""
+        known = set(self.alerts.rules)
         for rule in await self.store.rules():
-            self.alerts.load(rule)
-        self.alerts.load_states(await self.store.rule_states())
+            if rule.id not in known:
+                self.alerts.load(rule)
+        self.alerts.load_states({k: v for k, v in (await self.store.rule_states()).items() if k not in known})
         for spec in await self.store.cameras():
+            if spec.id in self.cameras:
+                continue
             blob = await self.store.snapshot(spec.id)
             try:
                 self._start_camera(spec, restored=persist.decode(blob) if blob else None)
