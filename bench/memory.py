@@ -37,8 +37,8 @@ class CameraStream:
         self.noise = 0.3 / dim**0.5  # token cos to its concept ~0.96, two tokens ~0.92: above tau 0.9
 
     def _unit(self, k: int) -> Tensor:
-        x = torch.randn(k, self.d, generator=self.g)
-        return x / x.norm(dim=1, keepdim=True)
+        x: Tensor = torch.randn(k, self.d, generator=self.g)
+        return torch.nn.functional.normalize(x, dim=1)
 
     def frame(self) -> Tensor:
         """Next `[N, D]` frame: each object slot changes with probability 0.3 (a third of changes are returns)."""
@@ -55,30 +55,49 @@ class CameraStream:
         per = max(1, self.n // (4 * self.slots))  # objects cover about a quarter of the frame
         for s in range(self.slots):
             x[s * per : (s + 1) * per] = self.objects[s]
-        return x + self.noise * torch.randn(self.n, self.d, generator=self.g)
+        out: Tensor = x + self.noise * torch.randn(self.n, self.d, generator=self.g)
+        return out
 
 
 def run_stream(args: argparse.Namespace) -> dict[str, Any]:
     """Stream the frames and time every update (token generation excluded)."""
     memory = TokenMemory(args.dim, tau=args.tau, capacity=args.capacity, window_s=args.window_s)
     stream = CameraStream(args.tokens, args.dim, seed=args.seed)
-    times, peak, novelty = [], 0, []
+    times, peak, novelty, early = [], 0, [], b""
+    edge = min(args.edge, args.frames // 2)
     for f in range(args.frames):
+        if f == edge // 2:
+            early = memory.to_bytes()  # the memory at the middle of the first `edge` frames
         tokens = stream.frame()
         start = time.perf_counter()
         update = memory.add_frame(tokens, f / args.fps, f)
         times.append(time.perf_counter() - start)
         peak = max(peak, len(memory))
         novelty.append(update.novelty)
-    edge = min(args.edge, args.frames // 2)
     first, last = statistics.median(times[:edge]), statistics.median(times[-edge:])
     blob = memory.to_bytes()
-    return {
+    side = side_by_side(TokenMemory.from_bytes(early), TokenMemory.from_bytes(blob), stream, args)
+    return {**side,
         "first_median_ms": first * 1e3, "last_median_ms": last * 1e3, "flat_ratio": last / first,
         "p95_ms": float(np.percentile(times, 95)) * 1e3, "max_ms": max(times) * 1e3, "edge_frames": edge,
         "peak_entries": peak, "final_entries": len(memory), "snapshot_bytes": len(blob),
         "mean_novelty": statistics.fmean(novelty), **memory.summary(),
     }
+
+
+def side_by_side(early: TokenMemory, late: TokenMemory, stream: CameraStream, args: argparse.Namespace
+                 ) -> dict[str, float]:
+    """Early vs late memory fed the same next frames, alternating frame by frame: a ratio immune to load drift."""
+    times: dict[str, list[float]] = {"early": [], "late": []}
+    for f in range(args.replay):
+        tokens, t = stream.frame(), (args.frames + f) / args.fps
+        for name, memory in (("early", early), ("late", late)) if f % 2 else (("late", late), ("early", early)):
+            start = time.perf_counter()
+            memory.add_frame(tokens, max(t, memory.newest_t or t), args.frames + f)
+            times[name].append(time.perf_counter() - start)
+    early_ms, late_ms = (statistics.median(times[k]) * 1e3 for k in ("early", "late"))
+    return {"replay_early_ms": early_ms, "replay_late_ms": late_ms, "replay_ratio": late_ms / early_ms,
+            "replay_early_entries": len(early), "replay_late_entries": len(late)}
 
 
 def encoder_ms(runs: int, batch: int) -> dict[str, Any] | None:
@@ -109,10 +128,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dim", type=int, default=896)
     parser.add_argument("--capacity", type=int, default=2048)
     parser.add_argument("--window-s", type=float, default=600.0)
-    parser.add_argument("--fps", type=float, default=2.0, help="stream seconds per frame = 1 / fps")
+    parser.add_argument("--fps", type=float, default=4.0, help="stream seconds per frame = 1 / fps")
     parser.add_argument("--tau", type=float, default=0.9)
     parser.add_argument("--edge", type=int, default=1000, help="frames in the first / last medians")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replay", type=int, default=200, help="frames fed to the early and late memories in turn")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)")
     parser.add_argument("--encoder-runs", type=int, default=3)
     parser.add_argument("--no-encoder", action="store_true")
@@ -121,19 +141,23 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.tokens, args.dim, args.capacity, args.edge, args.no_encoder = 300, 49, 64, 64, 100, True
-        args.window_s = 60.0
+        args.window_s, args.replay = 60.0, 20
     torch.set_num_threads(args.threads)
     result = run_stream(args)
     enc = None if args.no_encoder else encoder_ms(args.encoder_runs, batch=8)
     if enc:
         result.update(enc, encoder_share=result["last_median_ms"] / enc["encoder_ms_per_frame"])
-    result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL
+    result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL and result["replay_ratio"] <= FLAT_GOAL
     print(f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity {args.capacity}, "
           f"window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, {args.threads} thread(s)")
     rows = [
         (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),
         (f"median update, last {result['edge_frames']} frames", f"{result['last_median_ms']:.2f} ms"),
         (f"last / first (goal <= {FLAT_GOAL})", f"{result['flat_ratio']:.3f}"),
+        (f"side by side, same {args.replay} frames: early memory", f"{result['replay_early_ms']:.2f} ms"),
+        (f"  ({result['replay_early_entries']} entries) vs late ({result['replay_late_entries']})",
+         f"{result['replay_late_ms']:.2f} ms"),
+        ("  late / early", f"{result['replay_ratio']:.3f}"),
         ("p95 / max update", f"{result['p95_ms']:.2f} / {result['max_ms']:.1f} ms"),
         ("peak / final entries", f"{result['peak_entries']} / {result['final_entries']}"),
         ("consolidations / evicted entries", f"{result['consolidations_total']} / {result['evicted_total']}"),
