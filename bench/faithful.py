@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,9 @@ def incremental(clip: Tensor, tau: float) -> Tensor:
     return memory.tokens()[0]
 
 
-def _timed(fn: Any, runs: int) -> tuple[Tensor, float]:
-    times, out = [], None
-    for _ in range(runs):
+def _timed(fn: Callable[[], Tensor], runs: int) -> tuple[Tensor, float]:
+    times = []
+    for _ in range(max(1, runs)):
         start = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - start)
