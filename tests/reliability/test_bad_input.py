@@ -22,7 +22,7 @@ from tests.reliability.conftest import metric_value
 from tests.reliability.serve import ServeProcess
 from tests.rtsp import RtspServer
 
-EXAMPLES_PER_OPERATION = 25  # 13 operations: a few hundred cases in total
+EXAMPLES_PER_OPERATION = 20  # 13 operations: a few hundred cases in total
 TRACE_MARKERS = ("Traceback", 'File "/', "site-packages", "Exception:")
 
 
