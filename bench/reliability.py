@@ -141,6 +141,7 @@ def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
         "reconnects": int(sum(c["reconnects"] for c in phase["cameras"])), "cameras_not_online": not_online,
         "peak_rss_mib": peak_rss_bytes(pid) / 2**20, "rss_start_mib": phase["rss"][0] / 2**20,
         "rss_end_mib": phase["rss"][-1] / 2**20, "cameras_up_after_s": phase["up_s"],
+        "load_average": os.getloadavg()[0],
         "log_errors": sum(1 for line in log.splitlines() if " ERROR " in line or "Traceback" in line),
     }
 
@@ -182,19 +183,20 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(result: dict[str, Any], args: argparse.Namespace) -> str:
     """A readable table of the figures."""
     rows = [
-        ("load", f"{args.cameras} cameras x {args.fps:g} fps, {args.questions} concurrent askers, "
-                 f"{args.duration:g} s, backend {args.backend}"),
+        ("load", (f"{args.cameras} cameras x {args.fps:g} fps, {args.questions} concurrent askers, "
+                  f"{args.duration:g} s, backend {args.backend}")),
         ("questions ok / total", f"{result['questions_ok']} / {result['questions_total']}"),
         ("errors", json.dumps(result["errors"]) if result["errors"] else "none"),
-        ("answer p50 / p95 / max", f"{result['answer_p50_s']:.2f} / {result['answer_p95_s']:.2f} / "
-                                   f"{result['answer_max_s']:.2f} s"),
+        ("answer p50 / p95 / max", (f"{result['answer_p50_s']:.2f} / {result['answer_p95_s']:.2f} / "
+                                    f"{result['answer_max_s']:.2f} s")),
         ("answers per second", f"{result['answers_per_s']:.2f}"),
-        ("frames encoded", f"{result['frames_encoded']} ({result['frames_encoded_per_s']:.1f}/s, "
-                           f"asked {args.cameras * args.fps:g}/s)"),
+        ("frames encoded", (f"{result['frames_encoded']} ({result['frames_encoded_per_s']:.1f}/s, "
+                            f"asked {args.cameras * args.fps:g}/s)")),
         ("frames dropped (load)", json.dumps(result["frames_dropped_by_reason"]) or "none"),
         ("reconnects / offline", f"{result['reconnects']} / {result['cameras_not_online'] or 'none'}"),
-        ("peak RSS (VmHWM)", f"{result['peak_rss_mib']:.0f} MiB (start {result['rss_start_mib']:.0f}, "
-                             f"end {result['rss_end_mib']:.0f})"),
+        ("peak RSS (VmHWM)", (f"{result['peak_rss_mib']:.0f} MiB (start {result['rss_start_mib']:.0f}, "
+                              f"end {result['rss_end_mib']:.0f})")),
+        ("machine load average", f"{result['load_average']:.1f} (other processes share the cores)"),
         ("ERROR lines in log", str(result["log_errors"])),
     ]
     width = max(len(k) for k, _ in rows)

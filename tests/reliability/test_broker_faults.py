@@ -37,7 +37,7 @@ class Subscriber:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
-                        self.payloads.append(json.loads(message.payload))  # type: ignore[arg-type]
+                        self.payloads.append(json.loads(message.payload))
             except aiomqtt.MqttError:
                 self.subscribed.clear()
                 await asyncio.sleep(0.1)

@@ -115,7 +115,7 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_filling_the_
         await run.client.post("/cameras", json=camera("gate", wide.url))
         await wait_frames(run, "gate", 3)
         memory = run.service.cameras["gate"].memory
-        tokens_before = int(memory.summary()["tokens_in_total"])
+        tokens_before = memory.tokens_in_total
         before = await steady_census(1)
         wide.kill()
         await wait_state(run, "gate", "offline")
@@ -126,7 +126,7 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_filling_the_
         finally:
             small.stop()
         assert run.service.cameras["gate"].memory is memory
-        assert int(memory.summary()["tokens_in_total"]) > tokens_before
+        assert memory.tokens_in_total > tokens_before
         assert run.service.cameras["gate"].errors == 0, "no internal error on the size change"
         assert_no_leak(before, await steady_census(1))
 

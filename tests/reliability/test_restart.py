@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -22,7 +23,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.25)
 
 
-def cameras(api: httpx.Client) -> dict[str, dict[str, object]]:
+def cameras(api: httpx.Client) -> dict[str, dict[str, Any]]:
     return {c["id"]: c for c in api.get("/cameras").json()}
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -30,7 +30,7 @@ async def collect_mqtt(broker: MosquittoServer, into: list[bytes], stop: asyncio
                               identifier="auditor") as client:
         await client.subscribe("#", qos=1)
         async for message in client.messages:
-            into.append(message.topic.value.encode() + b" " + bytes(message.payload))  # type: ignore[arg-type]
+            into.append(message.topic.value.encode() + b" " + bytes(message.payload))
             if stop.is_set():
                 return
 
@@ -42,8 +42,8 @@ def concrete(path: str) -> str:
 async def exercise(server: ServeProcess, camera: RtspServer, responses: list[str]) -> None:
     """Everything a user does in a session: add cameras (one with a wrong password), rules, ask, read it all."""
     async with server.async_client() as api:
-        async def call(method: str, path: str, **kwargs: object) -> httpx.Response:
-            r = await api.request(method, path, **kwargs)  # type: ignore[arg-type]
+        async def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+            r = await api.request(method, path, **kwargs)
             responses.append(f"{method} {path} {r.status_code} {dict(r.headers)} {r.text}")
             return r
 
