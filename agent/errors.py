@@ -105,3 +105,13 @@ class InvalidStateUrl(AgentError):
     def __init__(self, scheme: str) -> None:
         super().__init__(f"unsupported state URL scheme {scheme!r}", scheme=scheme)
         self.scheme = scheme
+
+
+class TooBusy(AgentError):
+    """More questions are in flight than the service takes at once; the client should retry later."""
+
+    status = 429
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} questions are already being answered; retry shortly", limit=limit)
+        self.limit = limit

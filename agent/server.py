@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import torch
 import uvicorn
 
 from agent.api import create_app
@@ -66,8 +68,20 @@ async def _serve(service: Service, settings: Settings, *, after_start: Any = Non
     await asyncio.gather(*helpers, return_exceptions=True)
 
 
+def configure_torch(settings: Settings) -> int:
+    """Set torch's intra-op threads for this process; returns the number used.
+
+    The encoder, the answerer and memory updates run concurrently; with torch's default (every core per op)
+    they oversubscribe the CPU and ingest stalls, so the default is half the cores.
+    """
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
 def run(settings: Settings) -> int:
     """`scissor serve`: run until SIGINT/SIGTERM."""
+    configure_torch(settings)
     asyncio.run(_serve(Service(settings), settings))
     return 0
 
@@ -85,6 +99,7 @@ def run_demo(settings: Settings, *, video: str | None = None, duration_s: float 
     if not path.is_file():
         print(f"scissor demo: no such video file: {path}", file=sys.stderr)
         return 2
+    configure_torch(settings)
     service = Service(settings)
     base = f"http://{settings.host}:{settings.port}"
 

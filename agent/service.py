@@ -14,7 +14,7 @@ from agent import persist
 from agent.alerts import AlertRouter
 from agent.answer import QuestionResult, TimeRange, ask, resolve_range
 from agent.batcher import EncodeBatcher
-from agent.errors import CameraExists, InvalidRequest, UnknownCamera, UnknownRule
+from agent.errors import CameraExists, InvalidRequest, TooBusy, UnknownCamera, UnknownRule
 from agent.events import EventBus
 from agent.metrics import CameraSnapshot, Metrics, ServiceSnapshot
 from agent.models import Backend, load_backend
@@ -50,6 +50,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._answer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scissor-answer")
         self.started = False
+        self._pending_questions = 0
 
     # ----------------------------------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -297,6 +298,17 @@ class Service:
             raise InvalidRequest("question", f"longer than {self.settings.api.max_question_chars} characters")
         cameras = [self.camera(cid) for cid in camera_ids]
         ranges = [resolve_range(c, since_s=body.since_s, from_s=body.from_s, to_s=body.to_s) for c in cameras]
+        limit = self.settings.api.max_pending_questions
+        if self._pending_questions >= limit:  # admission control: answers must never starve ingest
+            raise TooBusy(limit)
+        self._pending_questions += 1
+        try:
+            return await self._ask(cameras, camera_ids, ranges, body)
+        finally:
+            self._pending_questions -= 1
+
+    async def _ask(self, cameras: list[CameraRuntime], camera_ids: list[str], ranges: list[TimeRange],
+                   body: Any) -> dict[str, Any]:
         history = await self.store.turns(body.session_id) if body.session_id else []
         question = _with_history(body.question, history)
         try:

@@ -52,7 +52,7 @@ class CameraDefaults(Section):
     """Per-camera defaults, used when `POST /cameras` does not override them."""
 
     fps: float = Field(2.0, gt=0.0, le=60.0, description="frames per second sampled from each camera")
-    tau: float = Field(0.9, gt=0.0, lt=1.0, description="SCC cosine-similarity threshold (unitless, 0-1)")
+    tau: float = Field(0.9, gt=0.0, lt=1.0, description="SCC cosine threshold (0-1); when unset, the backend's own (embedded 0.8, LLaVA 0.9)")
     capacity_entries: int = Field(2048, ge=1, le=1_000_000, description="most memory entries kept per camera")
     window_s: float = Field(600.0, gt=0.0, description="seconds of footage each camera's memory covers")
     keyframes_kept: int = Field(32, ge=1, le=10_000, description="recent JPEG keyframes kept per camera as evidence")
@@ -91,6 +91,9 @@ class ApiOptions(Section):
     max_question_chars: int = Field(2000, ge=1, le=100_000, description="longest question accepted, in characters")
     answer_timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds before a question times out")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body accepted, in bytes")
+    max_pending_questions: int = Field(
+        8, ge=1, le=1024, description="questions answered or waiting at once; more get 429 (keeps ingest fed)"
+    )
 
 
 class StateOptions(Section):
@@ -118,6 +121,9 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(None, description="bearer token every route but /healthz requires")
     allow_file_urls: bool = Field(False, description="accept file:// camera URLs from the API (demo only)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log verbosity")
+    torch_threads: int = Field(
+        0, ge=0, le=256, description="torch intra-op threads per process (0: half the cores, at least 1)"
+    )
     camera: CameraDefaults = Field(default_factory=CameraDefaults, description="per-camera defaults")
     redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis options")
     mqtt: MqttOptions = Field(default_factory=MqttOptions, description="MQTT options")

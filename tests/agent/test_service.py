@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agent.models import Backend, load_backend
@@ -104,3 +106,16 @@ async def test_camera_urls_come_back_redacted(embedded: Backend) -> None:
             assert "hunter2" not in response.text
         metrics = await run.client.get("/metrics")
         assert "hunter2" not in metrics.text
+
+
+async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answered(embedded: Backend) -> None:
+    async with running_service(embedded, allow_file_urls=True, api={"max_pending_questions": 1}) as run:
+        await run.client.post("/cameras", json=video_camera())
+        await wait_until(lambda: run.service.cameras["cam1"].frames_processed >= 2, what="frames")
+        responses = await asyncio.gather(*(run.client.post("/cameras/cam1/ask", json={"question": "what?"})
+                                           for _ in range(4)))
+        codes = sorted(r.status_code for r in responses)
+        assert 200 in codes and 429 in codes, codes
+        busy = next(r for r in responses if r.status_code == 429).json()
+        assert busy["error"] == "TooBusy" and busy["limit"] == 1
+        assert (await run.client.post("/cameras/cam1/ask", json={"question": "what?"})).status_code == 200
