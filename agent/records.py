@@ -123,7 +123,7 @@ class RuleSpec(Record):
     @model_validator(mode="after")
     def _params_match_kind(self) -> RuleSpec:
         if not isinstance(self.params, PARAMS_BY_KIND[self.kind]):
-            raise ValueError(f"params do not fit kind {self.kind!r}")
+            raise ValueError(f"params do not fit kind {self.kind!r}")  # noqa: TRY004 - pydantic wants ValueError
         return self
 
     @property

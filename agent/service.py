@@ -21,7 +21,7 @@ from agent.models import Backend, load_backend
 from agent.mqtt import make_publisher
 from agent.records import CameraSpec, CameraStatus, Event, Rule, RuleSpec, Turn
 from agent.settings import Settings
-from agent.state import ResilientStore
+from agent.state_sync import ResilientStore
 from agent.watcher import CameraRuntime, CameraWatcher
 from compress.memory import MemoryUpdate, TokenMemory
 from streamer import Frame, InvalidCameraURL, validate_url

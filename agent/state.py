@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol, cast
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
-from agent.errors import InvalidStateUrl, StateUnavailable
+from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
-from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 RuleState = dict[str, Any]
@@ -325,154 +318,3 @@ def _decode(kind: str, raw: bytes) -> Any:
     if kind == "snapshot":
         return bytes(raw)
     return records[kind].model_validate_json(raw) if kind in records else json.loads(raw)
-
-
-class ResilientStore(MemoryStore):
-    """What the service uses: RAM first (reads never touch Redis), writes go through to Redis when it is up.
-
-    When Redis is down it keeps working from RAM, reports `healthy = False` with a `reason`, remembers which
-    keys changed, and a background task writes them back once Redis answers. `start()` loads everything from
-    Redis (restart recovery). Without a backend (`memory://`) it is a MemoryStore that is always healthy.
-    """
-
-    def __init__(self, backend: RedisStore | None = None, *, outbox_max: int = 10_000, session_max_turns: int = 50,
-                 sync_retry_s: float = 1.0) -> None:
-        super().__init__(outbox_max=outbox_max, session_max_turns=session_max_turns)
-        self.backend, self.sync_retry_s = backend, sync_retry_s
-        self.healthy, self.reason = backend is None, None if backend is None else "not connected yet"
-        self.write_failures = 0
-        self._loaded = backend is None
-        self.dirty: set[tuple[str, str]] = set()  # (kind, key) changed in RAM, not yet in Redis
-        self._lock = asyncio.Lock()  # one Redis writer at a time keeps write order equal to change order
-        self._task: asyncio.Task[None] | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ResilientStore:
-        """Build the store `settings.redis_url` names (`memory://` gives no backend)."""
-        sizes = {"outbox_max": settings.mqtt.outbox_max_alerts, "session_max_turns": settings.state.session_max_turns}
-        if not settings.redis_enabled:
-            return cls(None, **sizes)
-        r, scheme = settings.redis, urlsplit(settings.redis_url).scheme
-        if scheme not in {"redis", "rediss", "unix"}:
-            raise InvalidStateUrl(scheme)
-        ssl = {"ssl_ca_certs": r.tls_ca_file, "ssl_certfile": r.tls_cert_file, "ssl_keyfile": r.tls_key_file}
-        # Few, short retries: a down Redis must turn into "degraded" quickly, never stall the service.
-        client = aioredis.from_url(
-            settings.redis_url, password=r.password.get_secret_value() if r.password else None,
-            socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
-            **{k: str(v) for k, v in ssl.items() if v is not None},
-        )
-        backend = RedisStore(client, prefix=r.key_prefix, **sizes)
-        return cls(backend, **sizes, sync_retry_s=settings.state.sync_retry_s)
-
-    async def start(self) -> None:
-        """Load state from Redis if it answers (else start degraded), then start the background sync task."""
-        if self.backend is not None and self._task is None:
-            await self.sync_now()
-            self._task = asyncio.create_task(self._sync_loop(), name="state-sync")
-
-    async def close(self) -> None:
-        """Stop the sync task, try one last write-back, and close the Redis connection."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self.backend is not None:
-            await self.sync_now()
-            await self.backend.close()
-
-    async def ping(self) -> None:
-        """Raise StateUnavailable with the reason while Redis is unreachable."""
-        if not self.healthy:
-            raise StateUnavailable(self.reason or "unknown")
-
-    async def sync_now(self) -> bool:
-        """Reach Redis, load it on first contact, write every dirty key; return whether Redis is healthy."""
-        if self.backend is None:
-            return True
-        was_healthy = self.healthy
-        if not was_healthy and self._loaded:
-            # Redis may have come back empty (restarted without persistence): write all of RAM, not just changes.
-            self._mark_all_dirty()
-        if not await self._redis(lambda b: b.ping(), self._load, self._write_dirty):
-            return False
-        self.healthy, self.reason = True, None
-        if not was_healthy:
-            log.info("state store: Redis reachable, state loaded and written back")
-        return True
-
-    def _mark_all_dirty(self) -> None:
-        self.dirty.update((kind, key) for kind in KINDS for key in self.maps[kind])
-        self.dirty.update(("session", sid) for sid in self.sessions)
-        self.dirty.update(("outbox", alert_id) for alert_id in self.outbox)
-
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sync_retry_s)
-            await self.sync_now()
-
-    async def _redis(self, *ops: Callable[[RedisStore], Awaitable[Any]]) -> bool:
-        """Run Redis operations in order, one writer at a time; on failure mark the store degraded."""
-        assert self.backend is not None, "callers check for a backend"
-        try:
-            # The lock keeps Redis's write order equal to RAM's change order. Each Redis call is bounded by
-            # the client's socket timeout, so no extra wait_for is needed here.
-            async with self._lock:
-                for op in ops:
-                    await op(self.backend)
-        except _DOWN as exc:
-            reason = exc.reason if isinstance(exc, StateUnavailable) else f"{type(exc).__name__}: {exc}"
-            if self.healthy:
-                log.warning("state store degraded, working from RAM: %s", reason)
-            self.healthy, self.reason = False, reason
-            self.write_failures += 1
-            return False
-        return True
-
-    async def _load(self, backend: RedisStore) -> None:
-        # Redis holds what an earlier process wrote; RAM wins for every key changed since this one started.
-        if self._loaded:
-            return
-        for kind in KINDS:
-            for key, value in (await backend.all(kind)).items():
-                if key not in self.maps[kind] and (kind, key) not in self.dirty:
-                    self.maps[kind][key] = value
-        for sid, session in (await backend.sessions()).items():
-            self.sessions.setdefault(sid, session)
-        # Saved alerts are older than any queued here before Redis was reached: they go first, ours are renumbered.
-        saved = [(seq, a) for seq, a in await backend.outbox_entries(self.outbox_max) if a.id not in self.outbox]
-        base = saved[-1][0] if saved else 0
-        mine = [(base + i, a) for i, (_, a) in enumerate(self.outbox.values(), start=1)]
-        self.dirty.update(("outbox", a.id) for _, a in mine)
-        self.outbox = OrderedDict((a.id, (seq, a)) for seq, a in saved + mine)
-        self.seq, self.dropped = max(self.seq, base + len(mine)), self.dropped + await backend.outbox_dropped()
-        while len(self.outbox) > self.outbox_max:
-            self.dirty.add(("outbox", self.outbox.popitem(last=False)[0]))
-            self.dropped += 1
-        self._loaded = True
-
-    async def _write_dirty(self, backend: RedisStore) -> None:
-        for kind_key in sorted(self.dirty):
-            await self._write(backend, kind_key)
-
-    async def _write(self, backend: RedisStore, kind_key: tuple[str, str]) -> None:
-        """Write RAM's current value of one key to Redis (deleting it there when RAM no longer has it)."""
-        kind, key = kind_key
-        if kind in KINDS:
-            await backend.put(kind, key, self.maps[kind].get(key))
-        elif kind == "session":
-            await backend.put_session(key, self.live_session(key))
-        elif kind == "outbox":
-            seq, alert = self.outbox.get(key, (0, None))
-            await backend.put_alert(seq, alert, key, self.dropped)
-        self.dirty.discard(kind_key)
-
-    async def _changed(self, kind: str, key: str = "") -> None:
-        # Write-through when healthy; otherwise (or on failure) the key stays dirty for the sync task.
-        if self.backend is None:
-            return
-        # A deleted camera or rule also deletes its snapshot or state in Redis (RedisStore.put cascades).
-        self.dirty.add((kind, key))
-        if self.healthy:
-            await self._redis(partial(self._write, kind_key=(kind, key)))

@@ -10,7 +10,8 @@ import redis.asyncio as aioredis
 from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
 from agent.settings import Settings
-from agent.state import MemoryStore, RedisStore, ResilientStore, Store
+from agent.state import MemoryStore, RedisStore, Store
+from agent.state_sync import ResilientStore
 from tests.servers import RedisServer
 
 
