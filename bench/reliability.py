@@ -149,7 +149,7 @@ def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
 def run_once(args: argparse.Namespace, video: Path) -> dict[str, Any]:
     """Start Redis, Mosquitto, the RTSP camera and `scissor serve`; add the cameras; run the load phase."""
     from tests.ports import free_port
-    from tests.reliability.serve import ServeProcess
+    from tests.serve import ServeProcess
     from tests.rtsp import RtspServer
     from tests.servers import MosquittoServer, RedisServer
 

@@ -1,4 +1,4 @@
-"""Launcher for the real GStreamer RTSP server (tests/rtsp_server.py) that tests start, kill, pause and restart.
+"""Launcher for the real GStreamer RTSP server (ops/camera/rtsp_camera.py) that tests start, kill, pause and restart.
 
 Never mocks anything: it runs Debian's /usr/bin/python3 as a subprocess on a loopback port and waits for READY.
 """
@@ -15,7 +15,8 @@ from typing import Self
 from tests.ports import free_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SCRIPT = Path(__file__).with_name("rtsp_server.py")
+# The same script the compose stack's sample camera runs (one RTSP server implementation, not two).
+SCRIPT = Path(__file__).resolve().parents[1] / "ops" / "camera" / "rtsp_camera.py"
 
 
 class RtspServerError(RuntimeError):
@@ -50,10 +51,12 @@ class RtspServer:
     def start(self, video_path: str | Path) -> RtspServer:
         """Start serving `video_path`; return once the server printed READY."""
         self.video_path = Path(video_path)
-        cmd = [SYSTEM_PYTHON, str(SCRIPT), str(self.video_path), "--port", str(self.port), "--mount", self.mount]
+        cmd = [SYSTEM_PYTHON, str(SCRIPT), str(self.video_path), "--host", "127.0.0.1", "--port", str(self.port),
+               "--mount", self.mount]
+        env = {k: v for k, v in os.environ.items() if k not in ("CAMERA_USER", "CAMERA_PASSWORD")}
         if self.user is not None:
-            cmd += ["--user", self.user, "--password", self.password or ""]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            env |= {"CAMERA_USER": self.user, "CAMERA_PASSWORD": self.password or ""}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         self._wait_ready()
         return self
 

@@ -5,7 +5,7 @@ Usage: python3 rtsp_camera.py [VIDEO.mp4] [--host 0.0.0.0] [--port 8554] [--moun
 Env: CAMERA_VIDEO (default /videos/sample.mp4), CAMERA_USER / CAMERA_PASSWORD (optional basic auth).
 Prints `READY rtsp://HOST:PORT/MOUNT` once it listens.
 
-How it loops (same idea as tests/rtsp_server.py, which this must not import): a reader pipeline demuxes the file
+How it loops (tests run this same script through tests/rtsp.py): a reader pipeline demuxes the file
 into access units that are pushed into the served media's appsrc, with timestamps shifted by one file duration on
 every pass, so clients see one endless stream whose timestamps only increase. The media is shared, like a real
 camera: late clients join mid-stream.
@@ -70,8 +70,8 @@ def require_basic_auth(server: GstRtspServer.RTSPServer, factory: GstRtspServer.
                        user: str, password: str) -> None:
     """Only `user`/`password` may see and play the mount."""
     auth = GstRtspServer.RTSPAuth()
-    token = GstRtspServer.RTSPToken.new_empty()
-    token.get_writable_structure().set_value("media.factory.role", "viewer")
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "viewer")
     auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
     server.set_auth(auth)
     role = Gst.Structure.from_string(

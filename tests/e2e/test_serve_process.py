@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,55 +15,10 @@ import pytest
 from agent.server import sample_video
 from tests.ports import free_port
 from tests.rtsp import RtspServer
+from tests.serve import ServeProcess
 from tests.servers import MosquittoServer, RedisServer
 
 CAMERA_PASSWORD = "pa55-w0rd-never-logged"
-
-
-class ServeProcess:
-    """`python -m agent.cli serve` with SCISSOR_* env, its output captured to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path):
-        self.port = int(env["SCISSOR_PORT"])
-        self.env = {**os.environ, **env, "HF_HUB_OFFLINE": "1"}
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 90.0) -> ServeProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve"], env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"scissor serve exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"scissor serve not up after {timeout_s} s:\n{self.log()}")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def wait_for(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped-def]

@@ -13,7 +13,6 @@ import pytest
 from agent.models import Backend, load_backend
 from agent.server import sample_video
 from tests.rtsp import RtspServer
-from tests.servers import MosquittoServer, RedisServer
 
 # bigbuckbunny.mp4 is 1280x720, bikes.mp4 640x272, carphone_pristine.mp4 176x144 (all H.264, looped by the server).
 SMALL_VIDEO = "carphone_pristine.mp4"
@@ -38,20 +37,6 @@ def rtsp_camera() -> Iterator[Callable[..., RtspServer]]:
     yield start
     for server in started:
         server.stop()
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A fresh redis-server on a free loopback port; kill()/restart() for faults."""
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def mosquitto_server() -> Iterator[MosquittoServer]:
-    """A fresh anonymous mosquitto on a free loopback port; kill()/start() for faults."""
-    with MosquittoServer() as server:
-        yield server
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.ports import free_port
-from tests.reliability.serve import ServeProcess
+from tests.serve import ServeProcess
 from tests.rtsp import RtspServer
 from tests.servers import RedisServer
 

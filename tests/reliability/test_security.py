@@ -13,7 +13,7 @@ import aiomqtt
 import httpx
 
 from tests.ports import free_port
-from tests.reliability.serve import ServeProcess
+from tests.serve import ServeProcess
 from tests.rtsp import RtspServer
 from tests.servers import MosquittoServer, RedisServer
 

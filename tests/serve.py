@@ -12,7 +12,7 @@ from typing import Self
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class ServeNotReady(RuntimeError):

@@ -1,4 +1,4 @@
-"""Fixtures for agent tests: real redis-server and mosquitto per test, and a per-test key/topic prefix."""
+"""Shared fixtures: real redis-server, mosquitto and Prometheus per test, and a per-test key/topic prefix."""
 
 from __future__ import annotations
 
