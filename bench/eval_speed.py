@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from bench.compress import camera_like
+from bench.models import flops_eq9
 from bench.reference import reference_compress
 from compress.memory import TokenMemory
 from compress.scc import compress_video_with_stats
@@ -26,21 +27,14 @@ PAPER_TOKENS = 6272  # 32 frames x 196 tokens
 DECODED = 100  # R in Eq. 9
 
 
-def eq9_flops(k: int, layers: int, d: int, c: int, r: int = DECODED) -> float:
-    """PAPER.md Eq. 9: LLM prefill of k visual tokens plus r decoded tokens, in FLOPs (text tokens ignored)."""
-    prefill = layers * (4 * k * d**2 + 2 * k**2 * d + 2 * k * d * c)
-    decode = layers * r * ((4 * d**2 + 2 * d * c) + 2 * (d * k + d * (r + 1) / 2))
-    return float(prefill + decode)
-
-
 def flops_table(retentions: Sequence[float]) -> list[dict[str, Any]]:
     """Eq. 9 for each model at full tokens and at each retention of the 6,272-token workload."""
     rows = []
     for model, (t, d, c) in LLMS.items():
-        full = eq9_flops(PAPER_TOKENS, t, d, c)
+        full = flops_eq9(PAPER_TOKENS, t, d, c)
         for ratio in (1.0, *retentions):
             k = round(ratio * PAPER_TOKENS)
-            flops = eq9_flops(k, t, d, c)
+            flops = flops_eq9(k, t, d, c)
             rows.append({"model": model, "retention": ratio, "tokens": k, "tflops": flops / 1e12,
                          "share": flops / full, "speedup": full / flops})
     return rows

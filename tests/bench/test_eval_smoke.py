@@ -12,7 +12,7 @@ import pytest
 from bench.eval import main
 from bench.eval_quality import INCREMENTAL, METHODS, SCC
 from bench.eval_report import verdict
-from bench.eval_speed import eq9_flops
+from bench.models import flops_eq9
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +76,9 @@ def test_speed_section_has_timings_cameras_and_the_papers_flops(quick: tuple[Pat
 
 
 def test_eq9_matches_the_numbers_paper_md_checks() -> None:
-    assert math.isclose(eq9_flops(6272, 28, 3584, 18944) / 1e12, 41.42, abs_tol=0.01)
-    assert math.isclose(eq9_flops(627, 28, 3584, 18944) / 1e12, 3.90, abs_tol=0.01)
-    assert math.isclose(eq9_flops(6272, 24, 896, 4864) / 1e12, 3.54, abs_tol=0.01)
+    assert math.isclose(flops_eq9(6272, 28, 3584, 18944) / 1e12, 41.42, abs_tol=0.01)
+    assert math.isclose(flops_eq9(627, 28, 3584, 18944) / 1e12, 3.90, abs_tol=0.01)
+    assert math.isclose(flops_eq9(6272, 24, 896, 4864) / 1e12, 3.54, abs_tol=0.01)
 
 
 def test_a_gap_inside_the_clip_to_clip_noise_is_not_called_a_loss() -> None:
