@@ -24,7 +24,6 @@ from compress.scc import compress_video_with_stats
 # LLaVA-OneVision language models (PAPER.md Table 5 / Eq. 9): layers T, hidden d, FFN c.
 LLMS = {"LLaVA-OV-0.5B": (24, 896, 4864), "LLaVA-OV-7B": (28, 3584, 18944)}
 PAPER_TOKENS = 6272  # 32 frames x 196 tokens
-DECODED = 100  # R in Eq. 9
 
 
 def flops_table(retentions: Sequence[float]) -> list[dict[str, Any]]:
