@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -48,7 +50,8 @@ class Service:
         self.cameras: dict[str, CameraRuntime] = {}
         self._watchers: dict[str, CameraWatcher] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._answer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scissor-answer")
+        self._answer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scissor-answer",
+                                               initializer=_lower_thread_priority)
         self.started = False
         self._pending_questions = 0
 
@@ -389,6 +392,20 @@ class Service:
                                outbox_length=len(self.store.outbox_list()), mqtt_sent=pub.stats.sent,
                                mqtt_failed=pub.stats.failed, mqtt_dropped=pub.stats.dropped,
                                mqtt_reconnects=pub.stats.reconnects)
+
+
+ANSWER_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    """Run the answer worker at a lower CPU priority than ingest and encoding (Linux threads have their own nice).
+
+    Questions are bursty and can wait a little; frames cannot (they are dropped when the encoder falls behind).
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANSWER_THREAD_NICENESS)
+    except (AttributeError, OSError):  # not Linux, or not permitted: keep the default priority
+        log.debug("could not lower the answer thread's priority")
 
 
 def _with_history(question: str, history: list[Turn]) -> str:
