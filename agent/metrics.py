@@ -48,6 +48,8 @@ TOKEN_BUCKETS: Final = tuple(float(2**k) for k in range(4, 16))  # 16 ... 32768 
 # A camera counts as up in the streamer's words (`streamer.State.UP`) and in the API's (`CameraState` "online").
 UP_STATES: Final = frozenset({"up", "online"})
 ALERT_OUTCOMES: Final = ("sent", "queued", "failed", "dropped")
+# Frame drop reasons: the streamer's (queue full, decoder rejected a packet) and the watcher's (NaN/inf tokens).
+DROP_REASONS: Final = ("consumer_behind", "decode_error", "bad_tokens")
 ANSWER_OUTCOMES: Final = ("ok", "error")
 MAX_LABEL_CHARS: Final = 64
 
@@ -217,7 +219,8 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
         up.add_metric(c, 1.0 if cam.up else 0.0)
         decoded.add_metric(c, cam.frames_decoded)
         sampled.add_metric(c, cam.frames_sampled)
-        for reason, count in sorted(cam.drops.items()):
+        # Known reasons are exported at 0 too, so a healthy camera's drop panel shows 0 rather than "no data".
+        for reason, count in sorted({**dict.fromkeys(DROP_REASONS, 0), **cam.drops}.items()):
             dropped.add_metric([*c, _checked("reason", reason)], count)
         reconnects.add_metric(c, cam.reconnects)
         failures.add_metric(c, cam.connect_failures)

