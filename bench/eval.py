@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench import eval_report
+from bench import eval_doc, eval_report
 from bench.eval_data import SLIDESHOWS, VIDEOS, Clip, encode_clip, load_clips
 from bench.eval_quality import METHODS, evaluate_clip
 from bench.eval_speed import (
@@ -113,6 +113,13 @@ def _speed(tokens: list[Tensor], encode_s: list[float], args: argparse.Namespace
             "flops": flops_table(RETENTIONS)}
 
 
+def write(result: dict[str, Any], out_dir: Path) -> None:
+    """Write benchmarks.md, eval_quality.png and eval_speed.png into `out_dir`."""
+    eval_report.plot_quality(result, out_dir / "eval_quality.png")
+    eval_report.plot_speed(result, out_dir / "eval_speed.png")
+    (out_dir / "benchmarks.md").write_text(eval_doc.markdown(result))
+
+
 def main(argv: list[str]) -> int:
     """Run the evaluation, print the tables, write JSON, docs/benchmarks.md and the plots; returns 0."""
     args = _parse(argv)
@@ -141,7 +148,7 @@ def main(argv: list[str]) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    eval_report.write(result, args.out_dir)
+    write(result, args.out_dir)
     print(eval_report.headline(result))
     print(f"wrote {args.out}, {args.out_dir / 'benchmarks.md'} and plots in {args.out_dir}")
     return 0

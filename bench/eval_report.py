@@ -76,7 +76,7 @@ def headline(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot_quality(result: dict[str, Any], path: Path) -> None:
+def plot_quality(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +98,7 @@ def _plot_quality(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_speed(result: dict[str, Any], path: Path) -> None:
+def plot_speed(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -123,12 +123,3 @@ def _plot_speed(result: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def write(result: dict[str, Any], out_dir: Path) -> None:
-    """Write benchmarks.md, eval_quality.png and eval_speed.png into `out_dir`."""
-    from bench.eval_doc import markdown
-
-    _plot_quality(result, out_dir / "eval_quality.png")
-    _plot_speed(result, out_dir / "eval_speed.png")
-    (out_dir / "benchmarks.md").write_text(markdown(result))
