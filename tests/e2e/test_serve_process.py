@@ -34,7 +34,7 @@ def wait_for(predicate, timeout_s: float, what: str):  # type: ignore[no-untyped
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[RedisServer, MosquittoServer, RtspServer]]:
     with RedisServer() as redis, MosquittoServer() as broker:
-        camera = RtspServer().start(sample_video("bigbuckbunny.mp4"))
+        camera = RtspServer().start(sample_video("bikes.mp4"))
         try:
             yield redis, broker, camera
         finally:
@@ -68,8 +68,8 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
             r = await api.post("/cameras", json={"id": "gate", "url": rtsp_url, "fps": 2})
             assert r.status_code == 201, r.text
             assert CAMERA_PASSWORD not in r.text
-            rule = await api.post("/rules", json={"camera_id": "gate", "kind": "novelty",
-                                                  "params": {"threshold": 0.2}, "cooldown_s": 3600})
+            rule = await api.post("/rules", json={"camera_id": "gate", "kind": "label", "cooldown_s": 3600,
+                                                  "params": {"label": "bicycle", "min_score": 0.3}})
             assert rule.status_code == 201, rule.text
             for _ in range(240):
                 if alerts and (await api.get("/cameras/gate")).json()["memory_entries"] > 0:
@@ -82,9 +82,9 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
         listener.cancel()
 
     asyncio.run(scenario())
-    assert alerts, "a novelty alert reached a real MQTT subscriber"
+    assert alerts, "a label alert reached a real MQTT subscriber"
     first = alerts[0]
-    assert first["camera"] == "gate" and first["kind"] == "novelty" and str(first["mqtt_topic"]).startswith("scissor/gate/alerts/")
+    assert first["camera"] == "gate" and first["kind"] == "label" and first["label"] == "bicycle" and str(first["mqtt_topic"]).startswith("scissor/gate/alerts/")
     assert len({a["id"] for a in alerts}) == len(alerts)
 
     time.sleep(2.5)  # one periodic memory snapshot lands in Redis
@@ -95,7 +95,7 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
         assert status.status_code == 200, status.text
         assert status.json()["memory_entries"] > 0, "memory came back from the Redis snapshot"
         rules = httpx.get(f"{server.url}/rules", timeout=10).json()
-        assert [r["kind"] for r in rules] == ["novelty"]
+        assert [r["kind"] for r in rules] == ["label"]
         earlier = httpx.post(f"{server.url}/cameras/gate/ask",
                              json={"question": "what did you see?", "from": 0, "to": 5}, timeout=60)
         assert earlier.status_code == 200, earlier.text
