@@ -181,7 +181,7 @@ async def test_the_last_will_marks_the_service_offline_when_its_process_dies(
         asyncio.run(main())
     """)
     async with subscribed(mosquitto_server, f"{prefix}/availability") as sub:
-        proc = subprocess.Popen([sys.executable, "-c", script])
+        proc = subprocess.Popen([sys.executable, "-c", script])  # noqa: ASYNC220 - a child process that must die
         try:
             await sub.wait(lambda: [m.payload for m in sub.messages] == [b"online"], timeout_s=20)
         finally:

@@ -70,9 +70,9 @@ def test_events_stream_cameras_and_alerts_and_one_question_spans_two_cameras(ser
     assert alerts and alerts[0]["camera"] == "street" and alerts[0]["kind"] == "novelty"
 
     cli = subprocess.run([sys.executable, "-m", "agent.cli", "ask", "street", "what did you see?", "--since", "60",
-                          "--url", server.url], capture_output=True, text=True, timeout=60, cwd=REPO)
+                          "--url", server.url], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert cli.returncode == 0, cli.stderr
     assert "evidence: street" in cli.stdout and "memory tokens" in cli.stdout
     missing = subprocess.run([sys.executable, "-m", "agent.cli", "ask", "nope", "hi", "--url", server.url],
-                             capture_output=True, text=True, timeout=60, cwd=REPO)
+                             capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert missing.returncode == 1 and "404 UnknownCamera" in missing.stderr

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from tests.ports import free_port
-from tests.serve import ServeProcess
 from tests.rtsp import RtspServer
+from tests.serve import ServeProcess
 from tests.servers import RedisServer
 
 

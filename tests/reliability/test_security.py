@@ -13,8 +13,8 @@ import aiomqtt
 import httpx
 
 from tests.ports import free_port
-from tests.serve import ServeProcess
 from tests.rtsp import RtspServer
+from tests.serve import ServeProcess
 from tests.servers import MosquittoServer, RedisServer
 
 TOKEN = "tok-7f3a9c1e5b2d4f6a8e0c"
