@@ -89,12 +89,21 @@ class ResilientStore(MemoryStore):
         if not was_healthy and self._loaded:
             # Redis may have come back empty (restarted without persistence): write all of RAM, not just changes.
             self._mark_all_dirty()
-        if not await self._redis(lambda b: b.ping(), self._load, self._write_dirty):
+        if not await self._redis(lambda b: b.ping(), self._load, self._check_epoch, self._write_dirty, self._set_epoch):
             return False
         self.healthy, self.reason = True, None
         if not was_healthy:
             log.info("state store: Redis reachable, state loaded and written back")
         return True
+
+    async def _check_epoch(self, backend: RedisStore) -> None:
+        # A Redis that restarted empty between two ticks may never have failed a call of ours: the marker we
+        # set is gone then, and all of RAM is written again.
+        if self._loaded and not await backend.client.exists(backend.key("epoch")):
+            self._mark_all_dirty()
+
+    async def _set_epoch(self, backend: RedisStore) -> None:
+        await backend.client.set(backend.key("epoch"), "1")
 
     def _mark_all_dirty(self) -> None:
         self.dirty.update((kind, key) for kind in KINDS for key in self.maps[kind])

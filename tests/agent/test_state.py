@@ -127,6 +127,23 @@ async def test_resilient_store_keeps_working_while_redis_is_down_and_writes_back
     await store.close()
 
 
+async def test_a_redis_that_restarted_empty_unnoticed_gets_all_of_ram_written_back(
+    redis_server: RedisServer, prefix: str
+) -> None:
+    store = resilient(redis_server, prefix)
+    await store.start()
+    await store.put_camera(CameraSpec(id="kept", url="rtsp://h/s"))
+    redis_server.restart()  # no call of the store fails in between: only the missing marker tells
+    direct = redis_store(redis_server, prefix)
+    for _ in range(100):
+        if {c.id for c in await direct.cameras()} == {"kept"}:
+            break
+        await asyncio.sleep(0.05)
+    assert {c.id for c in await direct.cameras()} == {"kept"}
+    await direct.close()
+    await store.close()
+
+
 async def test_a_new_resilient_store_reloads_what_an_earlier_process_wrote(
     redis_server: RedisServer, prefix: str
 ) -> None:
