@@ -389,7 +389,7 @@ class Service:
             cams.append(snap)
         pub = self.publisher
         return ServiceSnapshot(cameras=cams, mqtt_connected=bool(getattr(pub, "connected", False)), redis_connected=bool(self.store.healthy),
-                               outbox_length=len(self.store.outbox_list()), mqtt_sent=pub.stats.sent,
+                               outbox_length=len(self.store.outbox), mqtt_sent=pub.stats.sent,
                                mqtt_failed=pub.stats.failed, mqtt_dropped=pub.stats.dropped,
                                mqtt_reconnects=pub.stats.reconnects)
 
