@@ -15,6 +15,7 @@ from compress.scc import check_tau, graph_components, merge_by_labels, normalize
 
 _STATE_VERSION = 1
 _NEG = float("-inf")
+_ROUND_PAIRS = 32  # most pairs one consolidation round merges with one similarity pass
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
 _CONFIG = ("dim", "tau", "capacity", "window_s", "evidence_frames")
@@ -130,23 +131,31 @@ class TokenMemory:
         self._m = keep
         return mapping
 
+    def _cos_all(self, q: Tensor) -> Tensor:
+        """`[r, D]` unit rows -> `[r, M]` cosines with every live entry. Past the CPU caches this product is bound by
+        reading the M x D units, and BLAS re-reads them per block of ~3 rows of `q @ U.T` but per ~16 rows of
+        `U @ q.T`: the second orientation is up to 3x faster for the 4-30 rows of a refresh or a frame."""
+        unit = self._rows["unit"][: self._m]
+        return q @ unit.T if q.shape[0] <= 3 else (unit @ q.T).T
+
     def _refresh_nn(self, changed: Tensor) -> None:
         """Keep each entry's most similar other entry exact after `changed` rows moved, in O(r M D) with r small:
         rows whose neighbour changed or vanished are recomputed, the others only meet the changed rows."""
         m, r = self._m, self._rows
         idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
-        stale = (idx < 0) | torch.isin(idx, changed)
-        rows = torch.unique(torch.cat([changed, stale.nonzero().squeeze(1)]))
+        moved = torch.zeros(m + 1, dtype=torch.bool, device=self.device).index_fill_(0, changed, True)
+        moved[m] = True
+        stale = moved[idx] | moved[:m]  # idx -1 reads the last slot, set for "neighbour gone"
+        rows = stale.nonzero().squeeze(1)
         if m < 2 or rows.numel() == 0:
             idx[rows], sim[rows] = -1, _NEG
             return
-        unit = r["unit"][:m]
-        s = unit[rows] @ unit.T  # [r, M]
+        s = self._cos_all(r["unit"][rows])  # [r, M]
         s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
         col_best, col_arg = s.max(dim=0)
-        better = col_best > sim
-        better[rows] = False
-        sim[better], idx[better] = col_best[better], rows[col_arg[better]]
+        better = (col_best > sim) & ~stale
+        sim.copy_(torch.where(better, col_best, sim))
+        idx.copy_(torch.where(better, rows[col_arg], idx))
         sim[rows], idx[rows] = s.max(dim=1)
 
     def _merge_rows(self, into: Tensor, away: Tensor) -> None:
@@ -209,9 +218,9 @@ class TokenMemory:
     def _group(self, x: Tensor, labels: Tensor, k1: int) -> tuple[Tensor, ...]:
         """Link components to entries and to each other (cos > tau), union all linked -> (group [k1], target row or -1
         [G] (its oldest entry), bridged rows, rows they merge into, component units [k1, D], their cos [k1, M])."""
-        m, r = self._m, self._rows
+        r = self._rows
         comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
-        comp_cos = comp_unit @ r["unit"][:m].T  # [k1, M]: the frame's one component x entry matmul
+        comp_cos = self._cos_all(comp_unit)  # [k1, M]: the frame's one component x entry matmul
         link = comp_cos > self.tau
         cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
         shared = link[:, cols].float()
@@ -245,10 +254,10 @@ class TokenMemory:
             scores.insert(0, (x_unit @ unit[cand].T).masked_fill(blocked[cand][None], _NEG))
         best, arg = torch.cat(scores, dim=1).max(dim=1)
         rows = torch.cat([cand, m + torch.arange(reps.shape[0], device=self.device)])[arg]
-        own = torch.acos((x_unit * comp_unit[labels]).sum(dim=1).clamp(-1, 1))  # the margin covers float error
+        own = torch.acos((x_unit @ comp_unit.T).gather(1, labels[:, None])[:, 0].clamp(-1, 1))  # margin: float error
         open_ = torch.acos(bound.clamp(-1, 1))[labels] - own < torch.acos(best.clamp(-1, 1)) + _ANGLE_MARGIN
         if m and bool(open_.any()):
-            full = (x_unit[open_] @ unit.T).masked_fill(blocked[None], _NEG)  # [n_open, M]
+            full = self._cos_all(x_unit[open_]).masked_fill(blocked[None], _NEG)  # [n_open, M]
             full_best, full_arg = full.max(dim=1)
             rows[open_] = torch.where(full_best > best[open_], full_arg, rows[open_])
         return rows
@@ -306,19 +315,97 @@ class TokenMemory:
         ev[rows] = block
 
     def _consolidate(self) -> list[int]:
-        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids gone."""
+        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids gone.
+
+        Each round merges the next most similar pairs in one similarity pass, as many as provably give the same
+        result as merging one pair at a time and refreshing the neighbours after each (`_safe_pairs`)."""
         gone: list[int] = []
         r = self._rows
         while self._m > self.capacity:
-            i = int(r["nn_sim"][: self._m].argmax())
-            a, b = sorted((i, int(r["nn_idx"][i])), key=lambda row: int(r["ids"][row]))
-            gone.append(int(r["ids"][b]))
-            into, away = r["ids"].new_tensor([a]), r["ids"].new_tensor([b])
-            self._merge_rows(into, away)
-            mapping = self._remove(away)
-            self._refresh_nn(mapping[into])
-            self.consolidations_total += 1
+            m = self._m
+            a, b, order = self._candidate_pairs(min(m - self.capacity, _ROUND_PAIRS))
+            merged = normalize(r["sums"][a] + r["sums"][b])[0]  # [k, D] unit of each candidate merge
+            taken = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
+            taken[a], taken[b] = True, True
+            stale = (taken[r["nn_idx"][:m]] & ~taken[:m]).nonzero().squeeze(1)  # their neighbour is merged away
+            sims = self._cos_all(torch.cat([merged, r["unit"][stale]]))  # [k + s, M] before any merge
+            k = self._safe_pairs(sims[: a.numel()], merged @ merged.T, a, b, order)
+            gone += r["ids"][b[:k]].tolist()
+            self._apply_pairs(a[:k], b[:k], merged[:k], sims[:k], (stale, sims[a.numel() :]))
+            self.consolidations_total += k
         return gone
+
+    def _candidate_pairs(self, limit: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Disjoint pairs (row, its neighbour) in the order one-at-a-time merging would meet them, read off the
+        neighbour cache: stops before a row whose neighbour an earlier pair merges (its best is then unknown) or
+        a tie -> (rows a that survive (older id), rows b merged into them, pair similarities), at least one."""
+        m, r = self._m, self._rows
+        sims, rows = torch.sort(r["nn_sim"][:m], descending=True, stable=True)
+        a: list[int] = []
+        b: list[int] = []
+        values: list[float] = []
+        taken: set[int] = set()
+        span = min(m, 4 * limit + 8)  # rows read from the top: pairs show up twice, stale rows stop the walk
+        for value, i, j in zip(sims[:span].tolist(), rows[:span].tolist(), r["nn_idx"][rows[:span]].tolist()):
+            if i in taken:
+                continue
+            if j in taken or j < 0 or (values and value >= values[-1]):
+                break
+            older, newer = (i, j) if int(r["ids"][i]) < int(r["ids"][j]) else (j, i)
+            a.append(older)
+            b.append(newer)
+            values.append(value)
+            taken.update((i, j))
+            if len(a) == limit:
+                break
+        return (torch.tensor(a, device=self.device), torch.tensor(b, device=self.device),
+                torch.tensor(values, device=self.device))
+
+    def _safe_pairs(self, p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor) -> int:
+        """How many leading candidate pairs merging one at a time would pick: pair j is picked if no merged
+        entry l < j is at least as similar to an entry still there (`p` [k, M]: merged units x entries before
+        the round, `pq` [k, k] merged x merged) as pair j's own similarity."""
+        k = a.numel()
+        pair_cols = torch.cat([a, b])
+        plain = p.clone()
+        plain[:, pair_cols] = _NEG
+        others = plain.max(dim=1).values  # [k] best of each merged unit among entries outside every pair
+        cand = torch.maximum(p[:, a], p[:, b])  # [k, k]: merged l vs the still separate rows of pair l'
+        pq = pq.clone().fill_diagonal_(_NEG)
+        for j in range(1, k):  # k is small: a round's pairs
+            v = value[j]
+            if (others[:j] >= v).any() or (cand[:j, j:] >= v).any() or (pq[:j, :j] >= v).any():
+                return j
+        return k
+
+    def _apply_pairs(self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
+                     ) -> None:
+        """Merge rows b into rows a and update every neighbour from the round's pass, taken before the round:
+        `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their [s, M])."""
+        m, r = self._m, self._rows
+        self._merge_rows(a, b)
+        r["unit"][a] = merged
+        gone = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
+        gone[a], gone[b] = True, True
+        p = sims.masked_fill(gone[None, :m], _NEG)  # merged l vs every entry left unchanged
+        idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
+        # Entries that kept their neighbour: the merged units may now be closer.
+        col_best, col_arg = p.max(dim=0)
+        better = (col_best > sim) & ~gone[:m]
+        sim.copy_(torch.where(better, col_best, sim))
+        idx.copy_(torch.where(better, a[col_arg], idx))
+        # Entries whose neighbour merged: their full row, with the merged units in the columns of rows a.
+        lost = gone[r["nn_idx"][stale[0]]] & ~gone[stale[0]]  # stale for the pairs taken (the pass had them all)
+        rows, s = stale[0][lost], stale[1][lost].masked_fill(gone[None, :m], _NEG)
+        s[:, a] = sims[:, rows].T
+        s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
+        sim[rows], idx[rows] = s.max(dim=1)
+        # The merged rows: each other merged unit, and every entry left unchanged.
+        between = merged @ merged.T
+        p[:, a] = between.fill_diagonal_(_NEG)
+        best, arg = p.max(dim=1)
+        sim[a], idx[a] = best, torch.where(best > _NEG, arg, -1)
+        self._remove(b)
 
     def __len__(self) -> int:
         return self._m

@@ -58,7 +58,7 @@ def _inverse_norms(tokens: Tensor, what: str) -> tuple[Tensor, Tensor]:
     if x.numel() and not bool(torch.isfinite(norm).all()):
         check_finite(tokens, what)  # raises naming the count, unless the norm merely overflowed
         raise ValueError(f"{what}: token norms overflow float32; rescale the input")
-    return x, torch.where(norm > _NORM_EPS, 1.0 / norm.clamp_min(_NORM_EPS), 0.0)
+    return x, (norm > _NORM_EPS) / norm.clamp_min(_NORM_EPS)  # 1/norm, 0 for a zero row
 
 
 def normalize(tokens: Tensor, what: str = "tokens") -> tuple[Tensor, Tensor]:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 import compress.memory as memory_module
 from compress import TokenMemory
+from compress.memory import EntryInfo, MemoryUpdate
 
 D = 32
 
@@ -150,6 +151,61 @@ def test_consolidation_merges_the_most_similar_pair_counts_weighted() -> None:
     assert update.merged_away == (1,) and [i.id for i in infos] == [0, 2]
     assert infos[0].count == 4 and (infos[0].first_seen, infos[0].last_seen) == (0.0, 1.0)
     torch.testing.assert_close(means[0], (3 * c[0] + near) / 4)
+
+
+def busy_stream(memory: TokenMemory, frames: int, noise: float, seed: int = 5) -> list[MemoryUpdate]:
+    """Several never-seen objects per frame beside a fixed background: every frame overflows a small memory by
+    several entries, so consolidation merges several pairs per frame."""
+    centers = concepts(400, seed)
+    g = torch.Generator().manual_seed(seed)
+    updates = []
+    for f in range(frames):
+        shown = [0, 1, *torch.randint(2, 400, (6,), generator=g).tolist()]
+        updates.append(memory.add_frame(frame(centers, shown, per=3, noise=noise, seed=f), float(f), f))
+    return updates
+
+
+@pytest.mark.parametrize(("tau", "noise"), [(0.9, 0.03), (0.5, 0.25)])
+def test_consolidation_rounds_equal_merging_one_pair_at_a_time(
+    monkeypatch: pytest.MonkeyPatch, tau: float, noise: float
+) -> None:
+    round_sizes: list[int] = []
+    apply_pairs = TokenMemory._apply_pairs
+
+    def spy(self: TokenMemory, a: Tensor, *args: object) -> None:
+        round_sizes.append(a.numel())
+        apply_pairs(self, a, *args)  # type: ignore[arg-type]  # the spy passes the round through unchanged
+
+    monkeypatch.setattr(TokenMemory, "_apply_pairs", spy)
+
+    def run(pairs_per_round: int) -> tuple[list[tuple[object, ...]], tuple[Tensor, list[EntryInfo]]]:
+        monkeypatch.setattr(memory_module, "_ROUND_PAIRS", pairs_per_round)
+        memory = TokenMemory(D, tau=tau, capacity=16, window_s=1e9)
+        updates = busy_stream(memory, 80, noise)
+        sets: list[tuple[object, ...]] = [(u.new, sorted(u.absorbed), sorted(u.merged_away), u.novelty) for u in updates]
+        return sets, memory.tokens()
+
+    one_sets, (one_means, one_infos) = run(1)  # the definition: merge the most similar pair, refresh, repeat
+    assert round_sizes and max(round_sizes) == 1
+    round_sizes.clear()
+    sets, (means, infos) = run(32)
+    assert max(round_sizes) >= 3  # rounds really merged several pairs at once
+    assert sets == one_sets and infos == one_infos
+    torch.testing.assert_close(means, one_means, rtol=0, atol=1e-6)
+
+
+def test_the_neighbour_cache_stays_exact_through_bridges_consolidation_and_eviction() -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=25.0)
+    centers = concepts(60, seed=2)
+    for f in range(150):
+        memory.add_frame(frame(centers, [0, 1, 2 + f % 57, 2 + (3 * f) % 57], seed=f), f / 2.0, f)
+        rows, m = memory._rows, len(memory)
+        unit = rows["unit"][:m]
+        sims = (unit @ unit.T).fill_diagonal_(float("-inf"))
+        best = sims.max(dim=1).values
+        cached, neighbour = rows["nn_sim"][:m], rows["nn_idx"][:m]
+        torch.testing.assert_close(cached, best, rtol=0, atol=1e-5)
+        torch.testing.assert_close(sims[torch.arange(m), neighbour], best, rtol=0, atol=1e-5)
 
 
 def test_the_pruned_final_merge_equals_scoring_every_entry(monkeypatch: pytest.MonkeyPatch) -> None:
