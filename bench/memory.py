@@ -63,7 +63,7 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
     """Stream the frames and time every update (token generation excluded)."""
     memory = TokenMemory(args.dim, tau=args.tau, capacity=args.capacity, window_s=args.window_s)
     stream = CameraStream(args.tokens, args.dim, seed=args.seed)
-    times, peak, novelty, early = [], 0, [], b""
+    times, peak, novelty, early, full_at = [], 0, [], b"", None
     edge = min(args.edge, args.frames // 2)
     for f in range(args.frames):
         if f == edge // 2:
@@ -74,11 +74,17 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
         peak = max(peak, len(memory))
         novelty.append(update.novelty)
+        if full_at is None and len(memory) == args.capacity:
+            full_at = f + 1
     first, last = statistics.median(times[:edge]), statistics.median(times[-edge:])
+    # Flat with stream length: the first `edge` frames after the memory first filled vs the last `edge`.
+    full = statistics.median(times[full_at : full_at + edge]) if full_at is not None and full_at < len(times) else None
     blob = memory.to_bytes()
     side = side_by_side(TokenMemory.from_bytes(early), TokenMemory.from_bytes(blob), stream, args)
     return {**side,
         "first_median_ms": first * 1e3, "last_median_ms": last * 1e3, "flat_ratio": last / first,
+        "full_at_frame": full_at, "full_median_ms": None if full is None else full * 1e3,
+        "full_ratio": None if full is None else last / full,
         "p95_ms": float(np.percentile(times, 95)) * 1e3, "max_ms": max(times) * 1e3, "edge_frames": edge,
         "peak_entries": peak, "final_entries": len(memory), "snapshot_bytes": len(blob),
         "mean_novelty": statistics.fmean(novelty), **memory.summary(),
@@ -154,6 +160,11 @@ def main(argv: list[str]) -> int:
         (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),
         (f"median update, last {result['edge_frames']} frames", f"{result['last_median_ms']:.2f} ms"),
         (f"last / first (goal <= {FLAT_GOAL})", f"{result['flat_ratio']:.3f}"),
+    ]
+    if result["full_ratio"] is not None:
+        rows += [(f"median update, {result['edge_frames']} frames once full", f"{result['full_median_ms']:.2f} ms"),
+                 (f"  (from frame {result['full_at_frame']}); last / once full", f"{result['full_ratio']:.3f}")]
+    rows += [
         (f"side by side, same {args.replay} frames: early memory", f"{result['replay_early_ms']:.2f} ms"),
         (f"  ({result['replay_early_entries']} entries) vs late ({result['replay_late_entries']})",
          f"{result['replay_late_ms']:.2f} ms"),

@@ -28,6 +28,7 @@ def test_quick_memory_bench_writes_a_bounded_result(tmp_path: Path, capsys: pyte
     assert result["peak_entries"] <= 64 and result["consolidations_total"] > 0
     assert result["first_median_ms"] > 0 and result["last_median_ms"] > 0
     assert result["tokens_stored"] == result["tokens_in_total"] - result["tokens_evicted_total"]
+    assert result["full_at_frame"] is not None and result["full_ratio"] > 0  # the flat-once-full measure ran
     assert "last / first" in capsys.readouterr().out
 
 
