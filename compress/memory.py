@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import math
 import pickle
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from compress.entries import EntryInfo, MemoryUpdate
+from compress.pairs import candidate_pairs, safe_pairs
 from compress.scc import check_tau, graph_components, merge_by_labels, normalize, semantic_components
+
+__all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live in compress.entries
 
 _STATE_VERSION = 1
 _NEG = float("-inf")
@@ -28,53 +31,6 @@ _ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "sums": ("D", _F32, 0.0), "unit": ("D", _F32, 0.0), "counts": ("", _I64, 0), "first_seen": ("", _F64, 0.0),
     "last_seen": ("", _F64, 0.0), "frames": ("", _I64, 0), "ids": ("", _I64, -1), "evidence": ("E", _I64, -1),
     "nn_idx": ("", _I64, -1), "nn_sim": ("", _F32, _NEG)}
-
-
-@dataclass(frozen=True)
-class EntryInfo:
-    """Metadata of one live memory entry, as `TokenMemory.tokens` returns it.
-
-    Attributes:
-        id: stable entry id (unique within one memory, never reused).
-        first_seen: stream seconds of the first frame the entry appeared in.
-        last_seen: stream seconds of the latest frame the entry appeared in.
-        count: member tokens accumulated into the entry.
-        frames: number of frames the entry appeared in.
-        evidence: a few frame indices where the entry was seen (oldest first).
-    """
-
-    id: int
-    first_seen: float
-    last_seen: float
-    count: int
-    frames: int
-    evidence: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class MemoryUpdate:
-    """What one `TokenMemory.add_frame` call changed.
-
-    Attributes:
-        t: stream seconds of the frame.
-        frame_index: the frame's index.
-        new: ids of entries created by this frame.
-        absorbed: ids of pre-existing entries that absorbed some of the frame's tokens.
-        merged_away: ids of entries that no longer exist because they merged into another (bridging or
-            consolidation) during this update.
-        evicted: ids of entries evicted by the time window during this update.
-        novelty: share of the frame's tokens that matched no pre-existing entry, in [0, 1].
-        frame_components: number of spatial components of the frame.
-    """
-
-    t: float
-    frame_index: int
-    new: tuple[int, ...]
-    absorbed: tuple[int, ...]
-    merged_away: tuple[int, ...]
-    evicted: tuple[int, ...]
-    novelty: float
-    frame_components: int
 
 
 class TokenMemory:
@@ -316,67 +272,23 @@ class TokenMemory:
 
     def _consolidate(self) -> list[int]:
         """While over capacity, merge the most similar pair of entries (the older id survives); returns ids gone.
-
-        Each round merges the next most similar pairs in one similarity pass, as many as provably give the same
-        result as merging one pair at a time and refreshing the neighbours after each (`_safe_pairs`)."""
+        A round merges several pairs with one similarity pass when that equals one at a time (`compress.pairs`)."""
         gone: list[int] = []
         r = self._rows
         while self._m > self.capacity:
             m = self._m
-            a, b, order = self._candidate_pairs(min(m - self.capacity, _ROUND_PAIRS))
+            limit = min(m - self.capacity, _ROUND_PAIRS)
+            a, b, order = candidate_pairs(r["nn_sim"][:m], r["nn_idx"][:m], r["ids"][:m], limit)
             merged = normalize(r["sums"][a] + r["sums"][b])[0]  # [k, D] unit of each candidate merge
             taken = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
             taken[a], taken[b] = True, True
             stale = (taken[r["nn_idx"][:m]] & ~taken[:m]).nonzero().squeeze(1)  # their neighbour is merged away
             sims = self._cos_all(torch.cat([merged, r["unit"][stale]]))  # [k + s, M] before any merge
-            k = self._safe_pairs(sims[: a.numel()], merged @ merged.T, a, b, order)
+            k = safe_pairs(sims[: a.numel()], merged @ merged.T, a, b, order)
             gone += r["ids"][b[:k]].tolist()
             self._apply_pairs(a[:k], b[:k], merged[:k], sims[:k], (stale, sims[a.numel() :]))
             self.consolidations_total += k
         return gone
-
-    def _candidate_pairs(self, limit: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Disjoint pairs (row, its neighbour) in the order one-at-a-time merging would meet them, read off the
-        neighbour cache: stops before a row whose neighbour an earlier pair merges (its best is then unknown) or
-        a tie -> (rows a that survive (older id), rows b merged into them, pair similarities), at least one."""
-        m, r = self._m, self._rows
-        sims, rows = torch.sort(r["nn_sim"][:m], descending=True, stable=True)
-        a: list[int] = []
-        b: list[int] = []
-        values: list[float] = []
-        taken: set[int] = set()
-        span = min(m, 4 * limit + 8)  # rows read from the top: pairs show up twice, stale rows stop the walk
-        for value, i, j in zip(sims[:span].tolist(), rows[:span].tolist(), r["nn_idx"][rows[:span]].tolist()):
-            if i in taken:
-                continue
-            if j in taken or j < 0 or (values and value >= values[-1]):
-                break
-            older, newer = (i, j) if int(r["ids"][i]) < int(r["ids"][j]) else (j, i)
-            a.append(older)
-            b.append(newer)
-            values.append(value)
-            taken.update((i, j))
-            if len(a) == limit:
-                break
-        return (torch.tensor(a, device=self.device), torch.tensor(b, device=self.device),
-                torch.tensor(values, device=self.device))
-
-    def _safe_pairs(self, p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor) -> int:
-        """How many leading candidate pairs merging one at a time would pick: pair j is picked if no merged
-        entry l < j is at least as similar to an entry still there (`p` [k, M]: merged units x entries before
-        the round, `pq` [k, k] merged x merged) as pair j's own similarity."""
-        k = a.numel()
-        pair_cols = torch.cat([a, b])
-        plain = p.clone()
-        plain[:, pair_cols] = _NEG
-        others = plain.max(dim=1).values  # [k] best of each merged unit among entries outside every pair
-        cand = torch.maximum(p[:, a], p[:, b])  # [k, k]: merged l vs the still separate rows of pair l'
-        pq = pq.clone().fill_diagonal_(_NEG)
-        for j in range(1, k):  # k is small: a round's pairs
-            v = value[j]
-            if (others[:j] >= v).any() or (cand[:j, j:] >= v).any() or (pq[:j, :j] >= v).any():
-                return j
-        return k
 
     def _apply_pairs(self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
                      ) -> None:
