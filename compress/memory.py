@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import math
-import pickle
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from compress.entries import EntryInfo, MemoryUpdate
+from compress.memory_state import CONFIG as _CONFIG
+from compress.memory_state import COUNTERS as _COUNTERS
+from compress.memory_state import NEG as _NEG
+from compress.memory_state import ROW_FIELDS as _ROW_FIELDS
+from compress.memory_state import ROWS as _ROWS
+from compress.memory_state import STATE_VERSION, check_state, from_bytes, to_bytes
 from compress.pairs import candidate_pairs, safe_pairs
 from compress.scc import check_tau, graph_components, merge_by_labels, normalize, semantic_components
 
 __all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live in compress.entries
 
-_STATE_VERSION = 1
-_NEG = float("-inf")
 _ROUND_PAIRS = 32  # most pairs one consolidation round merges with one similarity pass
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
-_CONFIG = ("dim", "tau", "capacity", "window_s", "evidence_frames")
-_COUNTERS = ("newest_t", "next_id", "frames_total", "tokens_in_total", "tokens_zero_total", "tokens_evicted_total",
-             "evicted_total", "consolidations_total", "bridged_total")
-_ROW_FIELDS = ("sums", "counts", "first_seen", "last_seen", "frames", "ids", "evidence", "nn_idx", "nn_sim")
-_F32, _F64, _I64 = torch.float32, torch.float64, torch.int64
-# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "" scalar; dtype; fill of an unused row).
-_ROWS: dict[str, tuple[str, torch.dtype, float]] = {
-    "sums": ("D", _F32, 0.0), "unit": ("D", _F32, 0.0), "counts": ("", _I64, 0), "first_seen": ("", _F64, 0.0),
-    "last_seen": ("", _F64, 0.0), "frames": ("", _I64, 0), "ids": ("", _I64, -1), "evidence": ("E", _I64, -1),
-    "nn_idx": ("", _I64, -1), "nn_sim": ("", _F32, _NEG)}
 
 
 class TokenMemory:
@@ -58,6 +50,7 @@ class TokenMemory:
         self.tokens_evicted_total = self.evicted_total = self.consolidations_total = self.bridged_total = 0
         self._m = 0
         self._rows: dict[str, Tensor] = {}
+        self._recent = (torch.empty(0, dtype=torch.int64, device=self.device), torch.empty(0, dim, device=self.device))
         self._reserve(self.capacity + 1)
 
     def _reserve(self, rows: int) -> None:
@@ -151,6 +144,7 @@ class TokenMemory:
         self.tokens_in_total += tokens.shape[0]
         self.tokens_zero_total += tokens.shape[0] - x.shape[0]
         if x.shape[0] == 0:
+            self._recent = (self._recent[0][:0], self._recent[1][:0])  # nothing was seen in this frame
             return MemoryUpdate(t, int(frame_index), (), (), (), evicted, 0.0, 0)
         labels = semantic_components(x, self.tau)  # [N] spatial step (Eq. 5)
         k1 = int(labels.max()) + 1
@@ -178,6 +172,10 @@ class TokenMemory:
         comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
         comp_cos = self._cos_all(comp_unit)  # [k1, M]: the frame's one component x entry matmul
         link = comp_cos > self.tau
+        # Chaining, as batch SCC links components frame to frame: a component also joins an entry whose look in
+        # the previous frame it exceeds tau with, so a slowly drifting region stays one entry.
+        hit = (r["ids"][: self._m, None] == self._recent[0][None]).nonzero()  # [(row, recent)] still live
+        link[:, hit[:, 0]] |= comp_unit @ self._recent[1][hit[:, 1]].T > self.tau
         cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
         shared = link[:, cols].float()
         adj = (comp_unit @ comp_unit.T > self.tau) | (shared @ shared.T > 0)  # same frame, or through an entry
@@ -239,7 +237,8 @@ class TokenMemory:
         assign = self._nearest(x, labels, (comp_unit, comp_cos), blocked, reps)
         assign = torch.where(assign >= m, target[(assign - m).clamp_min(0)], assign)
         rows, inverse = torch.unique(assign, return_inverse=True)
-        r["sums"][rows] += merge_by_labels(x, inverse, rows.numel(), reduce="sum")  # float32 accumulation (D5)
+        took = merge_by_labels(x, inverse, rows.numel(), reduce="sum")  # [R, D] what each row takes this frame
+        r["sums"][rows] += took  # float32 accumulation (D5)
         r["counts"][rows] += torch.bincount(inverse, minlength=rows.numel())
         touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
         touched[rows] = True
@@ -255,6 +254,7 @@ class TokenMemory:
         new_ids = self.next_id + torch.arange(int(filled.sum()), device=self.device)
         r["ids"][m + filled.nonzero().squeeze(1)] = new_ids  # ids in first-appearance order, never reused
         self.next_id += new_ids.numel()
+        self._recent = (r["ids"][rows], normalize(took)[0])  # every row that took tokens exists, with its id
         self._m = m + fresh.numel()
         mapping = self._remove(torch.cat([away, m + (~filled).nonzero().squeeze(1)]))
         touched = mapping[touched]
@@ -342,14 +342,15 @@ class TokenMemory:
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
         rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
-        return {"version": _STATE_VERSION, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}, **rows}
+        recent = {"recent_ids": self._recent[0].cpu().clone(), "recent_unit": self._recent[1].cpu().clone()}
+        return {"version": STATE_VERSION, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}, **rows, **recent}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
                         ) -> TokenMemory:
         """A memory with the state's configuration and entries; ValueError unless it is a consistent TokenMemory
         state (of width `dim` when given)."""
-        _check_state(state)
+        state = check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
         dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
@@ -359,41 +360,17 @@ class TokenMemory:
             memory._rows[name][:m] = state[name].to(memory.device)
         memory._rows["unit"][:m] = normalize(memory._rows["sums"][:m])[0]
         memory._m = m
+        memory._recent = (state["recent_ids"].to(memory.device), state["recent_unit"].to(memory.device))
         for name in _COUNTERS:
             setattr(memory, name, state[name])
         return memory
 
     def to_bytes(self) -> bytes:
         """`state_dict()` serialised with torch.save (for Redis snapshots)."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
+        return to_bytes(self.state_dict())
 
     @classmethod
     def from_bytes(cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None) -> TokenMemory:
-        """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs); ValueError for a corrupt or
-        foreign blob or a state of another `dim`."""
-        try:
-            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
-            raise ValueError(f"not a TokenMemory snapshot ({len(blob)} bytes): {error}".splitlines()[0]) from error
-        return cls.from_state_dict(state, device=device, dim=dim)
-
-
-def _check_state(state: object) -> None:
-    """Raise ValueError unless `state` is a consistent TokenMemory state of this version."""
-    if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
-        raise ValueError(f"not a TokenMemory state of version {_STATE_VERSION}")
-    missing = [k for k in _CONFIG + _COUNTERS + _ROW_FIELDS if k not in state]
-    if missing or not all(isinstance(state[k], Tensor if k in _ROW_FIELDS else int | float | None) for k in state):
-        raise ValueError(f"TokenMemory state lacks fields {missing} or holds values of the wrong type")
-    m, sizes = state["ids"].shape[0], {"D": state["dim"], "E": state["evidence_frames"]}
-    for name in _ROW_FIELDS:
-        shape, dtype = (m, *(sizes[c] for c in _ROWS[name][0])), _ROWS[name][1]
-        if tuple(state[name].shape) != shape or state[name].dtype != dtype:
-            raise ValueError(f"TokenMemory state {name}: {tuple(state[name].shape)} {state[name].dtype}, want {shape}")
-    ids, nn = state["ids"], state["nn_idx"]
-    if m and not (int(state["counts"].min()) >= 1 and bool(torch.isfinite(state["sums"]).all()) and int(ids.min()) >= 0
-                  and int(ids.max()) < state["next_id"] and torch.unique(ids).numel() == m
-                  and -1 <= int(nn.min()) <= int(nn.max()) < m):
-        raise ValueError("TokenMemory state rows are inconsistent (counts, ids, neighbours or non-finite sums)")
+        """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state of
+        another `dim`."""
+        return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]

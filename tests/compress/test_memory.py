@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 import compress.memory as memory_module
-from compress import TokenMemory
+from compress import TokenMemory, compress_video
 from compress.memory import EntryInfo, MemoryUpdate
 
 D = 32
@@ -253,6 +253,62 @@ def test_a_state_of_another_dim_or_a_corrupt_blob_is_refused_with_a_clear_error(
         TokenMemory.from_state_dict(state)
     with pytest.raises(ValueError, match="version"):
         TokenMemory.from_state_dict({"weights": torch.zeros(3)})
+    state = memory.state_dict()
+    state["recent_unit"] = state["recent_unit"][:, :5]
+    with pytest.raises(ValueError, match="recent"):
+        TokenMemory.from_state_dict(state)
+
+
+def test_a_version_1_snapshot_still_loads() -> None:
+    memory = TokenMemory(D)
+    memory.add_frame(frame(concepts(4), [0, 1]), 0.0, 0)
+    state = {k: v for k, v in memory.state_dict().items() if not k.startswith("recent_")}
+    old = TokenMemory.from_state_dict({**state, "version": 1})
+    assert old.tokens()[1] == memory.tokens()[1]
+    old.add_frame(frame(concepts(4), [0, 1], seed=1), 1.0, 1)  # no previous look known: joins by the mean
+    assert len(old) == 2
+
+
+def drifting(frames: int, step: float, seed: int = 0) -> Tensor:
+    """`[frames, 8, D]`: one region whose direction turns by `step` radians per frame (neighbours agree at
+    cos(step); after a while the region points far from where it started)."""
+    a, b = concepts(2, seed)
+    b = b - (a @ b) * a
+    b = b / b.norm()
+    angles = torch.arange(frames) * step
+    centers = torch.cos(angles)[:, None] * a + torch.sin(angles)[:, None] * b
+    return torch.stack([frame(c[None], [0], per=8, noise=0.005, seed=f) for f, c in enumerate(centers)])
+
+
+def test_a_slowly_drifting_region_stays_one_entry_as_in_batch_scc() -> None:
+    clip = drifting(30, step=0.1)  # consecutive frames agree at cos 0.995; first and last at cos -0.97
+    assert compress_video(clip, 0.9).shape[0] == 1  # batch SCC chains the frames into one component
+    memory = TokenMemory(D, tau=0.9)
+    for f in range(15):
+        memory.add_frame(clip[f], float(f), f)
+    copy = TokenMemory.from_bytes(memory.to_bytes())  # the previous frame's look is part of the snapshot
+    for f in range(15, 30):
+        assert memory.add_frame(clip[f], float(f), f).novelty == 0.0
+        copy.add_frame(clip[f], float(f), f)
+    assert len(memory) == len(copy) == 1
+    assert memory.tokens()[1][0].count == 30 * 8
+
+
+def test_chaining_only_reaches_back_one_frame() -> None:
+    clip = drifting(3, step=0.7)  # cos 0.76 between neighbours: below tau, so no chain at all
+    memory = TokenMemory(D, tau=0.9)
+    for f in range(3):
+        memory.add_frame(clip[f], float(f), f)
+    assert len(memory) == 3
+    clip = drifting(8, step=0.15)
+    for gap in (False, True):
+        memory = TokenMemory(D, tau=0.9)
+        for f in range(6):
+            memory.add_frame(clip[f], float(f), f)
+        if gap:
+            memory.add_frame(torch.zeros(4, D), 6.0, 6)  # a frame showing nothing: frame 5's look is gone
+        memory.add_frame(clip[7], 7.0, 7)  # cos 0.955 to frame 5's look, about 0.78 to the entry's mean
+        assert len(memory) == (2 if gap else 1)
 
 
 def test_nan_tokens_and_backward_time_raise_and_change_nothing() -> None:
