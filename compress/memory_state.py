@@ -49,7 +49,7 @@ def check_state(state: object) -> dict[str, Any]:
     r = recent.shape[0]
     if (recent.dtype != _I64 or look.dtype != _F32 or tuple(look.shape) != (r, state["dim"]) or recent.dim() != 1
             or (r and not (0 <= int(recent.min()) and int(recent.max()) < state["next_id"]
-                           and bool(torch.isfinite(look).all())))):
+                           and torch.unique(recent).numel() == r and bool(torch.isfinite(look).all())))):
         raise ValueError("TokenMemory state recent_ids / recent_unit are inconsistent")
     return state
 
