@@ -119,7 +119,8 @@ class AlertRouter:
         if not wanted or self._backend.labeler is None:
             return {}
         # The entries this frame touched, i.e. its components: an object covering a few tokens still scores.
-        tokens, entries = camera.memory.tokens(update.t, None)
+        with camera.memory_lock:
+            tokens, entries = camera.memory.tokens(update.t, None)
         if not entries:
             return {label: 0.0 for label in wanted}
         return {label: float(self._backend.labeler.group_probs(tokens, self._ids[label]).max()) for label in wanted}

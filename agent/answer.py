@@ -83,7 +83,8 @@ def gather(
     rows: list[tuple[float, int, torch.Tensor, EntryInfo, str]] = []
     raw = 0
     for camera, time_range in zip(cameras, ranges, strict=True):
-        tokens, entries = camera.memory.tokens(time_range.since, time_range.until)
+        with camera.memory_lock:  # an update may be running in its worker thread
+            tokens, entries = camera.memory.tokens(time_range.since, time_range.until)
         shift = camera.added_at - base
         for i, entry in enumerate(entries):
             raw += entry.count

@@ -230,7 +230,8 @@ class Service:
     def camera_status(self, camera_id: str) -> CameraStatus:
         camera = self.camera(camera_id)
         stats = camera.source.stats if camera.source is not None else None
-        memory = camera.memory.summary()
+        with camera.memory_lock:
+            memory = camera.memory.summary()
         kept = max(1, len(camera.memory))
         return CameraStatus(
             id=camera.id, url=camera.redacted_url, state=STATE_NAMES.get(camera.state, "offline"),
@@ -259,12 +260,14 @@ class Service:
     def memory_summary(self, camera_id: str, *, since_s: float | None, limit: int) -> dict[str, Any]:
         camera = self.camera(camera_id)
         since = None if since_s is None else max(0.0, camera.stream_seconds() - since_s)
-        tokens, entries = camera.memory.tokens(since, None)
-        labels = self.alerts.top_labels(tokens, 3) if len(entries) else []
-        summary = camera.memory.summary()
+        with camera.memory_lock:  # an update may be running in its worker thread
+            tokens, entries = camera.memory.tokens(since, None)
+            summary = camera.memory.summary()
+        tokens, entries = tokens[-limit:], entries[-limit:]  # the newest entries, labelled row for row
+        labels = self.alerts.top_labels(tokens, 3) if entries else []
         items = [{"id": e.id, "first_seen_s": e.first_seen, "last_seen_s": e.last_seen, "tokens": e.count,
                   "frames": e.frames, "evidence_frames": list(e.evidence),
-                  "labels": labels[i] if labels else []} for i, e in enumerate(entries[-limit:])]
+                  "labels": labels[i] if labels else []} for i, e in enumerate(entries)]
         tokens_in = int(summary.get("tokens_in_total", 0) or 0)
         return {"camera": camera_id, "entries": len(camera.memory), "capacity": camera.memory.capacity,
                 "window_s": camera.memory.window_s, "tokens_in_total": tokens_in,
@@ -278,9 +281,14 @@ class Service:
 
     async def save_memory(self, camera_id: str) -> dict[str, Any]:
         camera = self.camera(camera_id)
-        blob = persist.encode(camera.added_at, camera.memory)
+        blob = await asyncio.to_thread(self._encode_memory, camera)  # MBs of tensors: off the event loop
         await self.store.put_snapshot(camera_id, blob)
         return {"camera": camera_id, "bytes": len(blob), "entries": len(camera.memory)}
+
+    @staticmethod
+    def _encode_memory(camera: CameraRuntime) -> bytes:
+        with camera.memory_lock:
+            return persist.encode(camera.added_at, camera.memory)
 
     async def save_all_memory(self) -> None:
         for camera_id in list(self.cameras):

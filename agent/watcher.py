@@ -6,6 +6,7 @@ import asyncio
 import bisect
 import io
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,8 @@ class CameraRuntime:
     options: dict[str, Any]
     added_at: float  # wall-clock seconds: stream second 0 of this camera
     memory: TokenMemory
+    # Held while the memory changes (add_frame, in a worker thread) or is read: readers see whole updates.
+    memory_lock: threading.Lock = field(default_factory=threading.Lock)
     snapshots: SnapshotRing = field(default_factory=SnapshotRing)
     source: Any = None  # streamer.Source while connected
     state: str = "connecting"
@@ -122,6 +125,7 @@ class CameraWatcher:
         self._on_update = on_update
         self._on_status = on_status
         self._restart_backoff_s = restart_backoff_s
+        self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float]] | None = None
 
     def start(self) -> None:
         """Start the camera's task."""
@@ -133,6 +137,8 @@ class CameraWatcher:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._inflight is not None:  # a memory update already running in its thread finishes first
+            await asyncio.gather(self._inflight, return_exceptions=True)
         self.camera.state, self.camera.reason = "stopped", "removed"
 
     async def _status(self, state: str, reason: str) -> None:
@@ -174,6 +180,15 @@ class CameraWatcher:
                 camera.source = None
         await self._status("down", "stream ended")
 
+    def _add_frame(self, tokens: torch.Tensor, t: float, index: int) -> tuple[MemoryUpdate, float, float]:
+        """(update, stream seconds used, seconds taken) of one add_frame under the camera's memory lock."""
+        memory = self.camera.memory
+        with self.camera.memory_lock:
+            t = max(t, memory.newest_t or t)  # a restarted watcher never steps behind the memory's newest frame
+            started = time.perf_counter()
+            update = memory.add_frame(tokens, t, index)
+            return update, t, time.perf_counter() - started
+
     def _reject(self, frame: Frame, reason: str) -> None:
         # One bad frame (NaN/inf tokens) is skipped and counted; it must neither poison memory nor restart ingest.
         camera = self.camera
@@ -190,10 +205,10 @@ class CameraWatcher:
             return
         # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
         t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
-        started = time.perf_counter()
-        # add_frame is synchronous on the event loop, so readers (questions, snapshots) always see whole updates.
-        update = camera.memory.add_frame(tokens, t, frame.index)
-        update_s = time.perf_counter() - started
+        # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free. Shielded:
+        # a cancelled watcher still lets a running update finish (stop() waits for it), so none is half applied.
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, self._add_frame, tokens, t, frame.index)
+        update, t, update_s = await asyncio.shield(self._inflight)
         camera.last_t = t
         camera.frames_processed += 1
         camera.processed_times.append(time.monotonic())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 
@@ -119,3 +121,36 @@ async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answe
         busy = next(r for r in responses if r.status_code == 429).json()
         assert busy["error"] == "TooBusy" and busy["limit"] == 1
         assert (await run.client.post("/cameras/cam1/ask", json={"question": "what?"})).status_code == 200
+
+
+async def test_memory_updates_run_in_a_worker_thread_under_the_camera_lock(embedded: Backend) -> None:
+    async with running_service(embedded, allow_file_urls=True) as run:
+        await run.client.post("/cameras", json=video_camera())
+        camera = run.service.cameras["cam1"]
+        await wait_until(lambda: camera.frames_processed >= 2, what="frames")
+        seen: list[tuple[int, bool]] = []
+        add_frame = camera.memory.add_frame
+
+        def spy(*args: Any) -> Any:
+            seen.append((threading.get_ident(), camera.memory_lock.locked()))
+            return add_frame(*args)
+
+        camera.memory.add_frame = spy  # type: ignore[method-assign]
+        done = camera.frames_processed
+        await wait_until(lambda: camera.frames_processed >= done + 2, what="two more frames")
+        assert seen and all(ident != threading.get_ident() and locked for ident, locked in seen)
+        status = await run.client.get("/cameras/cam1")  # readers take the lock too and still answer
+        assert status.status_code == 200 and status.json()["memory_entries"] > 0
+
+
+async def test_the_memory_summary_labels_the_entries_it_lists(embedded: Backend) -> None:
+    async with running_service(embedded, allow_file_urls=True) as run:
+        await run.client.post("/cameras", json=video_camera())
+        camera = run.service.cameras["cam1"]
+        await wait_until(lambda: len(camera.memory) >= 6, what="six memory entries")
+        await run.service._watchers["cam1"].stop()  # a still memory, to compare with
+        body = (await run.client.get("/cameras/cam1/memory", params={"limit": 2})).json()
+        tokens, entries = camera.memory.tokens()
+        assert [item["id"] for item in body["items"]] == [e.id for e in entries[-2:]]
+        expected = run.service.alerts.top_labels(tokens[-2:], 3)
+        assert [item["labels"] for item in body["items"]] == [[list(x) for x in row] for row in expected]
