@@ -156,6 +156,10 @@ def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
 
 def run_once(args: argparse.Namespace, video: Path) -> dict[str, Any]:
     """Start Redis, Mosquitto, the RTSP camera and `scissor serve`; add the cameras; run the load phase."""
+    import sys
+
+    # The real servers come from the test helpers beside this file in the checkout (tests/ is not installed).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.ports import free_port
     from tests.rtsp import RtspServer
     from tests.serve import ServeProcess
