@@ -16,6 +16,7 @@ from agent import persist
 from agent.alerts import AlertRouter
 from agent.answer import QuestionResult, TimeRange, ask, resolve_range
 from agent.batcher import EncodeBatcher
+from agent.camera_options import split_options
 from agent.errors import CameraExists, InvalidRequest, TooBusy, UnknownCamera, UnknownRule
 from agent.events import EventBus
 from agent.metrics import CameraSnapshot, Metrics, ServiceSnapshot
@@ -30,13 +31,6 @@ from streamer import Frame, InvalidCameraURL, validate_url
 
 log = logging.getLogger(__name__)
 
-MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
-SOURCE_OPTIONS = {"transport": str, "loop": bool, "open_timeout_s": float, "read_timeout_s": float,
-                  "queue_size": int, "decode_threads": int, "backoff_max_s": float}
-# Ranges an API client may ask for: memory and threads are preallocated from these, so they must be bounded.
-OPTION_RANGES = {"capacity": (1, 65_536), "window_s": (1.0, 7 * 86_400.0), "open_timeout_s": (0.1, 300.0),
-                 "read_timeout_s": (0.1, 300.0), "queue_size": (1, 64), "decode_threads": (0, 16),
-                 "backoff_max_s": (0.1, 3600.0)}
 STATE_NAMES = {"connecting": "starting", "up": "online", "down": "offline", "stopped": "stopped"}
 
 
@@ -130,30 +124,6 @@ class Service:
         except KeyError:
             raise UnknownCamera(camera_id) from None
 
-    def _split_options(self, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        memory: dict[str, Any] = {}
-        source: dict[str, Any] = {}
-        for key, value in options.items():
-            kinds = MEMORY_OPTIONS if key in MEMORY_OPTIONS else SOURCE_OPTIONS if key in SOURCE_OPTIONS else None
-            if kinds is None:
-                allowed = ", ".join(sorted({*MEMORY_OPTIONS, *SOURCE_OPTIONS}))
-                raise InvalidRequest(f"options.{key}", f"unknown option; allowed: {allowed}")
-            if kinds[key] is bool and not isinstance(value, bool):
-                raise InvalidRequest(f"options.{key}", "must be true or false")
-            try:
-                (memory if kinds is MEMORY_OPTIONS else source)[key] = kinds[key](value)
-            except (TypeError, ValueError):
-                raise InvalidRequest(f"options.{key}", f"must be a {kinds[key].__name__}") from None
-            lo, hi = OPTION_RANGES.get(key, (None, None))
-            got = (memory if kinds is MEMORY_OPTIONS else source)[key]
-            if lo is not None and not lo <= got <= hi:
-                raise InvalidRequest(f"options.{key}", f"must be between {lo} and {hi}")
-        if source.get("transport", "tcp") not in {"tcp", "udp"}:
-            raise InvalidRequest("options.transport", "must be tcp or udp")
-        if source.get("loop") and not self.settings.allow_file_urls:
-            raise InvalidRequest("options.loop", "looping is only for local files, which this server refuses")
-        return memory, source
-
     def _new_memory(self, options: dict[str, Any]) -> TokenMemory:
         assert self.backend is not None
         defaults = self.settings.camera
@@ -170,7 +140,8 @@ class Service:
             validate_url(spec.url, allow_files=self.settings.allow_file_urls)
         except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
             raise InvalidRequest("url", str(exc)) from None
-        memory_options, source_options = self._split_options(dict(spec.options))
+        allow_files = self.settings.allow_file_urls
+        memory_options, source_options = split_options(dict(spec.options), allow_files=allow_files)
         memory = restored.memory if restored else self._new_memory(memory_options)
         camera = CameraRuntime(id=spec.id, url=spec.url, fps=spec.fps or self.settings.camera.fps,
                                options={**source_options, "allow_files": self.settings.allow_file_urls},
@@ -198,7 +169,8 @@ class Service:
         spec = CameraSpec.model_validate({"id": camera_id, "url": camera.url, "fps": camera.fps,
                                           "options": {**self._spec_options(camera), **patch.get("options", {})},
                                           **{k: v for k, v in patch.items() if k != "options"}})
-        memory_options, _ = self._split_options(dict(spec.options))  # validate before touching the running camera
+        # Validate before touching the running camera.
+        memory_options, _ = split_options(dict(spec.options), allow_files=self.settings.allow_file_urls)
         self._new_memory(memory_options)  # out-of-range memory options are a 422 here, not silently kept
         try:
             validate_url(spec.url, allow_files=self.settings.allow_file_urls)

@@ -1,0 +1,42 @@
+"""Per-camera options a client may set (memory and source), their types and their allowed ranges."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.errors import InvalidRequest
+
+MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
+SOURCE_OPTIONS = {"transport": str, "loop": bool, "open_timeout_s": float, "read_timeout_s": float,
+                  "queue_size": int, "decode_threads": int, "backoff_max_s": float}
+# Ranges an API client may ask for: memory and threads are preallocated from these, so they must be bounded.
+OPTION_RANGES = {"capacity": (1, 65_536), "window_s": (1.0, 7 * 86_400.0), "open_timeout_s": (0.1, 300.0),
+                 "read_timeout_s": (0.1, 300.0), "queue_size": (1, 64), "decode_threads": (0, 16),
+                 "backoff_max_s": (0.1, 3600.0)}
+
+
+def split_options(options: dict[str, Any], *, allow_files: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A camera's `options` -> (memory options, source options), typed and range-checked; InvalidRequest
+    naming the option otherwise (`loop` needs a server that allows local files)."""
+    memory: dict[str, Any] = {}
+    source: dict[str, Any] = {}
+    for key, value in options.items():
+        kinds = MEMORY_OPTIONS if key in MEMORY_OPTIONS else SOURCE_OPTIONS if key in SOURCE_OPTIONS else None
+        if kinds is None:
+            allowed = ", ".join(sorted({*MEMORY_OPTIONS, *SOURCE_OPTIONS}))
+            raise InvalidRequest(f"options.{key}", f"unknown option; allowed: {allowed}")
+        if kinds[key] is bool and not isinstance(value, bool):
+            raise InvalidRequest(f"options.{key}", "must be true or false")
+        try:
+            (memory if kinds is MEMORY_OPTIONS else source)[key] = kinds[key](value)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"options.{key}", f"must be a {kinds[key].__name__}") from None
+        lo, hi = OPTION_RANGES.get(key, (None, None))
+        got = (memory if kinds is MEMORY_OPTIONS else source)[key]
+        if lo is not None and not lo <= got <= hi:
+            raise InvalidRequest(f"options.{key}", f"must be between {lo} and {hi}")
+    if source.get("transport", "tcp") not in {"tcp", "udp"}:
+        raise InvalidRequest("options.transport", "must be tcp or udp")
+    if source.get("loop") and not allow_files:
+        raise InvalidRequest("options.loop", "looping is only for local files, which this server refuses")
+    return memory, source
