@@ -107,7 +107,7 @@ class TokenMemory:
         idx.copy_(torch.where(better, rows[col_arg], idx))
         sim[rows], idx[rows] = s.max(dim=1)
 
-    def _merge_rows(self, into: Tensor, away: Tensor) -> None:
+    def _merge_rows(self, into: Tensor, away: Tensor, *, renormalize: bool = True) -> None:
         """Add rows `away` into rows `into` (counts-weighted: sums and counts add); no row is removed here."""
         r, e = self._rows, self.evidence_frames
         rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge or one consolidation
@@ -122,7 +122,8 @@ class TokenMemory:
             keep = seen if seen.numel() <= e else torch.cat([seen[:1], seen[seen.numel() - e + 1 :]])
             r["evidence"][a] = -1
             r["evidence"][a, : keep.numel()] = keep
-        r["unit"][rows] = normalize(r["sums"][rows])[0]
+        if renormalize:  # a consolidation round already holds the merged units
+            r["unit"][rows] = normalize(r["sums"][rows])[0]
 
     def add_frame(self, tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
         """Merge one frame: spatial SCC; components join every entry they exceed tau with (entries bridged by one
@@ -295,7 +296,7 @@ class TokenMemory:
         """Merge rows b into rows a and update every neighbour from the round's pass, taken before the round:
         `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their [s, M])."""
         m, r = self._m, self._rows
-        self._merge_rows(a, b)
+        self._merge_rows(a, b, renormalize=False)
         r["unit"][a] = merged
         gone = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
         gone[a], gone[b] = True, True
