@@ -27,8 +27,16 @@ class AlertHost(Protocol):
     publisher: Any
     store: Any
 
-    async def answer(self, cameras: list[CameraRuntime], question: str, ranges: list[TimeRange], *,
-                     max_memory_tokens: int | None = None, max_new_tokens: int = 64) -> Any: ...
+    async def answer(
+        self,
+        cameras: list[CameraRuntime],
+        question: str,
+        ranges: list[TimeRange],
+        *,
+        max_memory_tokens: int | None = None,
+        max_new_tokens: int = 64,
+    ) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +53,9 @@ class AlertRouter:
         self.engine = rule_logic.RuleEngine()
         self._ids: dict[str, set[int]] = {}  # label (lower-case) -> ImageNet class ids
         self._prompt_tasks: dict[str, asyncio.Task[None]] = {}
-        self._pending: dict[str, tuple[str, str]] = {}  # alert id -> (camera, rule) until delivered or dropped
+        self._pending: dict[
+            str, tuple[str, str]
+        ] = {}  # alert id -> (camera, rule) until delivered or dropped
 
     @property
     def rules(self) -> dict[str, Rule]:
@@ -55,7 +65,9 @@ class AlertRouter:
     def _check(self, rule: RuleSpec) -> None:
         if isinstance(rule.params, LabelParams):
             if self._backend.labeler is None:
-                raise InvalidRequest("kind", f"backend {self._backend.name} cannot label frames; use novelty or prompt")
+                raise InvalidRequest(
+                    "kind", f"backend {self._backend.name} cannot label frames; use novelty or prompt"
+                )
             try:
                 self._ids[rule.params.label.lower()] = self._backend.labeler.resolve(rule.params.label)
             except ValueError as exc:
@@ -123,24 +135,41 @@ class AlertRouter:
             tokens, entries = camera.memory.tokens(update.t, None)
         if not entries:
             return {label: 0.0 for label in wanted}
-        return {label: float(self._backend.labeler.group_probs(tokens, self._ids[label]).max()) for label in wanted}
+        return {
+            label: float(self._backend.labeler.group_probs(tokens, self._ids[label]).max())
+            for label in wanted
+        }
 
     def _evidence(self, camera: CameraRuntime, t: float) -> tuple[list[Evidence], str]:
         url = f"/cameras/{camera.id}/snapshot?t={t:.1f}"
-        span = Evidence.model_validate({"camera": camera.id, "from": max(0.0, t - 2.0), "to": t, "snapshot_url": url})
+        span = Evidence.model_validate(
+            {"camera": camera.id, "from": max(0.0, t - 2.0), "to": t, "snapshot_url": url}
+        )
         return [span], url
 
     async def on_update(self, camera: CameraRuntime, frame: Frame, update: MemoryUpdate) -> None:
         """Evaluate the camera's rules for one memory update and send what fires."""
         if update.novelty >= NOVELTY_EVENT_AT:
-            await self._service.publisher.publish_event(Event(
-                kind="novelty", camera=camera.id, message="scene changed",
-                data={"novelty": round(update.novelty, 3), "t": round(update.t, 2)}))
+            await self._service.publisher.publish_event(
+                Event(
+                    kind="novelty",
+                    camera=camera.id,
+                    message="scene changed",
+                    data={"novelty": round(update.novelty, 3), "t": round(update.t, 2)},
+                )
+            )
         if not self.engine.rules(camera.id):
             return
         evidence, url = self._evidence(camera, update.t)
-        obs = rule_logic.Observation(camera_id=camera.id, now=time.time(), stream_s=update.t, novelty=update.novelty,
-                                     labels=self._label_scores(camera, update), evidence=evidence, snapshot_url=url)
+        obs = rule_logic.Observation(
+            camera_id=camera.id,
+            now=time.time(),
+            stream_s=update.t,
+            novelty=update.novelty,
+            labels=self._label_scores(camera, update),
+            evidence=evidence,
+            snapshot_url=url,
+        )
         for alert in self.engine.evaluate(obs):
             await self._send(alert)
         for rule in self.engine.prompts_due(camera.id, obs.now, update.novelty):
@@ -158,15 +187,25 @@ class AlertRouter:
         params = rule.params
         assert isinstance(params, PromptParams)
         try:
-            result = await self._service.answer([camera], f"{params.question} Answer yes or no.",
-                                                [TimeRange(max(0.0, t - params.window_s), None)], max_new_tokens=8)
+            result = await self._service.answer(
+                [camera],
+                f"{params.question} Answer yes or no.",
+                [TimeRange(max(0.0, t - params.window_s), None)],
+                max_new_tokens=8,
+            )
         except Exception:  # crash guard: a failed check is a skipped check
             log.exception("prompt rule %s failed", rule.id)
             return
         yes = result.answer.strip().lower().startswith(YES_WORDS)
         evidence, url = self._evidence(camera, t)
-        obs = rule_logic.Observation(camera_id=camera.id, now=time.time(), stream_s=t, answers={rule.id: yes},
-                                     evidence=evidence, snapshot_url=url)
+        obs = rule_logic.Observation(
+            camera_id=camera.id,
+            now=time.time(),
+            stream_s=t,
+            answers={rule.id: yes},
+            evidence=evidence,
+            snapshot_url=url,
+        )
         # Only this rule: the other rules of the camera have nothing to learn from a prompt answer.
         alert = rule_logic.step(rule, self.engine.state(rule.id), obs)
         if alert is not None:

@@ -61,7 +61,9 @@ def resolve_range(
     return TimeRange(from_s, to_s)
 
 
-def _select(tokens: torch.Tensor, entries: list[EntryInfo], budget: int | None) -> tuple[torch.Tensor, list[EntryInfo]]:
+def _select(
+    tokens: torch.Tensor, entries: list[EntryInfo], budget: int | None
+) -> tuple[torch.Tensor, list[EntryInfo]]:
     """Keep at most `budget` entries: the most-supported ones (member count), still in first-seen order."""
     if budget is None or len(entries) <= budget:
         return tokens, entries
@@ -103,15 +105,19 @@ def gather(
 
 
 def _evidence(
-    spans: Sequence[tuple[float, float]], entries: list[EntryInfo], owners: list[str], cameras: Sequence[CameraRuntime]
+    spans: Sequence[tuple[float, float]],
+    entries: list[EntryInfo],
+    owners: list[str],
+    cameras: Sequence[CameraRuntime],
 ) -> list[EvidenceSpan]:
     """Attribute every answer span to the cameras whose entries overlap it, in each camera's own seconds."""
     by_id = {c.id: c for c in cameras}
     base = cameras[0].added_at
     out: list[EvidenceSpan] = []
     for start, end in spans:
-        for camera_id in dict.fromkeys(o for e, o in zip(entries, owners, strict=True)
-                                       if e.first_seen <= end and e.last_seen >= start):
+        for camera_id in dict.fromkeys(
+            o for e, o in zip(entries, owners, strict=True) if e.first_seen <= end and e.last_seen >= start
+        ):
             shift = by_id[camera_id].added_at - base
             out.append(EvidenceSpan(camera_id, start - shift, end - shift, base + start, base + end))
     return out

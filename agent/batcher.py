@@ -43,7 +43,9 @@ class EncodeBatcher:
     the oldest has waited `max_wait_s`.
     """
 
-    def __init__(self, encode: EncodeFn, *, max_batch: int = 8, max_wait_s: float = 0.05, max_queue: int = 64):
+    def __init__(
+        self, encode: EncodeFn, *, max_batch: int = 8, max_wait_s: float = 0.05, max_queue: int = 64
+    ):
         self._encode = encode
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s

@@ -7,12 +7,25 @@ from typing import Any
 from agent.errors import InvalidRequest
 
 MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
-SOURCE_OPTIONS = {"transport": str, "loop": bool, "open_timeout_s": float, "read_timeout_s": float,
-                  "queue_size": int, "decode_threads": int, "backoff_max_s": float}
+SOURCE_OPTIONS = {
+    "transport": str,
+    "loop": bool,
+    "open_timeout_s": float,
+    "read_timeout_s": float,
+    "queue_size": int,
+    "decode_threads": int,
+    "backoff_max_s": float,
+}
 # Ranges an API client may ask for: memory and threads are preallocated from these, so they must be bounded.
-OPTION_RANGES = {"capacity": (1, 65_536), "window_s": (1.0, 7 * 86_400.0), "open_timeout_s": (0.1, 300.0),
-                 "read_timeout_s": (0.1, 300.0), "queue_size": (1, 64), "decode_threads": (0, 16),
-                 "backoff_max_s": (0.1, 3600.0)}
+OPTION_RANGES = {
+    "capacity": (1, 65_536),
+    "window_s": (1.0, 7 * 86_400.0),
+    "open_timeout_s": (0.1, 300.0),
+    "read_timeout_s": (0.1, 300.0),
+    "queue_size": (1, 64),
+    "decode_threads": (0, 16),
+    "backoff_max_s": (0.1, 3600.0),
+}
 
 
 def split_options(options: dict[str, Any], *, allow_files: bool) -> tuple[dict[str, Any], dict[str, Any]]:

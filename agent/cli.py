@@ -29,7 +29,10 @@ def _bench(argv: list[str]) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in BENCHMARKS:
-        print(f"scissor bench: unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        print(
+            f"scissor bench: unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(f"bench.{name}")
     return int(module.main(rest) or 0)
@@ -87,22 +90,30 @@ def _ask(args: argparse.Namespace) -> int:
         return 1
     data = response.json()
     if response.status_code != 200:
-        print(f"scissor ask: {response.status_code} {data.get('error')}: {data.get('detail')}", file=sys.stderr)
+        print(
+            f"scissor ask: {response.status_code} {data.get('error')}: {data.get('detail')}", file=sys.stderr
+        )
         return 1
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
     print(data["answer"])
     for ev in data.get("evidence", []):
-        print(f"  evidence: {ev.get('camera') or args.camera} {ev['from']:.1f}s-{ev['to']:.1f}s "
-              f"({ev.get('from_time')}) {ev.get('snapshot_url') or ''}")
-    print(f"  [{data['tokens_used']} memory tokens for {data['raw_tokens_in_range']} frame tokens, "
-          f"{data['latency_s']:.2f} s]")
+        print(
+            f"  evidence: {ev.get('camera') or args.camera} {ev['from']:.1f}s-{ev['to']:.1f}s "
+            f"({ev.get('from_time')}) {ev.get('snapshot_url') or ''}"
+        )
+    print(
+        f"  [{data['tokens_used']} memory tokens for {data['raw_tokens_in_range']} frame tokens, "
+        f"{data['latency_s']:.2f} s]"
+    )
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scissor", description="Scissor Stream: video memory for camera streams")
+    parser = argparse.ArgumentParser(
+        prog="scissor", description="Scissor Stream: video memory for camera streams"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service (settings from SCISSOR_* env and an optional file)")
     demo = sub.add_parser("demo", help="run the service on a looping sample video, no other services needed")
@@ -111,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--host", help="listen address (overrides SCISSOR_HOST)")
         p.add_argument("--port", type=int, help="listen port (overrides SCISSOR_PORT)")
     demo.add_argument("--video", help="video file to loop as the demo camera (default: a bundled sample)")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)")
+    demo.add_argument(
+        "--duration", type=float, help="stop after this many seconds (default: run until Ctrl-C)"
+    )
     ask = sub.add_parser("ask", help="ask a running server about a camera")
     ask.add_argument("camera")
     ask.add_argument("question")

@@ -91,7 +91,9 @@ class EventBus:
         for sub in tuple(self._subscriptions):
             sub.offer(record)
 
-    def subscribe(self, *, maxsize: int | None = None, accept: Callable[[BaseModel], bool] | None = None) -> Subscription:
+    def subscribe(
+        self, *, maxsize: int | None = None, accept: Callable[[BaseModel], bool] | None = None
+    ) -> Subscription:
         """Return a new subscription with a bounded queue.
 
         Args:

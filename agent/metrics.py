@@ -130,7 +130,9 @@ class CameraSnapshot:
     memory_consolidations: int = 0
 
     @classmethod
-    def from_parts(cls, camera: str, state: str, stats: SourceStatsLike, memory: TokenMemoryLike) -> CameraSnapshot:
+    def from_parts(
+        cls, camera: str, state: str, stats: SourceStatsLike, memory: TokenMemoryLike
+    ) -> CameraSnapshot:
         """Build a snapshot from a source's `SourceStats`, its `status.state` and the camera's `TokenMemory`.
 
         Args:
@@ -140,11 +142,19 @@ class CameraSnapshot:
             memory: the camera's token memory.
         """
         return cls(
-            camera=camera, up=str(state) in UP_STATES, frames_decoded=stats.frames_decoded,
-            frames_sampled=stats.frames_sampled, drops=dict(stats.drops), reconnects=stats.reconnects,
-            connect_failures=stats.connect_failures, input_fps=stats.input_fps, decode_seconds=stats.decode_seconds,
-            last_frame_wall_time=stats.last_frame_wall_time, memory_entries=len(memory),
-            memory_tokens_in=memory.tokens_in_total, memory_tokens_evicted=memory.tokens_evicted_total,
+            camera=camera,
+            up=str(state) in UP_STATES,
+            frames_decoded=stats.frames_decoded,
+            frames_sampled=stats.frames_sampled,
+            drops=dict(stats.drops),
+            reconnects=stats.reconnects,
+            connect_failures=stats.connect_failures,
+            input_fps=stats.input_fps,
+            decode_seconds=stats.decode_seconds,
+            last_frame_wall_time=stats.last_frame_wall_time,
+            memory_entries=len(memory),
+            memory_tokens_in=memory.tokens_in_total,
+            memory_tokens_evicted=memory.tokens_evicted_total,
             memory_evicted=memory.evicted_total,
             memory_consolidations=memory.consolidations_total,
         )
@@ -176,7 +186,8 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         failures = CounterMetricFamily(
-            "scissor_metrics_snapshot_failures", "Scrapes whose service snapshot raised (see the log).")
+            "scissor_metrics_snapshot_failures", "Scrapes whose service snapshot raised (see the log)."
+        )
         snap = ServiceSnapshot()
         if self.source is not None:
             try:
@@ -206,13 +217,21 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
     dropped = _counter("scissor_frames_dropped", "Frames dropped, by reason.", ["camera", "reason"])
     reconnects = _counter("scissor_stream_reconnects", "Reconnects of the camera's stream.", ["camera"])
     failures = _counter("scissor_stream_connect_failures", "Failed attempts to open the stream.", ["camera"])
-    fps = _gauge("scissor_stream_input_fps", "Measured input frame rate of the stream (frames/s).", ["camera"])
+    fps = _gauge(
+        "scissor_stream_input_fps", "Measured input frame rate of the stream (frames/s).", ["camera"]
+    )
     decode = _counter("scissor_decode_seconds", "Wall seconds spent decoding the stream.", ["camera"])
-    last = _gauge("scissor_stream_last_frame_timestamp_seconds", "Unix time of the last decoded frame.", ["camera"])
+    last = _gauge(
+        "scissor_stream_last_frame_timestamp_seconds", "Unix time of the last decoded frame.", ["camera"]
+    )
     entries = _gauge("scissor_memory_entries", "Live memory entries (= visual tokens kept).", ["camera"])
     tokens_in = _counter("scissor_tokens_in", "Raw visual tokens that entered the memory.", ["camera"])
-    tokens_out = _counter("scissor_memory_evicted_tokens", "Raw tokens whose entries were evicted.", ["camera"])
-    evicted = _counter("scissor_memory_evicted_entries", "Memory entries evicted by the time window.", ["camera"])
+    tokens_out = _counter(
+        "scissor_memory_evicted_tokens", "Raw tokens whose entries were evicted.", ["camera"]
+    )
+    evicted = _counter(
+        "scissor_memory_evicted_entries", "Memory entries evicted by the time window.", ["camera"]
+    )
     consolidated = _counter("scissor_memory_consolidations", "Capacity merges of two entries.", ["camera"])
     for cam in cameras:
         c = [_checked("camera", cam.camera)]
@@ -233,19 +252,38 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
         tokens_out.add_metric(c, cam.memory_tokens_evicted)
         evicted.add_metric(c, cam.memory_evicted)
         consolidated.add_metric(c, cam.memory_consolidations)
-    yield from (up, decoded, sampled, dropped, reconnects, failures, fps, decode, last, entries, tokens_in,
-                tokens_out, evicted, consolidated)
+    yield from (
+        up,
+        decoded,
+        sampled,
+        dropped,
+        reconnects,
+        failures,
+        fps,
+        decode,
+        last,
+        entries,
+        tokens_in,
+        tokens_out,
+        evicted,
+        consolidated,
+    )
 
 
 def _service_families(snap: ServiceSnapshot) -> Iterator[Metric]:
     """Connection states, the alert outbox and the MQTT publisher's own counters."""
     yield GaugeMetricFamily("scissor_cameras", "Cameras the service is watching.", value=len(snap.cameras))
-    yield GaugeMetricFamily("scissor_mqtt_connected", "1 when the MQTT publisher is connected.",
-                            value=float(snap.mqtt_connected))
-    yield GaugeMetricFamily("scissor_redis_connected", "1 when the state store answers.",
-                            value=float(snap.redis_connected))
-    yield GaugeMetricFamily("scissor_alert_outbox_messages", "Alerts waiting in the outbox for a PUBACK.",
-                            value=snap.outbox_length)
+    yield GaugeMetricFamily(
+        "scissor_mqtt_connected", "1 when the MQTT publisher is connected.", value=float(snap.mqtt_connected)
+    )
+    yield GaugeMetricFamily(
+        "scissor_redis_connected", "1 when the state store answers.", value=float(snap.redis_connected)
+    )
+    yield GaugeMetricFamily(
+        "scissor_alert_outbox_messages",
+        "Alerts waiting in the outbox for a PUBACK.",
+        value=snap.outbox_length,
+    )
     published = _counter("scissor_mqtt_messages", "MQTT publishes by outcome.", ["outcome"])
     published.add_metric(["sent"], snap.mqtt_sent)
     published.add_metric(["failed"], snap.mqtt_failed)
@@ -270,30 +308,66 @@ class Metrics:
             GCCollector(registry=registry)
         self.registry = registry
         r, cam = registry, ["camera"]
-        self.frames_encoded = Counter("scissor_frames_encoded", "Frames turned into visual tokens.", cam, registry=r)
-        self.encode_seconds = Histogram("scissor_encode_seconds", "Encoder seconds per frame (batch time / frames).",
-                                        cam, buckets=ENCODE_BUCKETS_S, registry=r)
-        self.scc_seconds = Histogram("scissor_scc_seconds", "Spatial SCC seconds per frame.", cam,
-                                     buckets=SCC_BUCKETS_S, registry=r)
+        self.frames_encoded = Counter(
+            "scissor_frames_encoded", "Frames turned into visual tokens.", cam, registry=r
+        )
+        self.encode_seconds = Histogram(
+            "scissor_encode_seconds",
+            "Encoder seconds per frame (batch time / frames).",
+            cam,
+            buckets=ENCODE_BUCKETS_S,
+            registry=r,
+        )
+        self.scc_seconds = Histogram(
+            "scissor_scc_seconds", "Spatial SCC seconds per frame.", cam, buckets=SCC_BUCKETS_S, registry=r
+        )
         self.memory_update_seconds = Histogram(
-            "scissor_memory_update_seconds", "TokenMemory.add_frame seconds per frame (SCC, match, merge, evict).",
-            cam, buckets=MEMORY_UPDATE_BUCKETS_S, registry=r)
-        self.novelty = Histogram("scissor_novelty_ratio", "Share of a frame's tokens that matched no memory entry.",
-                                 cam, buckets=NOVELTY_BUCKETS, registry=r)
+            "scissor_memory_update_seconds",
+            "TokenMemory.add_frame seconds per frame (SCC, match, merge, evict).",
+            cam,
+            buckets=MEMORY_UPDATE_BUCKETS_S,
+            registry=r,
+        )
+        self.novelty = Histogram(
+            "scissor_novelty_ratio",
+            "Share of a frame's tokens that matched no memory entry.",
+            cam,
+            buckets=NOVELTY_BUCKETS,
+            registry=r,
+        )
         # Raw tokens in are TokenMemory.tokens_in_total, read by the snapshot; kept is only known per update.
-        self.tokens_kept = Counter("scissor_tokens_kept", "Visual tokens kept: memory entries frames created.", cam,
-                                   registry=r)
-        self.answers = Counter("scissor_answers", "Questions answered, by outcome (ok|error).", ["camera", "outcome"],
-                               registry=r)
-        self.answer_seconds = Histogram("scissor_answer_seconds", "Question to answer latency.", cam,
-                                        buckets=ANSWER_BUCKETS_S, registry=r)
-        self.answer_prefill_tokens = Histogram("scissor_answer_prefill_tokens", "Prompt tokens the answerer read.",
-                                               cam, buckets=TOKEN_BUCKETS, registry=r)
-        self.answer_memory_tokens = Histogram("scissor_answer_memory_tokens", "Memory tokens fed to an answer.",
-                                              cam, buckets=TOKEN_BUCKETS, registry=r)
-        self.alerts = Counter("scissor_alerts", "Alerts by rule and outcome (sent|queued|failed|dropped).",
-                              ["camera", "rule", "outcome"], registry=r)
-        self.backend = Info("scissor_model_backend", "The model backend serving encode and answer.", registry=r)
+        self.tokens_kept = Counter(
+            "scissor_tokens_kept", "Visual tokens kept: memory entries frames created.", cam, registry=r
+        )
+        self.answers = Counter(
+            "scissor_answers", "Questions answered, by outcome (ok|error).", ["camera", "outcome"], registry=r
+        )
+        self.answer_seconds = Histogram(
+            "scissor_answer_seconds", "Question to answer latency.", cam, buckets=ANSWER_BUCKETS_S, registry=r
+        )
+        self.answer_prefill_tokens = Histogram(
+            "scissor_answer_prefill_tokens",
+            "Prompt tokens the answerer read.",
+            cam,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.answer_memory_tokens = Histogram(
+            "scissor_answer_memory_tokens",
+            "Memory tokens fed to an answer.",
+            cam,
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.alerts = Counter(
+            "scissor_alerts",
+            "Alerts by rule and outcome (sent|queued|failed|dropped).",
+            ["camera", "rule", "outcome"],
+            registry=r,
+        )
+        self.backend = Info(
+            "scissor_model_backend", "The model backend serving encode and answer.", registry=r
+        )
         self._collector = _SnapshotCollector()
         registry.register(self._collector)
 
@@ -304,9 +378,17 @@ class Metrics:
     def watch_camera(self, camera: str) -> None:
         """Create a camera's event series at zero, so dashboards show 0 rather than no data before any event."""
         c = _checked("camera", camera)
-        for metric in (self.frames_encoded, self.encode_seconds, self.scc_seconds, self.memory_update_seconds,
-                       self.novelty, self.tokens_kept, self.answer_seconds,
-                       self.answer_prefill_tokens, self.answer_memory_tokens):
+        for metric in (
+            self.frames_encoded,
+            self.encode_seconds,
+            self.scc_seconds,
+            self.memory_update_seconds,
+            self.novelty,
+            self.tokens_kept,
+            self.answer_seconds,
+            self.answer_prefill_tokens,
+            self.answer_memory_tokens,
+        ):
             metric.labels(c)
         for outcome in ANSWER_OUTCOMES:
             self.answers.labels(c, outcome)
@@ -318,9 +400,19 @@ class Metrics:
 
     def forget_camera(self, camera: str) -> None:
         """Remove every event series of a camera that was deleted (its snapshot series vanish by themselves)."""
-        for metric in (self.frames_encoded, self.encode_seconds, self.scc_seconds, self.memory_update_seconds,
-                       self.novelty, self.tokens_kept, self.answer_seconds,
-                       self.answer_prefill_tokens, self.answer_memory_tokens, self.answers, self.alerts):
+        for metric in (
+            self.frames_encoded,
+            self.encode_seconds,
+            self.scc_seconds,
+            self.memory_update_seconds,
+            self.novelty,
+            self.tokens_kept,
+            self.answer_seconds,
+            self.answer_prefill_tokens,
+            self.answer_memory_tokens,
+            self.answers,
+            self.alerts,
+        ):
             # prometheus_client has no public listing of a metric's label sets; _metrics is stable since 0.4.
             for labels in [k for k in metric._metrics if k[0] == camera]:
                 metric.remove(*labels)
@@ -335,8 +427,9 @@ class Metrics:
         for _ in range(frames):
             hist.observe(per_frame)
 
-    def memory_updated(self, camera: str, *, novelty: float, tokens_kept: int,
-                       scc_seconds: float, update_seconds: float) -> None:
+    def memory_updated(
+        self, camera: str, *, novelty: float, tokens_kept: int, scc_seconds: float, update_seconds: float
+    ) -> None:
         """Record one `TokenMemory.add_frame`.
 
         Args:
@@ -355,7 +448,9 @@ class Metrics:
         self.scc_seconds.labels(c).observe(scc_seconds)
         self.memory_update_seconds.labels(c).observe(update_seconds)
 
-    def answered(self, camera: str, latency_s: float, prefill_tokens: int, tokens_used: int, ok: bool) -> None:
+    def answered(
+        self, camera: str, latency_s: float, prefill_tokens: int, tokens_used: int, ok: bool
+    ) -> None:
         """Record one question: latency, prompt tokens read, memory tokens fed, and whether it succeeded."""
         c = _checked("camera", camera)
         self.answers.labels(c, "ok" if ok else "error").inc()
@@ -372,8 +467,13 @@ class Metrics:
 
     def set_backend(self, name: str, device: str, token_dim: int) -> None:
         """Publish which model backend runs, on which device, and its token width D."""
-        self.backend.info({"backend": _checked("backend", name), "device": _checked("device", device),
-                           "token_dim": str(token_dim)})
+        self.backend.info(
+            {
+                "backend": _checked("backend", name),
+                "device": _checked("device", device),
+                "token_dim": str(token_dim),
+            }
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type, for the /metrics route."""

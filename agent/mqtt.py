@@ -72,8 +72,14 @@ class NullPublisher:
 
     async def enqueue_alert(self, alert: Alert) -> None:
         """Hand the alert to the bus and log it; it counts as delivered now."""
-        log.info("alert %s camera=%s rule=%s kind=%s score=%.3f", alert.id, alert.camera, alert.rule, alert.kind,
-                 alert.score)
+        log.info(
+            "alert %s camera=%s rule=%s kind=%s score=%.3f",
+            alert.id,
+            alert.camera,
+            alert.rule,
+            alert.kind,
+            alert.score,
+        )
         if self.bus is not None:
             self.bus.publish(alert)
         self.stats.sent += 1
@@ -114,11 +120,25 @@ class MqttPublisher:
     """
 
     def __init__(
-        self, url: str, *, store: Store, client_id: str = "scissor", topic_root: str = "scissor",
-        username: str | None = None, password: str | None = None, tls_ca_file: Path | None = None,
-        tls_cert_file: Path | None = None, tls_key_file: Path | None = None, tls_insecure: bool = False,
-        keepalive_s: int = 30, timeout_s: float = 10.0, backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
-        bus: EventBus | None = None, on_delivered: OnDelivered | None = None, on_dropped: OnDropped | None = None,
+        self,
+        url: str,
+        *,
+        store: Store,
+        client_id: str = "scissor",
+        topic_root: str = "scissor",
+        username: str | None = None,
+        password: str | None = None,
+        tls_ca_file: Path | None = None,
+        tls_cert_file: Path | None = None,
+        tls_key_file: Path | None = None,
+        tls_insecure: bool = False,
+        keepalive_s: int = 30,
+        timeout_s: float = 10.0,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+        bus: EventBus | None = None,
+        on_delivered: OnDelivered | None = None,
+        on_dropped: OnDropped | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
@@ -141,15 +161,32 @@ class MqttPublisher:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, store: Store, bus: EventBus | None = None,
-                      on_delivered: OnDelivered | None = None, on_dropped: OnDropped | None = None) -> MqttPublisher:
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        store: Store,
+        bus: EventBus | None = None,
+        on_delivered: OnDelivered | None = None,
+        on_dropped: OnDropped | None = None,
+    ) -> MqttPublisher:
         """Build the publisher `settings.mqtt_url` and `settings.mqtt` describe."""
         m = settings.mqtt
         return cls(
-            settings.mqtt_url, store=store, client_id=m.client_id, topic_root=m.topic_root, username=m.username,
-            password=m.password.get_secret_value() if m.password else None, tls_ca_file=m.tls_ca_file,
-            tls_cert_file=m.tls_cert_file, tls_key_file=m.tls_key_file, tls_insecure=m.tls_insecure,
-            keepalive_s=m.keepalive_s, backoff_max_s=m.backoff_max_s, bus=bus, on_delivered=on_delivered,
+            settings.mqtt_url,
+            store=store,
+            client_id=m.client_id,
+            topic_root=m.topic_root,
+            username=m.username,
+            password=m.password.get_secret_value() if m.password else None,
+            tls_ca_file=m.tls_ca_file,
+            tls_cert_file=m.tls_cert_file,
+            tls_key_file=m.tls_key_file,
+            tls_insecure=m.tls_insecure,
+            keepalive_s=m.keepalive_s,
+            backoff_max_s=m.backoff_max_s,
+            bus=bus,
+            on_delivered=on_delivered,
             on_dropped=on_dropped,
         )
 
@@ -203,7 +240,9 @@ class MqttPublisher:
         self._statuses[status.id] = status
         if self.bus is not None:
             self.bus.publish(status)
-        await self._try_publish(f"{self.root}/{status.id}/status", status.model_dump_json(), qos=1, retain=True)
+        await self._try_publish(
+            f"{self.root}/{status.id}/status", status.model_dump_json(), qos=1, retain=True
+        )
 
     async def clear_status(self, camera_id: str) -> None:
         """Forget a removed camera: clear its retained status on the broker."""
@@ -234,9 +273,17 @@ class MqttPublisher:
         # A fresh client per connection: paho must not replay half-sent messages of an old session on its own.
         will = aiomqtt.Will(f"{self.root}/availability", "offline", qos=1, retain=True)
         return aiomqtt.Client(
-            self.host, self.port, username=self.username, password=self.password, identifier=self.client_id,
-            will=will, keepalive=self.keepalive_s, timeout=self.timeout_s, tls_context=self._tls_context(),
-            tls_insecure=self.tls_insecure if self.tls else None, max_queued_outgoing_messages=1000,
+            self.host,
+            self.port,
+            username=self.username,
+            password=self.password,
+            identifier=self.client_id,
+            will=will,
+            keepalive=self.keepalive_s,
+            timeout=self.timeout_s,
+            tls_context=self._tls_context(),
+            tls_insecure=self.tls_insecure if self.tls else None,
+            max_queued_outgoing_messages=1000,
         )
 
     def _tls_context(self) -> ssl.SSLContext | None:
@@ -271,10 +318,17 @@ class MqttPublisher:
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         self._client = client
-        await client.publish(f"{self.root}/availability", "online", qos=1, retain=True, timeout=self.timeout_s)
+        await client.publish(
+            f"{self.root}/availability", "online", qos=1, retain=True, timeout=self.timeout_s
+        )
         for status in list(self._statuses.values()):
-            await client.publish(f"{self.root}/{status.id}/status", status.model_dump_json(), qos=1, retain=True,
-                                 timeout=self.timeout_s)
+            await client.publish(
+                f"{self.root}/{status.id}/status",
+                status.model_dump_json(),
+                qos=1,
+                retain=True,
+                timeout=self.timeout_s,
+            )
         log.info("mqtt connected to %s", self.safe_url)
         drain = asyncio.create_task(self._drain(client), name="mqtt-drain")
         watch = asyncio.create_task(self._watch(client), name="mqtt-watch")
@@ -286,7 +340,9 @@ class MqttPublisher:
             task.result()  # re-raises the MqttError that ended the connection
         if self._stopping.is_set():
             self._client = None
-            await client.publish(f"{self.root}/availability", "offline", qos=1, retain=True, timeout=self.timeout_s)
+            await client.publish(
+                f"{self.root}/availability", "offline", qos=1, retain=True, timeout=self.timeout_s
+            )
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator raises MqttError as soon as the broker drops us, even while nothing is published.
@@ -305,7 +361,9 @@ class MqttPublisher:
             for alert in batch:
                 if self._stopping.is_set():
                     return
-                await client.publish(self.alert_topic(alert), alert.model_dump_json(), qos=1, timeout=self.timeout_s)
+                await client.publish(
+                    self.alert_topic(alert), alert.model_dump_json(), qos=1, timeout=self.timeout_s
+                )
                 # PUBACK received: only now may the alert leave the outbox.
                 await self.store.outbox_ack(alert.id)
                 self.stats.sent += 1
@@ -313,10 +371,17 @@ class MqttPublisher:
                     self.on_delivered(alert, time.time())
 
 
-def make_publisher(settings: Settings, *, store: Store, bus: EventBus | None = None,
-                   on_delivered: OnDelivered | None = None, on_dropped: OnDropped | None = None) -> Publisher:
+def make_publisher(
+    settings: Settings,
+    *,
+    store: Store,
+    bus: EventBus | None = None,
+    on_delivered: OnDelivered | None = None,
+    on_dropped: OnDropped | None = None,
+) -> Publisher:
     """Return an `MqttPublisher`, or a `NullPublisher` when `settings.mqtt_url` is `none`."""
     if not settings.mqtt_enabled:
         return NullPublisher(bus=bus, on_delivered=on_delivered)
-    return MqttPublisher.from_settings(settings, store=store, bus=bus, on_delivered=on_delivered,
-                                      on_dropped=on_dropped)
+    return MqttPublisher.from_settings(
+        settings, store=store, bus=bus, on_delivered=on_delivered, on_dropped=on_dropped
+    )

@@ -38,8 +38,12 @@ class CameraSpec(Record):
     """What a user asks for when adding a camera (`POST /cameras`)."""
 
     id: CameraId
-    url: str = Field(min_length=1, max_length=2048, description="stream URL (rtsp://, http(s)://, file:// if enabled)")
-    fps: float | None = Field(None, gt=0.0, le=60.0, description="target sampling rate in frames/s (None: default)")
+    url: str = Field(
+        min_length=1, max_length=2048, description="stream URL (rtsp://, http(s)://, file:// if enabled)"
+    )
+    fps: float | None = Field(
+        None, gt=0.0, le=60.0, description="target sampling rate in frames/s (None: default)"
+    )
     options: dict[str, OptionValue] = Field(
         default_factory=dict, max_length=32, description="per-camera overrides (tau, capacity, window_s, ...)"
     )
@@ -74,22 +78,32 @@ class LabelParams(Record):
     """A label rule fires when the caller-computed probability of `label` reaches `min_score`."""
 
     label: str = Field(min_length=1, max_length=64, description="class name, synonym or group, e.g. 'cat'")
-    min_score: Probability = Field(0.5, description="probability in [0, 1] at or above which the label counts")
+    min_score: Probability = Field(
+        0.5, description="probability in [0, 1] at or above which the label counts"
+    )
 
 
 class PromptParams(Record):
     """A prompt rule asks the answerer a yes/no question over the last `window_s` of memory."""
 
-    question: str = Field(min_length=1, max_length=500, description="a yes/no question, e.g. 'is a door open?'")
+    question: str = Field(
+        min_length=1, max_length=500, description="a yes/no question, e.g. 'is a door open?'"
+    )
     every_s: float = Field(30.0, gt=0.0, le=86400.0, description="ask at least this often, in seconds")
-    novelty_threshold: Probability = Field(0.3, description="novelty that counts as a scene change (ask early)")
+    novelty_threshold: Probability = Field(
+        0.3, description="novelty that counts as a scene change (ask early)"
+    )
     min_interval_s: float = Field(2.0, ge=0.0, description="never ask more often than this, in seconds")
     window_s: float = Field(10.0, gt=0.0, le=3600.0, description="seconds of memory the question looks at")
 
 
 RuleKind = Literal["novelty", "label", "prompt"]
 RuleParams = NoveltyParams | LabelParams | PromptParams
-PARAMS_BY_KIND: dict[str, type[Record]] = {"novelty": NoveltyParams, "label": LabelParams, "prompt": PromptParams}
+PARAMS_BY_KIND: dict[str, type[Record]] = {
+    "novelty": NoveltyParams,
+    "label": LabelParams,
+    "prompt": PromptParams,
+}
 
 
 class RuleSpec(Record):
@@ -101,15 +115,27 @@ class RuleSpec(Record):
     camera_id: CameraId
     kind: RuleKind
     params: RuleParams
-    cooldown_s: float = Field(60.0, ge=0.0, le=86400.0, description="seconds after a delivered alert with no new one")
-    consecutive: int = Field(1, ge=1, le=1000, description="agreeing checks in a row before the condition is raised")
+    cooldown_s: float = Field(
+        60.0, ge=0.0, le=86400.0, description="seconds after a delivered alert with no new one"
+    )
+    consecutive: int = Field(
+        1, ge=1, le=1000, description="agreeing checks in a row before the condition is raised"
+    )
     clear_after: int | None = Field(
-        None, ge=1, le=1000, description="disagreeing checks in a row before it clears (None: same as consecutive)"
+        None,
+        ge=1,
+        le=1000,
+        description="disagreeing checks in a row before it clears (None: same as consecutive)",
     )
     repeat_s: float | None = Field(
-        None, gt=0.0, le=86400.0, description="while the condition persists, re-alert this often (escalation + 1)"
+        None,
+        gt=0.0,
+        le=86400.0,
+        description="while the condition persists, re-alert this often (escalation + 1)",
     )
-    topic: str | None = Field(None, pattern=TOPIC_PATTERN, description="MQTT topic suffix replacing the rule id")
+    topic: str | None = Field(
+        None, pattern=TOPIC_PATTERN, description="MQTT topic suffix replacing the rule id"
+    )
 
     @field_validator("params", mode="before")
     @classmethod
@@ -156,7 +182,9 @@ class Evidence(Record):
     snapshot_url: str | None = None
     labels: list[str] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, populate_by_name=True, serialize_by_alias=True
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Evidence:
@@ -186,7 +214,9 @@ class Alert(Record):
     topic: str | None = Field(None, pattern=TOPIC_PATTERN)
 
 
-EventKind = Literal["alert", "status", "novelty", "stream_up", "stream_down", "camera_added", "camera_removed", "info"]
+EventKind = Literal[
+    "alert", "status", "novelty", "stream_up", "stream_down", "camera_added", "camera_removed", "info"
+]
 
 
 class Event(Record):

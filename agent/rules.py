@@ -110,7 +110,9 @@ def step(rule: Rule, state: RuleState, obs: Observation) -> Alert | None:
     if not state.active:
         return None
     repeat_due = (
-        state.alerted and rule.repeat_s is not None and state.last_fired is not None
+        state.alerted
+        and rule.repeat_s is not None
+        and state.last_fired is not None
         and obs.now - state.last_fired >= rule.repeat_s
     )
     if state.alerted and not repeat_due:
@@ -129,10 +131,17 @@ def step(rule: Rule, state: RuleState, obs: Observation) -> Alert | None:
 def _alert(rule: Rule, state: RuleState, obs: Observation, score: float) -> Alert:
     params = rule.params
     return Alert(
-        camera=rule.camera_id, rule=rule.id, kind=rule.kind, stream_s=obs.stream_s, score=score,
+        camera=rule.camera_id,
+        rule=rule.id,
+        kind=rule.kind,
+        stream_s=obs.stream_s,
+        score=score,
         label=params.label if isinstance(params, LabelParams) else None,
         answer=f"yes: {params.question}" if isinstance(params, PromptParams) else None,
-        evidence=list(obs.evidence), snapshot_url=obs.snapshot_url, escalation=state.escalation, topic=rule.topic,
+        evidence=list(obs.evidence),
+        snapshot_url=obs.snapshot_url,
+        escalation=state.escalation,
+        topic=rule.topic,
     )
 
 
@@ -247,11 +256,15 @@ class RuleEngine:
 
     def changed(self) -> dict[str, dict[str, Any]]:
         """Return and forget the states changed since the last call, by rule id (to persist in the store)."""
-        out = {rule_id: self._states[rule_id].to_dict() for rule_id in self._changed if rule_id in self._states}
+        out = {
+            rule_id: self._states[rule_id].to_dict() for rule_id in self._changed if rule_id in self._states
+        }
         self._changed.clear()
         return out
 
-    def load_states(self, states: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+    def load_states(
+        self, states: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]]
+    ) -> None:
         """Restore persisted states (by rule id) for rules already set; unknown rule ids are ignored."""
         pairs = states.items() if isinstance(states, Mapping) else states
         for rule_id, data in pairs:

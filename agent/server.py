@@ -38,8 +38,12 @@ def sample_video(name: str = DEMO_VIDEO) -> Path:
 
 def demo_settings_overrides(*, host: str | None = None, port: int | None = None) -> dict[str, Any]:
     """What `scissor demo` fixes: embedded model, in-process state, no broker, local files allowed."""
-    overrides: dict[str, Any] = {"backend": "embedded", "redis_url": "memory://", "mqtt_url": "none",
-                                 "allow_file_urls": True}
+    overrides: dict[str, Any] = {
+        "backend": "embedded",
+        "redis_url": "memory://",
+        "mqtt_url": "none",
+        "allow_file_urls": True,
+    }
     if host is not None:
         overrides["host"] = host
     if port is not None:
@@ -47,11 +51,19 @@ def demo_settings_overrides(*, host: str | None = None, port: int | None = None)
     return overrides
 
 
-async def _serve(service: Service, settings: Settings, *, after_start: Any = None,
-                 duration_s: float | None = None) -> None:
+async def _serve(
+    service: Service, settings: Settings, *, after_start: Any = None, duration_s: float | None = None
+) -> None:
     app = create_app(service)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started and not serving.done():
@@ -106,16 +118,28 @@ def run_demo(settings: Settings, *, video: str | None = None, duration_s: float 
 
     async def after_start() -> None:
         if DEMO_CAMERA not in service.cameras:
-            await service.add_camera(CameraSpec(id=DEMO_CAMERA, url=str(path), fps=2.0, options={"loop": True}))
+            await service.add_camera(
+                CameraSpec(id=DEMO_CAMERA, url=str(path), fps=2.0, options={"loop": True})
+            )
         if not service.list_rules(DEMO_CAMERA):
-            await service.add_rule(RuleSpec.model_validate({
-                "camera_id": DEMO_CAMERA, "kind": "label", "params": {"label": DEMO_LABEL, "min_score": 0.3},
-                "cooldown_s": 30}))
-        print(f"\nScissor Stream demo: camera '{DEMO_CAMERA}' loops {path.name}; label rule '{DEMO_LABEL}'.\n"
-              f"  API docs:  {base}/docs\n  Metrics:   {base}/metrics\n  Events:    {base}/events\n"
-              f"Try:\n  curl -s {base}/cameras/{DEMO_CAMERA}\n"
-              f"  curl -s -X POST {base}/cameras/{DEMO_CAMERA}/ask -H 'Content-Type: application/json' "
-              f"-d '{{\"question\": \"when did you last see a bicycle?\"}}'\n", flush=True)
+            await service.add_rule(
+                RuleSpec.model_validate(
+                    {
+                        "camera_id": DEMO_CAMERA,
+                        "kind": "label",
+                        "params": {"label": DEMO_LABEL, "min_score": 0.3},
+                        "cooldown_s": 30,
+                    }
+                )
+            )
+        print(
+            f"\nScissor Stream demo: camera '{DEMO_CAMERA}' loops {path.name}; label rule '{DEMO_LABEL}'.\n"
+            f"  API docs:  {base}/docs\n  Metrics:   {base}/metrics\n  Events:    {base}/events\n"
+            f"Try:\n  curl -s {base}/cameras/{DEMO_CAMERA}\n"
+            f"  curl -s -X POST {base}/cameras/{DEMO_CAMERA}/ask -H 'Content-Type: application/json' "
+            f'-d \'{{"question": "when did you last see a bicycle?"}}\'\n',
+            flush=True,
+        )
         await _print_events(service)
 
     asyncio.run(_serve(service, settings, after_start=after_start, duration_s=duration_s))

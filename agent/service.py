@@ -44,8 +44,9 @@ class Service:
         self.cameras: dict[str, CameraRuntime] = {}
         self._watchers: dict[str, CameraWatcher] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._answer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scissor-answer",
-                                               initializer=_lower_thread_priority)
+        self._answer_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="scissor-answer", initializer=_lower_thread_priority
+        )
         self.started = False
         self._pending_questions = 0
 
@@ -55,12 +56,19 @@ class Service:
         self.store = ResilientStore.from_settings(self.settings)
         await self.store.start()
         if self.backend is None:
-            self.backend = await asyncio.to_thread(load_backend, self.settings.backend, device=self.settings.device)
+            self.backend = await asyncio.to_thread(
+                load_backend, self.settings.backend, device=self.settings.device
+            )
         self.metrics.set_backend(self.backend.name, self.settings.device, self.backend.token_dim)
         self.bus = EventBus()
         self.alerts = AlertRouter(self, self.backend)
-        self.publisher = make_publisher(self.settings, store=self.store, bus=self.bus,
-                                        on_delivered=self.alerts.delivered, on_dropped=self.alerts.dropped)
+        self.publisher = make_publisher(
+            self.settings,
+            store=self.store,
+            bus=self.bus,
+            on_delivered=self.alerts.delivered,
+            on_dropped=self.alerts.dropped,
+        )
         await self.publisher.start()
         self.batcher = EncodeBatcher(self.backend.encoder.encode)
         await self.batcher.start()
@@ -70,8 +78,12 @@ class Service:
             self._tasks.append(asyncio.create_task(self._restore_when_reachable(), name="state-restore"))
         self._tasks.append(asyncio.create_task(self._snapshot_loop(), name="memory-snapshots"))
         self.started = True
-        log.info("service started: backend %s, %d camera(s), %d rule(s)", self.backend.name,
-                 len(self.cameras), len(self.alerts.rules))
+        log.info(
+            "service started: backend %s, %d camera(s), %d rule(s)",
+            self.backend.name,
+            len(self.cameras),
+            len(self.alerts.rules),
+        )
 
     async def stop(self) -> None:
         """Stop everything `start` started, in reverse order; memory is saved first."""
@@ -127,10 +139,16 @@ class Service:
     def _new_memory(self, options: dict[str, Any]) -> TokenMemory:
         assert self.backend is not None
         defaults = self.settings.camera
-        tau = options.get("tau", defaults.tau if "tau" in defaults.model_fields_set else self.backend.default_tau)
+        tau = options.get(
+            "tau", defaults.tau if "tau" in defaults.model_fields_set else self.backend.default_tau
+        )
         try:
-            return TokenMemory(self.backend.token_dim, tau=tau, capacity=options.get("capacity", defaults.capacity_entries),
-                               window_s=options.get("window_s", defaults.window_s))
+            return TokenMemory(
+                self.backend.token_dim,
+                tau=tau,
+                capacity=options.get("capacity", defaults.capacity_entries),
+                window_s=options.get("window_s", defaults.window_s),
+            )
         except ValueError as exc:
             raise InvalidRequest("options", str(exc)) from None
 
@@ -143,12 +161,22 @@ class Service:
         allow_files = self.settings.allow_file_urls
         memory_options, source_options = split_options(dict(spec.options), allow_files=allow_files)
         memory = restored.memory if restored else self._new_memory(memory_options)
-        camera = CameraRuntime(id=spec.id, url=spec.url, fps=spec.fps or self.settings.camera.fps,
-                               options={**source_options, "allow_files": self.settings.allow_file_urls},
-                               added_at=restored.added_at if restored else time.time(), memory=memory)
+        camera = CameraRuntime(
+            id=spec.id,
+            url=spec.url,
+            fps=spec.fps or self.settings.camera.fps,
+            options={**source_options, "allow_files": self.settings.allow_file_urls},
+            added_at=restored.added_at if restored else time.time(),
+            memory=memory,
+        )
         camera.snapshots = camera.snapshots.__class__(capacity=self.settings.camera.keyframes_kept)
-        watcher = CameraWatcher(camera, batcher=self.batcher, frame_size=self.backend.frame_size,
-                                on_update=self._on_update, on_status=self._on_status)
+        watcher = CameraWatcher(
+            camera,
+            batcher=self.batcher,
+            frame_size=self.backend.frame_size,
+            on_update=self._on_update,
+            on_status=self._on_status,
+        )
         self.cameras[spec.id], self._watchers[spec.id] = camera, watcher
         self.metrics.watch_camera(spec.id)
         watcher.start()
@@ -160,15 +188,23 @@ class Service:
             raise CameraExists(spec.id)
         self._start_camera(spec)
         await self.store.put_camera(spec)
-        await self.publisher.publish_event(Event(kind="camera_added", camera=spec.id, message=f"camera {spec.id} added"))
+        await self.publisher.publish_event(
+            Event(kind="camera_added", camera=spec.id, message=f"camera {spec.id} added")
+        )
         return self.camera_status(spec.id)
 
     async def update_camera(self, camera_id: str, patch: dict[str, Any]) -> CameraStatus:
         """Restart a camera's ingest with new URL/fps/options; its memory and time base are kept."""
         camera = self.camera(camera_id)
-        spec = CameraSpec.model_validate({"id": camera_id, "url": camera.url, "fps": camera.fps,
-                                          "options": {**self._spec_options(camera), **patch.get("options", {})},
-                                          **{k: v for k, v in patch.items() if k != "options"}})
+        spec = CameraSpec.model_validate(
+            {
+                "id": camera_id,
+                "url": camera.url,
+                "fps": camera.fps,
+                "options": {**self._spec_options(camera), **patch.get("options", {})},
+                **{k: v for k, v in patch.items() if k != "options"},
+            }
+        )
         # Validate before touching the running camera.
         memory_options, _ = split_options(dict(spec.options), allow_files=self.settings.allow_file_urls)
         self._new_memory(memory_options)  # out-of-range memory options are a 422 here, not silently kept
@@ -196,8 +232,9 @@ class Service:
         await self.store.delete_camera(camera_id)
         await self.publisher.clear_status(camera_id)
         self.metrics.forget_camera(camera_id)
-        await self.publisher.publish_event(Event(kind="camera_removed", camera=camera_id,
-                                                 message=f"camera {camera_id} removed"))
+        await self.publisher.publish_event(
+            Event(kind="camera_removed", camera=camera_id, message=f"camera {camera_id} removed")
+        )
 
     def camera_status(self, camera_id: str) -> CameraStatus:
         camera = self.camera(camera_id)
@@ -206,26 +243,51 @@ class Service:
             memory = camera.memory.summary()
         kept = max(1, len(camera.memory))
         return CameraStatus(
-            id=camera.id, url=camera.redacted_url, state=STATE_NAMES.get(camera.state, "offline"),
-            reason=camera.reason or None, fps_in=float(getattr(stats, "input_fps", 0.0) or 0.0),
-            fps_out=camera.fps_out(), frames_dropped=camera.frames_rejected + (
-                int(sum(getattr(stats, "drops", {}).values())) if stats else 0),
-            reconnects=int(getattr(stats, "reconnects", 0)) if stats else 0, memory_entries=len(camera.memory),
-            compression_ratio=float(memory.get("tokens_in_total", 0) or 0) / kept if len(camera.memory) else 0.0)
+            id=camera.id,
+            url=camera.redacted_url,
+            state=STATE_NAMES.get(camera.state, "offline"),
+            reason=camera.reason or None,
+            fps_in=float(getattr(stats, "input_fps", 0.0) or 0.0),
+            fps_out=camera.fps_out(),
+            frames_dropped=camera.frames_rejected
+            + (int(sum(getattr(stats, "drops", {}).values())) if stats else 0),
+            reconnects=int(getattr(stats, "reconnects", 0)) if stats else 0,
+            memory_entries=len(camera.memory),
+            compression_ratio=float(memory.get("tokens_in_total", 0) or 0) / kept
+            if len(camera.memory)
+            else 0.0,
+        )
 
     async def _on_status(self, camera: CameraRuntime) -> None:
         status = self.camera_status(camera.id)
-        kind = "stream_up" if status.state == "online" else "stream_down" if status.state == "offline" else "status"
-        await self.publisher.publish_event(Event(kind=kind, camera=camera.id, data={"state": status.state,
-                                                 "reason": status.reason},
-                                                 message=f"{status.state}: {status.reason or ''}".strip()))
+        kind = (
+            "stream_up"
+            if status.state == "online"
+            else "stream_down"
+            if status.state == "offline"
+            else "status"
+        )
+        await self.publisher.publish_event(
+            Event(
+                kind=kind,
+                camera=camera.id,
+                data={"state": status.state, "reason": status.reason},
+                message=f"{status.state}: {status.reason or ''}".strip(),
+            )
+        )
         await self.publisher.set_status(status)
 
-    async def _on_update(self, camera: CameraRuntime, frame: Frame, update: MemoryUpdate, encode_s: float,
-                         update_s: float) -> None:
+    async def _on_update(
+        self, camera: CameraRuntime, frame: Frame, update: MemoryUpdate, encode_s: float, update_s: float
+    ) -> None:
         self.metrics.encoded(camera.id, 1, encode_s)
-        self.metrics.memory_updated(camera.id, novelty=update.novelty, tokens_kept=len(update.new),
-                                    scc_seconds=getattr(update, "scc_seconds", update_s), update_seconds=update_s)
+        self.metrics.memory_updated(
+            camera.id,
+            novelty=update.novelty,
+            tokens_kept=len(update.new),
+            scc_seconds=getattr(update, "scc_seconds", update_s),
+            update_seconds=update_s,
+        )
         await self.alerts.on_update(camera, frame, update)
 
     # ----------------------------------------------------------------------------------------- memory
@@ -237,13 +299,29 @@ class Service:
             summary = camera.memory.summary()
         tokens, entries = tokens[-limit:], entries[-limit:]  # the newest entries, labelled row for row
         labels = self.alerts.top_labels(tokens, 3) if entries else []
-        items = [{"id": e.id, "first_seen_s": e.first_seen, "last_seen_s": e.last_seen, "tokens": e.count,
-                  "frames": e.frames, "evidence_frames": list(e.evidence),
-                  "labels": labels[i] if labels else []} for i, e in enumerate(entries)]
+        items = [
+            {
+                "id": e.id,
+                "first_seen_s": e.first_seen,
+                "last_seen_s": e.last_seen,
+                "tokens": e.count,
+                "frames": e.frames,
+                "evidence_frames": list(e.evidence),
+                "labels": labels[i] if labels else [],
+            }
+            for i, e in enumerate(entries)
+        ]
         tokens_in = int(summary.get("tokens_in_total", 0) or 0)
-        return {"camera": camera_id, "entries": len(camera.memory), "capacity": camera.memory.capacity,
-                "window_s": camera.memory.window_s, "tokens_in_total": tokens_in,
-                "compression_ratio": tokens_in / max(1, len(camera.memory)), "stats": dict(summary), "items": items}
+        return {
+            "camera": camera_id,
+            "entries": len(camera.memory),
+            "capacity": camera.memory.capacity,
+            "window_s": camera.memory.window_s,
+            "tokens_in_total": tokens_in,
+            "compression_ratio": tokens_in / max(1, len(camera.memory)),
+            "stats": dict(summary),
+            "items": items,
+        }
 
     def snapshot(self, camera_id: str, t: float | None) -> tuple[float, bytes]:
         found = self.camera(camera_id).snapshots.nearest(t)
@@ -290,31 +368,61 @@ class Service:
         finally:
             self._pending_questions -= 1
 
-    async def _ask(self, cameras: list[CameraRuntime], camera_ids: list[str], ranges: list[TimeRange],
-                   body: Any) -> dict[str, Any]:
+    async def _ask(
+        self, cameras: list[CameraRuntime], camera_ids: list[str], ranges: list[TimeRange], body: Any
+    ) -> dict[str, Any]:
         history = await self.store.turns(body.session_id) if body.session_id else []
         question = _with_history(body.question, history)
         try:
-            result = await self.answer(cameras, question, ranges, max_memory_tokens=body.max_memory_tokens,
-                                       max_new_tokens=body.max_new_tokens)
+            result = await self.answer(
+                cameras,
+                question,
+                ranges,
+                max_memory_tokens=body.max_memory_tokens,
+                max_new_tokens=body.max_new_tokens,
+            )
         except Exception:
             for c in cameras:
                 self.metrics.answered(c.id, 0.0, 0, 0, ok=False)
             raise
         evidence = [self._evidence(e) for e in result.evidence]
         if body.session_id:
-            await self.store.append_turn(body.session_id, Turn(question=body.question, answer=result.answer,
-                                         cameras=camera_ids, evidence=evidence), self.settings.state.session_ttl_s)
-        return {"answer": result.answer, "evidence": evidence, "tokens_used": result.tokens_used,
-                "raw_tokens_in_range": result.raw_tokens_in_range, "prefill_tokens": result.prefill_tokens,
-                "latency_s": result.latency_s, "session_id": body.session_id, "cameras": camera_ids}
+            await self.store.append_turn(
+                body.session_id,
+                Turn(question=body.question, answer=result.answer, cameras=camera_ids, evidence=evidence),
+                self.settings.state.session_ttl_s,
+            )
+        return {
+            "answer": result.answer,
+            "evidence": evidence,
+            "tokens_used": result.tokens_used,
+            "raw_tokens_in_range": result.raw_tokens_in_range,
+            "prefill_tokens": result.prefill_tokens,
+            "latency_s": result.latency_s,
+            "session_id": body.session_id,
+            "cameras": camera_ids,
+        }
 
-    async def answer(self, cameras: list[CameraRuntime], question: str, ranges: list[TimeRange], *,
-                     max_memory_tokens: int | None = None, max_new_tokens: int = 64) -> QuestionResult:
+    async def answer(
+        self,
+        cameras: list[CameraRuntime],
+        question: str,
+        ranges: list[TimeRange],
+        *,
+        max_memory_tokens: int | None = None,
+        max_new_tokens: int = 64,
+    ) -> QuestionResult:
         assert self.backend is not None
-        result = await ask(cameras, question, ranges, answerer=self.backend.answerer, executor=self._answer_pool,
-                           timeout_s=self.settings.api.answer_timeout_s, max_memory_tokens=max_memory_tokens,
-                           max_new_tokens=max_new_tokens)
+        result = await ask(
+            cameras,
+            question,
+            ranges,
+            answerer=self.backend.answerer,
+            executor=self._answer_pool,
+            timeout_s=self.settings.api.answer_timeout_s,
+            max_memory_tokens=max_memory_tokens,
+            max_new_tokens=max_new_tokens,
+        )
         for c in cameras:
             self.metrics.answered(c.id, result.latency_s, result.prefill_tokens, result.tokens_used, ok=True)
         return result
@@ -322,9 +430,16 @@ class Service:
     def _evidence(self, span: Any) -> dict[str, Any]:
         def iso(ts: float) -> str:
             return datetime.fromtimestamp(ts, UTC).isoformat()
+
         mid = (span.from_s + span.to_s) / 2
-        return {"camera": span.camera_id, "from": span.from_s, "to": span.to_s, "from_time": iso(span.from_wall),
-                "to_time": iso(span.to_wall), "snapshot_url": f"/cameras/{span.camera_id}/snapshot?t={mid:.1f}"}
+        return {
+            "camera": span.camera_id,
+            "from": span.from_s,
+            "to": span.to_s,
+            "from_time": iso(span.from_wall),
+            "to_time": iso(span.to_wall),
+            "snapshot_url": f"/cameras/{span.camera_id}/snapshot?t={mid:.1f}",
+        }
 
     # ----------------------------------------------------------------------------------------- rules
     async def add_rule(self, spec: RuleSpec) -> Rule:
@@ -352,7 +467,10 @@ class Service:
         checks = {
             "model": {"ok": self.backend is not None, "backend": getattr(self.backend, "name", None)},
             "state": {"ok": bool(self.store.healthy), "reason": self.store.reason},
-            "mqtt": {"ok": self.publisher.ready, "reason": None if self.publisher.ready else "broker not connected"},
+            "mqtt": {
+                "ok": self.publisher.ready,
+                "reason": None if self.publisher.ready else "broker not connected",
+            },
         }
         return all(c["ok"] for c in checks.values()), checks
 
@@ -368,10 +486,16 @@ class Service:
                 snap = dataclasses.replace(snap, drops={**snap.drops, "bad_tokens": camera.frames_rejected})
             cams.append(snap)
         pub = self.publisher
-        return ServiceSnapshot(cameras=cams, mqtt_connected=bool(getattr(pub, "connected", False)), redis_connected=bool(self.store.healthy),
-                               outbox_length=len(self.store.outbox), mqtt_sent=pub.stats.sent,
-                               mqtt_failed=pub.stats.failed, mqtt_dropped=pub.stats.dropped,
-                               mqtt_reconnects=pub.stats.reconnects)
+        return ServiceSnapshot(
+            cameras=cams,
+            mqtt_connected=bool(getattr(pub, "connected", False)),
+            redis_connected=bool(self.store.healthy),
+            outbox_length=len(self.store.outbox),
+            mqtt_sent=pub.stats.sent,
+            mqtt_failed=pub.stats.failed,
+            mqtt_dropped=pub.stats.dropped,
+            mqtt_reconnects=pub.stats.reconnects,
+        )
 
 
 ANSWER_THREAD_NICENESS = 10

@@ -52,10 +52,17 @@ class CameraDefaults(Section):
     """Per-camera defaults, used when `POST /cameras` does not override them."""
 
     fps: float = Field(2.0, gt=0.0, le=60.0, description="frames per second sampled from each camera")
-    tau: float = Field(0.9, gt=0.0, lt=1.0, description="SCC cosine threshold (0-1); when unset, the backend's own (embedded 0.8, LLaVA 0.9)")
+    tau: float = Field(
+        0.9,
+        gt=0.0,
+        lt=1.0,
+        description="SCC cosine threshold (0-1); when unset, the backend's own (embedded 0.8, LLaVA 0.9)",
+    )
     capacity_entries: int = Field(2048, ge=1, le=1_000_000, description="most memory entries kept per camera")
     window_s: float = Field(600.0, gt=0.0, description="seconds of footage each camera's memory covers")
-    keyframes_kept: int = Field(32, ge=1, le=10_000, description="recent JPEG keyframes kept per camera as evidence")
+    keyframes_kept: int = Field(
+        32, ge=1, le=10_000, description="recent JPEG keyframes kept per camera as evidence"
+    )
 
 
 class RedisOptions(Section):
@@ -75,21 +82,31 @@ class MqttOptions(Section):
     username: str | None = Field(None, max_length=256, description="broker user (overrides one in the URL)")
     password: SecretStr | None = Field(None, description="broker password (overrides one in the URL)")
     client_id: str = Field("scissor", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="MQTT client identifier")
-    topic_root: str = Field("scissor", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="first level of every topic")
+    topic_root: str = Field(
+        "scissor", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="first level of every topic"
+    )
     tls_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// (file path)")
     tls_cert_file: Path | None = Field(None, description="client certificate for mqtts:// (file path)")
     tls_key_file: Path | None = Field(None, description="client key for mqtts:// (file path)")
     tls_insecure: bool = Field(False, description="skip broker hostname verification (testing only)")
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds")
-    outbox_max_alerts: int = Field(10_000, ge=1, le=1_000_000, description="alerts queued while the broker is down")
-    backoff_max_s: float = Field(10.0, gt=0.0, le=600.0, description="longest wait between reconnect attempts")
+    outbox_max_alerts: int = Field(
+        10_000, ge=1, le=1_000_000, description="alerts queued while the broker is down"
+    )
+    backoff_max_s: float = Field(
+        10.0, gt=0.0, le=600.0, description="longest wait between reconnect attempts"
+    )
 
 
 class ApiOptions(Section):
     """HTTP API limits."""
 
-    max_question_chars: int = Field(2000, ge=1, le=100_000, description="longest question accepted, in characters")
-    answer_timeout_s: float = Field(60.0, gt=0.0, le=3600.0, description="seconds before a question times out")
+    max_question_chars: int = Field(
+        2000, ge=1, le=100_000, description="longest question accepted, in characters"
+    )
+    answer_timeout_s: float = Field(
+        60.0, gt=0.0, le=3600.0, description="seconds before a question times out"
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body accepted, in bytes")
     max_pending_questions: int = Field(
         8, ge=1, le=1024, description="questions answered or waiting at once; more get 429 (keeps ingest fed)"
@@ -99,7 +116,9 @@ class ApiOptions(Section):
 class StateOptions(Section):
     """Persistence cadence and Q&A session lifetime."""
 
-    snapshot_interval_s: float = Field(30.0, gt=0.0, description="seconds between memory snapshots to the store")
+    snapshot_interval_s: float = Field(
+        30.0, gt=0.0, description="seconds between memory snapshots to the store"
+    )
     session_ttl_s: float = Field(1800.0, gt=0.0, description="idle seconds before a Q&A session is forgotten")
     session_max_turns: int = Field(50, ge=1, le=10_000, description="turns kept per Q&A session")
     sync_retry_s: float = Field(1.0, gt=0.0, le=60.0, description="seconds between Redis reconnect attempts")
@@ -147,7 +166,9 @@ class Settings(BaseSettings):
     def _known_backend(cls, value: str) -> str:
         if value in KNOWN_BACKENDS or Path(value).exists() or re.fullmatch(r"[\w.-]+/[\w.-]+", value):
             return value
-        raise ValueError(f"must be one of {', '.join(KNOWN_BACKENDS)}, an existing model path, or an org/name id")
+        raise ValueError(
+            f"must be one of {', '.join(KNOWN_BACKENDS)}, an existing model path, or an org/name id"
+        )
 
     @field_validator("device")
     @classmethod

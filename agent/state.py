@@ -202,8 +202,14 @@ class RedisStore(Store):
     return dropped
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "scissor", outbox_max: int = 10_000,
-                 session_max_turns: int = 50) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        prefix: str = "scissor",
+        outbox_max: int = 10_000,
+        session_max_turns: int = 50,
+    ) -> None:
         self.client, self.prefix = client, prefix
         self.outbox_max, self.session_max_turns = outbox_max, session_max_turns
         self._append = client.register_script(self._APPEND)
@@ -256,7 +262,10 @@ class RedisStore(Store):
             await pipe.execute()
 
     async def turns(self, session_id: str) -> list[Turn]:
-        return [Turn.model_validate_json(v) for v in await self.client.lrange(self.key("session", session_id), 0, -1)]
+        return [
+            Turn.model_validate_json(v)
+            for v in await self.client.lrange(self.key("session", session_id), 0, -1)
+        ]
 
     async def sessions(self) -> dict[str, Session]:
         """Every live session with its remaining TTL (for restart recovery)."""
@@ -269,17 +278,23 @@ class RedisStore(Store):
 
     async def outbox_append(self, alert: Alert) -> list[str]:
         keys = [self._ids, self._items, self._seq, self._dropped]
-        return [d.decode() for d in await self._append(keys=keys, args=[alert.id, alert.model_dump_json(),
-                                                                          self.outbox_max])]
+        return [
+            d.decode()
+            for d in await self._append(keys=keys, args=[alert.id, alert.model_dump_json(), self.outbox_max])
+        ]
 
     async def outbox_peek(self, n: int) -> list[Alert]:
         return [alert for _, alert in await self.outbox_entries(n)]
 
     async def outbox_entries(self, n: int) -> list[tuple[int, Alert]]:
         """Return up to `n` oldest (sequence number, alert) pairs, oldest first."""
-        pairs = cast(list[tuple[bytes, float]], await self.client.zrange(self._ids, 0, n - 1, withscores=True))
+        pairs = cast(
+            list[tuple[bytes, float]], await self.client.zrange(self._ids, 0, n - 1, withscores=True)
+        )
         items = await self.client.hmget(self._items, [i for i, _ in pairs]) if pairs else []
-        return [(int(seq), Alert.model_validate_json(v)) for (_, seq), v in zip(pairs, items, strict=True) if v]
+        return [
+            (int(seq), Alert.model_validate_json(v)) for (_, seq), v in zip(pairs, items, strict=True) if v
+        ]
 
     async def outbox_ack(self, alert_id: str) -> bool:
         async with self.client.pipeline(transaction=True) as pipe:

@@ -29,8 +29,14 @@ class ResilientStore(MemoryStore):
     Redis (restart recovery). Without a backend (`memory://`) it is a MemoryStore that is always healthy.
     """
 
-    def __init__(self, backend: RedisStore | None = None, *, outbox_max: int = 10_000, session_max_turns: int = 50,
-                 sync_retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        backend: RedisStore | None = None,
+        *,
+        outbox_max: int = 10_000,
+        session_max_turns: int = 50,
+        sync_retry_s: float = 1.0,
+    ) -> None:
         super().__init__(outbox_max=outbox_max, session_max_turns=session_max_turns)
         self.backend, self.sync_retry_s = backend, sync_retry_s
         self.healthy, self.reason = backend is None, None if backend is None else "not connected yet"
@@ -43,7 +49,10 @@ class ResilientStore(MemoryStore):
     @classmethod
     def from_settings(cls, settings: Settings) -> ResilientStore:
         """Build the store `settings.redis_url` names (`memory://` gives no backend)."""
-        sizes = {"outbox_max": settings.mqtt.outbox_max_alerts, "session_max_turns": settings.state.session_max_turns}
+        sizes = {
+            "outbox_max": settings.mqtt.outbox_max_alerts,
+            "session_max_turns": settings.state.session_max_turns,
+        }
         if not settings.redis_enabled:
             return cls(None, **sizes)
         r, scheme = settings.redis, urlsplit(settings.redis_url).scheme
@@ -52,8 +61,10 @@ class ResilientStore(MemoryStore):
         ssl = {"ssl_ca_certs": r.tls_ca_file, "ssl_certfile": r.tls_cert_file, "ssl_keyfile": r.tls_key_file}
         # Few, short retries: a down Redis must turn into "degraded" quickly, never stall the service.
         client = aioredis.from_url(
-            settings.redis_url, password=r.password.get_secret_value() if r.password else None,
-            socket_timeout=r.socket_timeout_s, socket_connect_timeout=r.socket_timeout_s,
+            settings.redis_url,
+            password=r.password.get_secret_value() if r.password else None,
+            socket_timeout=r.socket_timeout_s,
+            socket_connect_timeout=r.socket_timeout_s,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
             **{k: str(v) for k, v in ssl.items() if v is not None},
         )
@@ -89,7 +100,9 @@ class ResilientStore(MemoryStore):
         if not was_healthy and self._loaded:
             # Redis may have come back empty (restarted without persistence): write all of RAM, not just changes.
             self._mark_all_dirty()
-        if not await self._redis(lambda b: b.ping(), self._load, self._check_epoch, self._write_dirty, self._set_epoch):
+        if not await self._redis(
+            lambda b: b.ping(), self._load, self._check_epoch, self._write_dirty, self._set_epoch
+        ):
             return False
         self.healthy, self.reason = True, None
         if not was_healthy:
@@ -144,12 +157,17 @@ class ResilientStore(MemoryStore):
         for sid, session in (await backend.sessions()).items():
             self.sessions.setdefault(sid, session)
         # Saved alerts are older than any queued here before Redis was reached: they go first, ours are renumbered.
-        saved = [(seq, a) for seq, a in await backend.outbox_entries(self.outbox_max) if a.id not in self.outbox]
+        saved = [
+            (seq, a) for seq, a in await backend.outbox_entries(self.outbox_max) if a.id not in self.outbox
+        ]
         base = saved[-1][0] if saved else 0
         mine = [(base + i, a) for i, (_, a) in enumerate(self.outbox.values(), start=1)]
         self.dirty.update(("outbox", a.id) for _, a in mine)
         self.outbox = OrderedDict((a.id, (seq, a)) for seq, a in saved + mine)
-        self.seq, self.dropped = max(self.seq, base + len(mine)), self.dropped + await backend.outbox_dropped()
+        self.seq, self.dropped = (
+            max(self.seq, base + len(mine)),
+            self.dropped + await backend.outbox_dropped(),
+        )
         while len(self.outbox) > self.outbox_max:
             self.dirty.add(("outbox", self.outbox.popitem(last=False)[0]))
             self.dropped += 1

@@ -169,7 +169,9 @@ class CameraWatcher:
         camera = self.camera
         options = dict(camera.options)
         options.setdefault("size", self._frame_size)
-        source = open_source(camera.url, camera_id=camera.id, fps=camera.fps, on_status=self._source_status, **options)
+        source = open_source(
+            camera.url, camera_id=camera.id, fps=camera.fps, on_status=self._source_status, **options
+        )
         async with source as src:
             camera.source = src
             try:
@@ -184,7 +186,9 @@ class CameraWatcher:
         """(update, stream seconds used, seconds taken) of one add_frame under the camera's memory lock."""
         memory = self.camera.memory
         with self.camera.memory_lock:
-            t = max(t, memory.newest_t or t)  # a restarted watcher never steps behind the memory's newest frame
+            t = max(
+                t, memory.newest_t or t
+            )  # a restarted watcher never steps behind the memory's newest frame
             started = time.perf_counter()
             update = memory.add_frame(tokens, t, index)
             return update, t, time.perf_counter() - started
@@ -192,10 +196,17 @@ class CameraWatcher:
     def _reject(self, frame: Frame, reason: str) -> None:
         # One bad frame (NaN/inf tokens) is skipped and counted; it must neither poison memory nor restart ingest.
         camera = self.camera
-        camera.frames_rejected += 1  # reported as drops with reason "bad_tokens" (service snapshot and status)
+        camera.frames_rejected += (
+            1  # reported as drops with reason "bad_tokens" (service snapshot and status)
+        )
         if camera.frames_rejected == 1 or camera.frames_rejected % 100 == 0:
-            log.warning("camera %s: frame %d skipped (%s); %d so far", camera.id, frame.index, reason,
-                        camera.frames_rejected)
+            log.warning(
+                "camera %s: frame %d skipped (%s); %d so far",
+                camera.id,
+                frame.index,
+                reason,
+                camera.frames_rejected,
+            )
 
     async def _process(self, frame: Frame) -> None:
         camera = self.camera
@@ -207,7 +218,9 @@ class CameraWatcher:
         t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
         # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free. Shielded:
         # a cancelled watcher still lets a running update finish (stop() waits for it), so none is half applied.
-        self._inflight = asyncio.get_running_loop().run_in_executor(None, self._add_frame, tokens, t, frame.index)
+        self._inflight = asyncio.get_running_loop().run_in_executor(
+            None, self._add_frame, tokens, t, frame.index
+        )
         update, t, update_s = await asyncio.shield(self._inflight)
         camera.last_t = t
         camera.frames_processed += 1

@@ -42,7 +42,9 @@ def camera_like(frames: int, tokens: int, dim: int, seed: int = 0) -> Tensor:
     for f in range(frames):
         for o in range(6):
             y, x = (o * 5 + f // 4) % (side - 1), (o * 7 + f // 3) % (side - 1)
-            cells = torch.tensor([(y + a) * side + x + b for a in range(2) for b in range(2)]).clamp_max(tokens - 1)
+            cells = torch.tensor([(y + a) * side + x + b for a in range(2) for b in range(2)]).clamp_max(
+                tokens - 1
+            )
             video[f, cells] = objects[o] + 0.2 * torch.randn(4, dim, generator=g)
     return video + spread(0.03, 0.6) * torch.randn(frames, tokens, dim, generator=g)
 
@@ -87,17 +89,27 @@ def measure(video: Tensor, tau: float, runs: int, ref_runs: int) -> dict[str, An
             ref_t.append(_median_time(lambda: reference_compress(video, tau), 1))
     ours, fl, ref = statistics.median(ours_t), statistics.median(floor_t), statistics.median(ref_t)
     return {
-        "tau": tau, "input_tokens": f * n, "spatial_tokens": stats.spatial_tokens,
-        "output_tokens": stats.output_tokens, "retention": stats.output_tokens / (f * n),
-        "ours_s": ours, "floor_s": fl, "reference_s": ref, "ours_over_floor": ours / fl,
-        "reference_over_ours": ref / ours, "reference_spatial_tokens": ref_counts.spatial_tokens,
-        "reference_output_tokens": ref_counts.output_tokens, "reference_dropped_members": ref_counts.dropped,
+        "tau": tau,
+        "input_tokens": f * n,
+        "spatial_tokens": stats.spatial_tokens,
+        "output_tokens": stats.output_tokens,
+        "retention": stats.output_tokens / (f * n),
+        "ours_s": ours,
+        "floor_s": fl,
+        "reference_s": ref,
+        "ours_over_floor": ours / fl,
+        "reference_over_ours": ref / ours,
+        "reference_spatial_tokens": ref_counts.spatial_tokens,
+        "reference_output_tokens": ref_counts.output_tokens,
+        "reference_dropped_members": ref_counts.dropped,
     }
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'workload':<12}{'tau':>8}{'K1':>7}{'K':>7}{'ret%':>7}{'ours s':>9}{'floor s':>9}{'ref s':>9}"
-            f"{'ours/floor':>11}{'ref/ours':>10}{'ref K':>7}{'ref drop':>9}")
+    head = (
+        f"{'workload':<12}{'tau':>8}{'K1':>7}{'K':>7}{'ret%':>7}{'ours s':>9}{'floor s':>9}{'ref s':>9}"
+        f"{'ours/floor':>11}{'ref/ours':>10}{'ref K':>7}{'ref drop':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -114,7 +126,9 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="scissor bench compress", description=__doc__)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--tokens", type=int, default=196, help="tokens per frame (N)")
-    p.add_argument("--dim", type=int, default=896, help="token width (D): 896 for the 0.5B model, 3584 for 7B")
+    p.add_argument(
+        "--dim", type=int, default=896, help="token width (D): 896 for the 0.5B model, 3584 for 7B"
+    )
     p.add_argument("--runs", type=int, default=5, help="timed runs of ours and the floor (median)")
     p.add_argument("--ref-runs", type=int, default=3, help="timed runs of the reference (median)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
@@ -129,16 +143,27 @@ def main(argv: list[str]) -> int:
     rows: list[dict[str, Any]] = []
     camera = camera_like(*shape)
     for target in RETENTIONS[:1] if args.quick else RETENTIONS:
-        tau = compress_to_budget_with_stats(camera, retention=target, merge=False, tau_tolerance=2e-3, max_steps=14)[1].tau
-        rows.append({"workload": "camera", "target_retention": target,
-                     **measure(camera, tau, args.runs, args.ref_runs)})
+        tau = compress_to_budget_with_stats(
+            camera, retention=target, merge=False, tau_tolerance=2e-3, max_steps=14
+        )[1].tau
+        rows.append(
+            {
+                "workload": "camera",
+                "target_retention": target,
+                **measure(camera, tau, args.runs, args.ref_runs),
+            }
+        )
     dense = dense_regions(*shape)
     for tau in DENSE_TAUS[:1] if args.quick else DENSE_TAUS:
         rows.append({"workload": "dense", **measure(dense, tau, args.runs, args.ref_runs)})
-    print(f"compress_video vs floor (3 matmuls) vs reference; F x N x D = {shape}, torch threads "
-          f"{torch.get_num_threads()}, medians of {args.runs} (reference {args.ref_runs})")
+    print(
+        f"compress_video vs floor (3 matmuls) vs reference; F x N x D = {shape}, torch threads "
+        f"{torch.get_num_threads()}, medians of {args.runs} (reference {args.ref_runs})"
+    )
     print(_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"shape": shape, "threads": torch.get_num_threads(), "rows": rows}, indent=2))
+    args.out.write_text(
+        json.dumps({"shape": shape, "threads": torch.get_num_threads(), "rows": rows}, indent=2)
+    )
     print(f"wrote {args.out}")
     return 0

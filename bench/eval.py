@@ -41,14 +41,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="scissor bench eval", description=__doc__)
     p.add_argument("--quick", action="store_true", help="2 small clips, 2 ratios, tiny speed sizes: seconds")
     p.add_argument("--out-dir", type=Path, default=Path("docs"), help="where benchmarks.md and the PNGs go")
-    p.add_argument("--out", type=Path, default=None, help="JSON results (default bench/out/eval.json; "
-                   "with --quick, OUT_DIR/eval.json)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON results (default bench/out/eval.json; with --quick, OUT_DIR/eval.json)",
+    )
     p.add_argument("--frames", type=int, default=32, help="frames per clip (F)")
     p.add_argument("--px", type=int, default=448, help="encoder input side: 448 gives N = 196 tokens")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per process (1: see docs/benchmarks.md)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads per process (1: see docs/benchmarks.md)"
+    )
     p.add_argument("--jobs", type=int, default=2, help="clips scored in parallel processes")
-    p.add_argument("--sizes", type=int, nargs="+", default=[5, 32, 64, 128, 255],
-                   help="frames of 196 tokens for compression vs reference (255 = 50k tokens)")
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[5, 32, 64, 128, 255],
+        help="frames of 196 tokens for compression vs reference (255 = 50k tokens)",
+    )
     p.add_argument("--stream", type=int, default=512, help="frames streamed through TokenMemory")
     p.add_argument("--cache", type=Path, default=Path("bench/out/eval_tokens"), help="encoded-token cache")
     p.add_argument("--no-cache", action="store_true", help="always re-encode the clips")
@@ -70,9 +81,14 @@ def _tokens(clips: list[Clip], encoder: Any, args: argparse.Namespace) -> tuple[
             times, parts = [], []
             for i in range(0, len(clip.frames), 8):
                 start = time.perf_counter()
-                parts.append(encode_clip(encoder, Clip(clip.name, clip.frames[i : i + 8], clip.scenes[i : i + 8])))
+                parts.append(
+                    encode_clip(encoder, Clip(clip.name, clip.frames[i : i + 8], clip.scenes[i : i + 8]))
+                )
                 times.append((time.perf_counter() - start) / len(parts[-1]))
-            saved = {"tokens": torch.cat(parts), "encode_s_per_frame": torch.tensor(times, dtype=torch.float64)}
+            saved = {
+                "tokens": torch.cat(parts),
+                "encode_s_per_frame": torch.tensor(times, dtype=torch.float64),
+            }
             if not args.no_cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 torch.save(saved, path)
@@ -109,8 +125,12 @@ def _speed(tokens: list[Tensor], encode_s: list[float], args: argparse.Namespace
     encode = statistics.median(encode_s)
     steady = memory_rows[-1]["update_ms_median"] / 1e3
     cameras = cameras_per_node(encode, steady, ingest_share(INGEST_JSON), cores=os.cpu_count() or 1)
-    return {"compress": compress_rows, "memory": memory_rows, "cameras": cameras,
-            "flops": flops_table(RETENTIONS)}
+    return {
+        "compress": compress_rows,
+        "memory": memory_rows,
+        "cameras": cameras,
+        "flops": flops_table(RETENTIONS),
+    }
 
 
 def write(result: dict[str, Any], out_dir: Path) -> None:
@@ -138,12 +158,23 @@ def main(argv: list[str]) -> int:
     quality = _quality(clips, tokens, args)
     log.info("speed and scale")
     speed = _speed(tokens, encode_s, args)
-    meta = {"command": "python -m agent.cli bench eval" + (" --quick" if args.quick else ""),
-            "clips": [{"name": c.name, "frames": len(c.frames), "scenes": len(set(c.scenes))} for c in clips],
-            "frames": args.frames, "px": args.px, "tokens_per_frame": int(tokens[0].shape[1]),
-            "dim": int(tokens[0].shape[2]), "threads": args.threads, "jobs": args.jobs, "cpus": os.cpu_count(),
-            "python": platform.python_version(), "torch": torch.__version__, "load_avg_start": load0,
-            "load_avg_end": os.getloadavg()[0], "wall_s": time.perf_counter() - started, "json": str(args.out)}
+    meta = {
+        "command": "python -m agent.cli bench eval" + (" --quick" if args.quick else ""),
+        "clips": [{"name": c.name, "frames": len(c.frames), "scenes": len(set(c.scenes))} for c in clips],
+        "frames": args.frames,
+        "px": args.px,
+        "tokens_per_frame": int(tokens[0].shape[1]),
+        "dim": int(tokens[0].shape[2]),
+        "threads": args.threads,
+        "jobs": args.jobs,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "load_avg_start": load0,
+        "load_avg_end": os.getloadavg()[0],
+        "wall_s": time.perf_counter() - started,
+        "json": str(args.out),
+    }
     result = {"meta": meta, "quality": quality, "summary": eval_report.summarise(quality), "speed": speed}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))

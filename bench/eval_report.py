@@ -12,8 +12,12 @@ from typing import Any
 
 from bench.eval_quality import INCREMENTAL, SCC
 
-MEASURES = {"coverage": "coverage", "label_recall5": "label recall@5", "temporal_recall": "temporal recall",
-            "temporal_iou": "temporal IoU"}
+MEASURES = {
+    "coverage": "coverage",
+    "label_recall5": "label recall@5",
+    "temporal_recall": "temporal recall",
+    "temporal_iou": "temporal IoU",
+}
 TIE = 0.005  # absolute gap always counted as noise
 
 
@@ -49,9 +53,14 @@ def summarise(quality: list[dict[str, Any]]) -> list[dict[str, Any]]:
         value = {m: {r["clip"]: r for r in rs} for (m,), rs in per_method.items()}
         for key in MEASURES:
             means = {m: statistics.fmean(v[c][key] for c in clips) for m, v in value.items()}
-            row: dict[str, Any] = {"target": target, "measure": key, "means": means,
-                                   "retention": {m: statistics.fmean(v[c]["retention"] for c in clips)
-                                                 for m, v in value.items()}}
+            row: dict[str, Any] = {
+                "target": target,
+                "measure": key,
+                "means": means,
+                "retention": {
+                    m: statistics.fmean(v[c]["retention"] for c in clips) for m, v in value.items()
+                },
+            }
             for ours in (SCC, INCREMENTAL):
                 others = {m: s for m, s in means.items() if m not in (SCC, INCREMENTAL)}
                 rival = max(others, key=lambda m: others[m])
@@ -86,13 +95,24 @@ def plot_quality(result: dict[str, Any], path: Path) -> None:
     for ax, key in zip(axes, ("coverage", "label_recall5", "temporal_iou"), strict=True):
         rows = sorted((s for s in result["summary"] if s["measure"] == key), key=lambda s: s["target"])
         for method in rows[0]["means"]:
-            style = {"lw": 3} if method in (SCC, INCREMENTAL) else {"lw": 1.2, "ls": "--" if "+" in method else "-"}
-            ax.plot([100 * s["retention"][method] for s in rows], [s["means"][method] for s in rows],
-                    marker="o", label=method, **style)
+            style = (
+                {"lw": 3}
+                if method in (SCC, INCREMENTAL)
+                else {"lw": 1.2, "ls": "--" if "+" in method else "-"}
+            )
+            ax.plot(
+                [100 * s["retention"][method] for s in rows],
+                [s["means"][method] for s in rows],
+                marker="o",
+                label=method,
+                **style,
+            )
         ax.set(xscale="log", xlabel="retention % (achieved, log)", ylabel=MEASURES[key], title=MEASURES[key])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Quality vs retention, mean over clips (embedded EfficientNet-Lite0 tokens, 32 frames x 196)")
+    fig.suptitle(
+        "Quality vs retention, mean over clips (embedded EfficientNet-Lite0 tokens, 32 frames x 196)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -107,17 +127,31 @@ def plot_speed(result: dict[str, Any], path: Path) -> None:
     speed = result["speed"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     tokens = [r["tokens"] for r in speed["compress"]]
-    left.plot(tokens, [r["ours_s"] for r in speed["compress"]], marker="o", lw=3, label="compress_video (ours)")
-    left.plot(tokens, [r["reference_s"] for r in speed["compress"]], marker="s", label="reference re-expression")
-    left.set(xscale="log", yscale="log", xlabel="input tokens F x N", ylabel="seconds (median)",
-             title="Compression time vs size")
+    left.plot(
+        tokens, [r["ours_s"] for r in speed["compress"]], marker="o", lw=3, label="compress_video (ours)"
+    )
+    left.plot(
+        tokens, [r["reference_s"] for r in speed["compress"]], marker="s", label="reference re-expression"
+    )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="input tokens F x N",
+        ylabel="seconds (median)",
+        title="Compression time vs size",
+    )
     left.legend()
     left.grid(alpha=0.3, which="both")
     mem = speed["memory"]
     right.plot([r["frames"] for r in mem], [r["update_ms_median"] for r in mem], marker="o", label="median")
     right.plot([r["frames"] for r in mem], [r["update_ms_p90"] for r in mem], marker="^", label="p90")
-    right.set(xscale="log", xlabel="stream length (frames)", ylabel="ms per add_frame",
-              title="TokenMemory update time vs stream length", ylim=(0, None))
+    right.set(
+        xscale="log",
+        xlabel="stream length (frames)",
+        ylabel="ms per add_frame",
+        title="TokenMemory update time vs stream length",
+        ylim=(0, None),
+    )
     right.legend()
     right.grid(alpha=0.3)
     fig.tight_layout()

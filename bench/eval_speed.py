@@ -34,8 +34,16 @@ def flops_table(retentions: Sequence[float]) -> list[dict[str, Any]]:
         for ratio in (1.0, *retentions):
             k = round(ratio * PAPER_TOKENS)
             flops = flops_eq9(k, t, d, c)
-            rows.append({"model": model, "retention": ratio, "tokens": k, "tflops": flops / 1e12,
-                         "share": flops / full, "speedup": full / flops})
+            rows.append(
+                {
+                    "model": model,
+                    "retention": ratio,
+                    "tokens": k,
+                    "tflops": flops / 1e12,
+                    "share": flops / full,
+                    "speedup": full / flops,
+                }
+            )
     return rows
 
 
@@ -45,8 +53,15 @@ def _timed(fn: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def compress_vs_reference(frame_counts: Sequence[int], *, tokens: int = 196, dim: int = 896, tau: float = 0.9,
-                          runs: int = 3, big: int = 20_000) -> list[dict[str, Any]]:
+def compress_vs_reference(
+    frame_counts: Sequence[int],
+    *,
+    tokens: int = 196,
+    dim: int = 896,
+    tau: float = 0.9,
+    runs: int = 3,
+    big: int = 20_000,
+) -> list[dict[str, Any]]:
     """Median wall time of `compress_video` and of the reference re-expression on `bench.compress.camera_like`
     streams of F x 196 tokens, interleaved run by run; sizes above `big` tokens get one run each."""
     rows = []
@@ -62,16 +77,34 @@ def compress_vs_reference(frame_counts: Sequence[int], *, tokens: int = 196, dim
             ref.append(seconds)
         assert stats is not None and counts is not None
         o, r = statistics.median(ours), statistics.median(ref)
-        rows.append({"frames": frames, "tokens": frames * tokens, "dim": dim, "tau": tau, "runs": n_runs,
-                     "kept": stats.output_tokens, "retention": stats.output_tokens / (frames * tokens),
-                     "ours_s": o, "reference_s": r, "reference_over_ours": r / o,
-                     "reference_dropped_members": counts.dropped})
+        rows.append(
+            {
+                "frames": frames,
+                "tokens": frames * tokens,
+                "dim": dim,
+                "tau": tau,
+                "runs": n_runs,
+                "kept": stats.output_tokens,
+                "retention": stats.output_tokens / (frames * tokens),
+                "ours_s": o,
+                "reference_s": r,
+                "reference_over_ours": r / o,
+                "reference_dropped_members": counts.dropped,
+            }
+        )
     return rows
 
 
-def memory_over_stream(clips: Sequence[Tensor], length: int, *, tau: float = 0.8, capacity: int = 1024,
-                       window_s: float = 600.0, checkpoints: Sequence[int] = (32, 128, 512, 2048),
-                       seed: int = 0) -> list[dict[str, Any]]:
+def memory_over_stream(
+    clips: Sequence[Tensor],
+    length: int,
+    *,
+    tau: float = 0.8,
+    capacity: int = 1024,
+    window_s: float = 600.0,
+    checkpoints: Sequence[int] = (32, 128, 512, 2048),
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Per-frame `TokenMemory.add_frame` time over a 1 fps stream that replays the real clips with fresh noise.
 
     Returns one row per checkpoint <= length: median update time of the frames since the previous checkpoint,
@@ -89,10 +122,17 @@ def memory_over_stream(clips: Sequence[Tensor], length: int, *, tau: float = 0.8
         times.append(seconds)
         if i in marks:
             summary = memory.summary()
-            rows.append({"frames": i, "update_ms_median": 1e3 * statistics.median(times),
-                         "update_ms_p90": 1e3 * sorted(times)[int(0.9 * (len(times) - 1))],
-                         "entries": summary["entries"], "tokens_stored": summary["tokens_stored"],
-                         "capacity": capacity, "tau": tau})
+            rows.append(
+                {
+                    "frames": i,
+                    "update_ms_median": 1e3 * statistics.median(times),
+                    "update_ms_p90": 1e3 * sorted(times)[int(0.9 * (len(times) - 1))],
+                    "entries": summary["entries"],
+                    "tokens_stored": summary["tokens_stored"],
+                    "capacity": capacity,
+                    "tau": tau,
+                }
+            )
             times = []
     return rows
 
@@ -107,12 +147,24 @@ def ingest_share(path: Path, fps: float = 1.0) -> float | None:
     return None
 
 
-def cameras_per_node(encode_s_per_frame: float, memory_s_per_frame: float, ingest_cores: float | None,
-                     *, cores: int, fps: float = 1.0) -> dict[str, Any]:
+def cameras_per_node(
+    encode_s_per_frame: float,
+    memory_s_per_frame: float,
+    ingest_cores: float | None,
+    *,
+    cores: int,
+    fps: float = 1.0,
+) -> dict[str, Any]:
     """Cameras one node sustains at `fps`: each core runs a single-threaded worker; a camera costs encode +
     memory update per frame plus its decode share (cores busy per camera = fps * (encode + memory) + ingest)."""
     per_camera = fps * (encode_s_per_frame + memory_s_per_frame) + (ingest_cores or 0.0)
-    return {"fps": fps, "cores": cores, "encode_s_per_frame": encode_s_per_frame,
-            "memory_s_per_frame": memory_s_per_frame, "ingest_cores_per_camera": ingest_cores,
-            "cores_per_camera": per_camera, "cameras_per_core": 1 / per_camera,
-            "cameras_per_node": math.floor(cores / per_camera)}
+    return {
+        "fps": fps,
+        "cores": cores,
+        "encode_s_per_frame": encode_s_per_frame,
+        "memory_s_per_frame": memory_s_per_frame,
+        "ingest_cores_per_camera": ingest_cores,
+        "cores_per_camera": per_camera,
+        "cameras_per_core": 1 / per_camera,
+        "cameras_per_node": math.floor(cores / per_camera),
+    }

@@ -50,10 +50,15 @@ def compare(name: str, clip: Tensor, tau: float, runs: int) -> dict[str, Any]:
     batch, batch_s = _timed(lambda: compress_video(clip, tau), runs)
     inc, inc_s = _timed(lambda: incremental(clip, tau), runs)
     row: dict[str, Any] = {
-        "clip": name, "tau": tau, "tokens_in": flat.shape[0],
-        "batch_tokens": batch.shape[0], "incremental_tokens": inc.shape[0],
-        "batch_coverage": coverage(flat, batch), "incremental_coverage": coverage(flat, inc),
-        "batch_s": batch_s, "incremental_s": inc_s,
+        "clip": name,
+        "tau": tau,
+        "tokens_in": flat.shape[0],
+        "batch_tokens": batch.shape[0],
+        "incremental_tokens": inc.shape[0],
+        "batch_coverage": coverage(flat, batch),
+        "incremental_coverage": coverage(flat, inc),
+        "batch_s": batch_s,
+        "incremental_s": inc_s,
     }
     row["count_ratio"] = row["incremental_tokens"] / max(1, row["batch_tokens"])
     row["coverage_ratio"] = row["incremental_coverage"] / row["batch_coverage"]
@@ -72,18 +77,22 @@ def real_clips(frames: int, names: tuple[str, ...]) -> list[tuple[str, Tensor]]:
         print(f"(real clips skipped: {error})")
         return []
     size = backend.frame_size[0]
-    return [(f"{n.removesuffix('.mp4')} (embedded)", encode_clip(backend.encoder, video_clip(n, frames, size)))
-            for n in names]
+    return [
+        (f"{n.removesuffix('.mp4')} (embedded)", encode_clip(backend.encoder, video_clip(n, frames, size)))
+        for n in names
+    ]
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = f"{'clip':<26} {'tau':>5} {'batch K':>8} {'incr K':>7} {'K ratio':>7} {'batch cov':>9} {'incr cov':>8}"
     print(head + f" {'cov ratio':>9} {'batch ms':>9} {'incr ms':>8} goal")
     for r in rows:
-        print(f"{r['clip']:<26} {r['tau']:>5.2f} {r['batch_tokens']:>8} {r['incremental_tokens']:>7} "
-              f"{r['count_ratio']:>7.3f} {r['batch_coverage']:>9.4f} {r['incremental_coverage']:>8.4f} "
-              f"{r['coverage_ratio']:>9.4f} {r['batch_s'] * 1e3:>9.1f} {r['incremental_s'] * 1e3:>8.1f} "
-              f"{'yes' if r['meets_goal'] else 'NO'}")
+        print(
+            f"{r['clip']:<26} {r['tau']:>5.2f} {r['batch_tokens']:>8} {r['incremental_tokens']:>7} "
+            f"{r['count_ratio']:>7.3f} {r['batch_coverage']:>9.4f} {r['incremental_coverage']:>8.4f} "
+            f"{r['coverage_ratio']:>9.4f} {r['batch_s'] * 1e3:>9.1f} {r['incremental_s'] * 1e3:>8.1f} "
+            f"{'yes' if r['meets_goal'] else 'NO'}"
+        )
 
 
 def main(argv: list[str]) -> int:
@@ -93,28 +102,37 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dim", type=int, default=896)
     parser.add_argument("--seeds", type=int, default=3, help="synthetic clips")
     parser.add_argument("--runs", type=int, default=3, help="timing runs per method (median)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)"
+    )
     parser.add_argument("--no-real", action="store_true", help="skip the embedded-encoder clips")
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny clips, no real clips)")
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke run (tiny clips, no real clips)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/out/faithful.json"))
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.tokens, args.dim, args.seeds, args.runs, args.no_real = 6, 36, 32, 1, 1, True
     torch.set_num_threads(args.threads)
-    clips = [(f"camera-like seed {s}", camera_like(args.frames, args.tokens, args.dim, seed=s))
-             for s in range(args.seeds)]
+    clips = [
+        (f"camera-like seed {s}", camera_like(args.frames, args.tokens, args.dim, seed=s))
+        for s in range(args.seeds)
+    ]
     if not args.no_real:
         clips += real_clips(args.frames, REAL_VIDEOS)
     rows = [compare(name, clip, tau, args.runs) for name, clip in clips for tau in TAUS]
     print_table(rows)
     summary = {
-        "rows_meeting_goal": sum(r["meets_goal"] for r in rows), "rows": len(rows),
+        "rows_meeting_goal": sum(r["meets_goal"] for r in rows),
+        "rows": len(rows),
         "worst_coverage_ratio": min(r["coverage_ratio"] for r in rows),
         "worst_count_ratio": max(r["count_ratio"] for r in rows),
     }
-    print(f"\n{summary['rows_meeting_goal']}/{summary['rows']} rows meet the goal (coverage >= {COVERAGE_GOAL} x "
-          f"batch at <= {COUNT_GOAL} x its tokens); worst coverage ratio {summary['worst_coverage_ratio']:.4f}, "
-          f"worst count ratio {summary['worst_count_ratio']:.3f}")
+    print(
+        f"\n{summary['rows_meeting_goal']}/{summary['rows']} rows meet the goal (coverage >= {COVERAGE_GOAL} x "
+        f"batch at <= {COUNT_GOAL} x its tokens); worst coverage ratio {summary['worst_coverage_ratio']:.4f}, "
+        f"worst count ratio {summary['worst_count_ratio']:.3f}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k != "out"}
     args.out.write_text(json.dumps({"config": config, "summary": summary, "rows": rows}, indent=2))

@@ -78,32 +78,53 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
             full_at = f + 1
     first, last = statistics.median(times[:edge]), statistics.median(times[-edge:])
     # Flat with stream length: the first `edge` frames after the memory first filled vs the last `edge`.
-    full = statistics.median(times[full_at : full_at + edge]) if full_at is not None and full_at < len(times) else None
+    full = (
+        statistics.median(times[full_at : full_at + edge])
+        if full_at is not None and full_at < len(times)
+        else None
+    )
     blob = memory.to_bytes()
     side = side_by_side(TokenMemory.from_bytes(early), TokenMemory.from_bytes(blob), stream, args)
-    return {**side,
-        "first_median_ms": first * 1e3, "last_median_ms": last * 1e3, "flat_ratio": last / first,
-        "full_at_frame": full_at, "full_median_ms": None if full is None else full * 1e3,
+    return {
+        **side,
+        "first_median_ms": first * 1e3,
+        "last_median_ms": last * 1e3,
+        "flat_ratio": last / first,
+        "full_at_frame": full_at,
+        "full_median_ms": None if full is None else full * 1e3,
         "full_ratio": None if full is None else last / full,
-        "p95_ms": float(np.percentile(times, 95)) * 1e3, "max_ms": max(times) * 1e3, "edge_frames": edge,
-        "peak_entries": peak, "final_entries": len(memory), "snapshot_bytes": len(blob),
-        "mean_novelty": statistics.fmean(novelty), **memory.summary(),
+        "p95_ms": float(np.percentile(times, 95)) * 1e3,
+        "max_ms": max(times) * 1e3,
+        "edge_frames": edge,
+        "peak_entries": peak,
+        "final_entries": len(memory),
+        "snapshot_bytes": len(blob),
+        "mean_novelty": statistics.fmean(novelty),
+        **memory.summary(),
     }
 
 
-def side_by_side(early: TokenMemory, late: TokenMemory, stream: CameraStream, args: argparse.Namespace
-                 ) -> dict[str, float]:
+def side_by_side(
+    early: TokenMemory, late: TokenMemory, stream: CameraStream, args: argparse.Namespace
+) -> dict[str, float]:
     """Early vs late memory fed the same next frames, alternating frame by frame: a ratio immune to load drift."""
     times: dict[str, list[float]] = {"early": [], "late": []}
     for f in range(args.replay):
         tokens, t = stream.frame(), (args.frames + f) / args.fps
-        for name, memory in (("early", early), ("late", late)) if f % 2 else (("late", late), ("early", early)):
+        for name, memory in (
+            (("early", early), ("late", late)) if f % 2 else (("late", late), ("early", early))
+        ):
             start = time.perf_counter()
             memory.add_frame(tokens, max(t, memory.newest_t or t), args.frames + f)
             times[name].append(time.perf_counter() - start)
     early_ms, late_ms = (statistics.median(times[k]) * 1e3 for k in ("early", "late"))
-    return {"replay_early_ms": early_ms, "replay_late_ms": late_ms, "replay_ratio": late_ms / early_ms,
-            "replay_early_entries": len(early), "replay_late_entries": len(late)}
+    return {
+        "replay_early_ms": early_ms,
+        "replay_late_ms": late_ms,
+        "replay_ratio": late_ms / early_ms,
+        "replay_early_entries": len(early),
+        "replay_late_entries": len(late),
+    }
 
 
 def encoder_ms(runs: int, batch: int) -> dict[str, Any] | None:
@@ -123,8 +144,11 @@ def encoder_ms(runs: int, batch: int) -> dict[str, Any] | None:
         start = time.perf_counter()
         backend.encoder.encode(frames)
         times.append((time.perf_counter() - start) / batch)
-    return {"encoder_ms_per_frame": statistics.median(times) * 1e3, "encoder_batch": batch,
-            "encoder_tokens": [backend.tokens_per_frame, backend.token_dim]}
+    return {
+        "encoder_ms_per_frame": statistics.median(times) * 1e3,
+        "encoder_batch": batch,
+        "encoder_tokens": [backend.tokens_per_frame, backend.token_dim],
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -138,15 +162,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tau", type=float, default=0.9)
     parser.add_argument("--edge", type=int, default=1000, help="frames in the first / last medians")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--replay", type=int, default=200, help="frames fed to the early and late memories in turn")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)")
+    parser.add_argument(
+        "--replay", type=int, default=200, help="frames fed to the early and late memories in turn"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)"
+    )
     parser.add_argument("--encoder-runs", type=int, default=3)
     parser.add_argument("--no-encoder", action="store_true")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
     parser.add_argument("--out", type=Path, default=Path("bench/out/memory.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.frames, args.tokens, args.dim, args.capacity, args.edge, args.no_encoder = 300, 49, 64, 64, 100, True
+        args.frames, args.tokens, args.dim, args.capacity, args.edge, args.no_encoder = (
+            300,
+            49,
+            64,
+            64,
+            100,
+            True,
+        )
         args.window_s, args.replay = 60.0, 20
     torch.set_num_threads(args.threads)
     result = run_stream(args)
@@ -154,20 +189,29 @@ def main(argv: list[str]) -> int:
     if enc:
         result.update(enc, encoder_share=result["last_median_ms"] / enc["encoder_ms_per_frame"])
     result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL and result["replay_ratio"] <= FLAT_GOAL
-    print(f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity {args.capacity}, "
-          f"window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, {args.threads} thread(s)")
+    print(
+        f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity {args.capacity}, "
+        f"window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, {args.threads} thread(s)"
+    )
     rows = [
         (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),
         (f"median update, last {result['edge_frames']} frames", f"{result['last_median_ms']:.2f} ms"),
         (f"last / first (goal <= {FLAT_GOAL})", f"{result['flat_ratio']:.3f}"),
     ]
     if result["full_ratio"] is not None:
-        rows += [(f"median update, {result['edge_frames']} frames once full", f"{result['full_median_ms']:.2f} ms"),
-                 (f"  (from frame {result['full_at_frame']}); last / once full", f"{result['full_ratio']:.3f}")]
+        rows += [
+            (
+                f"median update, {result['edge_frames']} frames once full",
+                f"{result['full_median_ms']:.2f} ms",
+            ),
+            (f"  (from frame {result['full_at_frame']}); last / once full", f"{result['full_ratio']:.3f}"),
+        ]
     rows += [
         (f"side by side, same {args.replay} frames: early memory", f"{result['replay_early_ms']:.2f} ms"),
-        (f"  ({result['replay_early_entries']} entries) vs late ({result['replay_late_entries']})",
-         f"{result['replay_late_ms']:.2f} ms"),
+        (
+            f"  ({result['replay_early_entries']} entries) vs late ({result['replay_late_entries']})",
+            f"{result['replay_late_ms']:.2f} ms",
+        ),
         ("  late / early", f"{result['replay_ratio']:.3f}"),
         ("p95 / max update", f"{result['p95_ms']:.2f} / {result['max_ms']:.1f} ms"),
         ("peak / final entries", f"{result['peak_entries']} / {result['final_entries']}"),
@@ -176,8 +220,10 @@ def main(argv: list[str]) -> int:
         ("snapshot size", f"{result['snapshot_bytes'] / 1e6:.2f} MB"),
     ]
     if enc:
-        rows += [("embedded encoder per frame (batch 8)", f"{enc['encoder_ms_per_frame']:.1f} ms"),
-                 (f"update / encoder (goal < {SHARE_GOAL:.0%})", f"{result['encoder_share']:.1%}")]
+        rows += [
+            ("embedded encoder per frame (batch 8)", f"{enc['encoder_ms_per_frame']:.1f} ms"),
+            (f"update / encoder (goal < {SHARE_GOAL:.0%})", f"{result['encoder_share']:.1%}"),
+        ]
     for name, value in rows:
         print(f"  {name:<42} {value:>16}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,9 @@ class RefCounts:
     dropped: int = 0  # members that belong to no component (D1), summed over both steps
 
 
-def approximate_components(adj: np.ndarray, eps: float, rng: np.random.RandomState) -> tuple[list[np.ndarray], int]:
+def approximate_components(
+    adj: np.ndarray, eps: float, rng: np.random.RandomState
+) -> tuple[list[np.ndarray], int]:
     """Components as the reference collects them (Alg. 2 + D1); returns (sorted member lists, dropped count)."""
     n = adj.shape[0]
     n_sample = min(n, math.ceil(math.log(n) / eps**2)) if n else 0

@@ -24,8 +24,13 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 DEFAULT_OUT = Path(__file__).with_name("out") / "reliability.json"
-QUESTIONS = ("what did you see?", "was anyone there in the last 30 seconds?", "what changed recently?",
-             "describe the scene", "is there a vehicle?")
+QUESTIONS = (
+    "what did you see?",
+    "was anyone there in the last 30 seconds?",
+    "what changed recently?",
+    "describe the scene",
+    "is there a vehicle?",
+)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -56,8 +61,12 @@ def rss_bytes(pid: int) -> int:
 
 def samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
     """Every (labels, value) of sample `name` in a Prometheus exposition."""
-    return [(dict(s.labels), float(s.value)) for f in text_string_to_metric_families(exposition)
-            for s in f.samples if s.name == name]
+    return [
+        (dict(s.labels), float(s.value))
+        for f in text_string_to_metric_families(exposition)
+        for s in f.samples
+        if s.name == name
+    ]
 
 
 def by_label(exposition: str, name: str, label: str) -> dict[str, float]:
@@ -93,7 +102,9 @@ async def asker(api: httpx.AsyncClient, n: int, ids: list[str], until: float, ou
             outcome = "ok" if r.status_code == 200 and r.json().get("answer") else f"http_{r.status_code}"
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
-        if outcome == "http_429":  # admission control said "busy": a well-behaved client backs off and retries
+        if (
+            outcome == "http_429"
+        ):  # admission control said "busy": a well-behaved client backs off and retries
             out["outcomes"]["busy_429"] += 1
             await asyncio.sleep(BUSY_BACKOFF_S)
             continue
@@ -119,13 +130,22 @@ async def load_phase(server: Any, ids: list[str], args: argparse.Namespace) -> d
         rss: list[int] = []
         started = time.monotonic()
         until = started + args.duration
-        await asyncio.gather(sample_rss(server.pid, until, rss),
-                             *(asker(api, n, ids, until, record) for n in range(args.questions)))
+        await asyncio.gather(
+            sample_rss(server.pid, until, rss),
+            *(asker(api, n, ids, until, record) for n in range(args.questions)),
+        )
         wall = time.monotonic() - started
         after = (await api.get("/metrics")).text
         cameras = (await api.get("/cameras")).json()
-    return {"up_s": up_s, "wall_s": wall, "before": before, "after": after, "record": record, "rss": rss,
-            "cameras": cameras}
+    return {
+        "up_s": up_s,
+        "wall_s": wall,
+        "before": before,
+        "after": after,
+        "record": record,
+        "rss": rss,
+        "cameras": cameras,
+    }
 
 
 def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
@@ -133,22 +153,32 @@ def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
     before, after, rec = phase["before"], phase["after"], phase["record"]
     drops_before = by_label(before, "scissor_frames_dropped_total", "reason")
     drops_after = by_label(after, "scissor_frames_dropped_total", "reason")
-    encoded = sum(by_label(after, "scissor_frames_encoded_total", "camera").values()) - \
-        sum(by_label(before, "scissor_frames_encoded_total", "camera").values())
+    encoded = sum(by_label(after, "scissor_frames_encoded_total", "camera").values()) - sum(
+        by_label(before, "scissor_frames_encoded_total", "camera").values()
+    )
     lat = rec["latency_s"]
     not_online = [c["id"] for c in phase["cameras"] if c["state"] != "online"]
     return {
-        "questions_total": sum(rec["outcomes"].values()), "questions_ok": rec["outcomes"].get("ok", 0),
+        "questions_total": sum(rec["outcomes"].values()),
+        "questions_ok": rec["outcomes"].get("ok", 0),
         "errors": {k: v for k, v in rec["outcomes"].items() if k not in ("ok", "busy_429")},
         "busy_429": rec["outcomes"].get("busy_429", 0),
-        "answer_p50_s": percentile(lat, 0.5), "answer_p95_s": percentile(lat, 0.95), "answer_max_s": max(lat or [0]),
-        "answers_per_s": len(lat) / phase["wall_s"], "frames_encoded": int(encoded),
+        "answer_p50_s": percentile(lat, 0.5),
+        "answer_p95_s": percentile(lat, 0.95),
+        "answer_max_s": max(lat or [0]),
+        "answers_per_s": len(lat) / phase["wall_s"],
+        "frames_encoded": int(encoded),
         "frames_encoded_per_s": encoded / phase["wall_s"],
-        "frames_dropped_by_reason": {r: int(drops_after.get(r, 0) - drops_before.get(r, 0)) for r in drops_after},
+        "frames_dropped_by_reason": {
+            r: int(drops_after.get(r, 0) - drops_before.get(r, 0)) for r in drops_after
+        },
         "frames_dropped_total_since_start": {r: int(v) for r, v in drops_after.items()},
-        "reconnects": int(sum(c["reconnects"] for c in phase["cameras"])), "cameras_not_online": not_online,
-        "peak_rss_mib": peak_rss_bytes(pid) / 2**20, "rss_start_mib": phase["rss"][0] / 2**20,
-        "rss_end_mib": phase["rss"][-1] / 2**20, "cameras_up_after_s": phase["up_s"],
+        "reconnects": int(sum(c["reconnects"] for c in phase["cameras"])),
+        "cameras_not_online": not_online,
+        "peak_rss_mib": peak_rss_bytes(pid) / 2**20,
+        "rss_start_mib": phase["rss"][0] / 2**20,
+        "rss_end_mib": phase["rss"][-1] / 2**20,
+        "cameras_up_after_s": phase["up_s"],
         "load_average": os.getloadavg()[0],
         "log_errors": sum(1 for line in log.splitlines() if " ERROR " in line or "Traceback" in line),
     }
@@ -168,8 +198,14 @@ def run_once(args: argparse.Namespace, video: Path) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="scissor-bench-reliability-"))
     with RedisServer() as redis, MosquittoServer() as broker, RtspServer() as camera:
         camera.start(video)
-        env = {"SCISSOR_BACKEND": args.backend, "SCISSOR_DEVICE": "cpu", "SCISSOR_REDIS_URL": redis.url,
-               "SCISSOR_MQTT_URL": broker.url, "SCISSOR_PORT": str(free_port()), "SCISSOR_LOG_LEVEL": "INFO"}
+        env = {
+            "SCISSOR_BACKEND": args.backend,
+            "SCISSOR_DEVICE": "cpu",
+            "SCISSOR_REDIS_URL": redis.url,
+            "SCISSOR_MQTT_URL": broker.url,
+            "SCISSOR_PORT": str(free_port()),
+            "SCISSOR_LOG_LEVEL": "INFO",
+        }
         with ServeProcess(env, workdir / "serve.log") as server:
             ids = [f"cam{i}" for i in range(args.cameras)]
             with server.client() as api:
@@ -195,20 +231,40 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def table(result: dict[str, Any], args: argparse.Namespace) -> str:
     """A readable table of the figures."""
     rows = [
-        ("load", (f"{args.cameras} cameras x {args.fps:g} fps, {args.questions} concurrent askers, "
-                  f"{args.duration:g} s, backend {args.backend}")),
-        ("questions ok / total", f"{result['questions_ok']} / {result['questions_total'] - result['busy_429']}"),
+        (
+            "load",
+            (
+                f"{args.cameras} cameras x {args.fps:g} fps, {args.questions} concurrent askers, "
+                f"{args.duration:g} s, backend {args.backend}"
+            ),
+        ),
+        (
+            "questions ok / total",
+            f"{result['questions_ok']} / {result['questions_total'] - result['busy_429']}",
+        ),
         ("busy (429, retried)", str(result["busy_429"])),
         ("errors", json.dumps(result["errors"]) if result["errors"] else "none"),
-        ("answer p50 / p95 / max", (f"{result['answer_p50_s']:.2f} / {result['answer_p95_s']:.2f} / "
-                                    f"{result['answer_max_s']:.2f} s")),
+        (
+            "answer p50 / p95 / max",
+            (f"{result['answer_p50_s']:.2f} / {result['answer_p95_s']:.2f} / {result['answer_max_s']:.2f} s"),
+        ),
         ("answers per second", f"{result['answers_per_s']:.2f}"),
-        ("frames encoded", (f"{result['frames_encoded']} ({result['frames_encoded_per_s']:.1f}/s, "
-                            f"asked {args.cameras * args.fps:g}/s)")),
+        (
+            "frames encoded",
+            (
+                f"{result['frames_encoded']} ({result['frames_encoded_per_s']:.1f}/s, "
+                f"asked {args.cameras * args.fps:g}/s)"
+            ),
+        ),
         ("frames dropped (load)", json.dumps(result["frames_dropped_by_reason"]) or "none"),
         ("reconnects / offline", f"{result['reconnects']} / {result['cameras_not_online'] or 'none'}"),
-        ("peak RSS (VmHWM)", (f"{result['peak_rss_mib']:.0f} MiB (start {result['rss_start_mib']:.0f}, "
-                              f"end {result['rss_end_mib']:.0f})")),
+        (
+            "peak RSS (VmHWM)",
+            (
+                f"{result['peak_rss_mib']:.0f} MiB (start {result['rss_start_mib']:.0f}, "
+                f"end {result['rss_end_mib']:.0f})"
+            ),
+        ),
         ("machine load average", f"{result['load_average']:.1f} (other processes share the cores)"),
         ("ERROR lines in log", str(result["log_errors"])),
     ]

@@ -84,8 +84,11 @@ def tome_merge(frames: Tensor, budget: int) -> Tensor:
         xb.index_add_(0, match[merged], x[a][merged])
         sb.index_add_(0, match[merged], size[a][merged])
         fb.scatter_reduce_(0, match[merged], first[a][merged], reduce="amin")
-        x, size, first = (torch.cat([x[a][kept_a], xb]), torch.cat([size[a][kept_a], sb]),
-                          torch.cat([first[a][kept_a], fb]))
+        x, size, first = (
+            torch.cat([x[a][kept_a], xb]),
+            torch.cat([size[a][kept_a], sb]),
+            torch.cat([first[a][kept_a], fb]),
+        )
         order = first.argsort()  # restore temporal order before the next alternate split
         x, size, first = x[order], size[order], first[order]
     return (x / size[:, None]).to(frames.dtype)

@@ -33,15 +33,23 @@ class TokenMemory:
     """
 
     def __init__(
-        self, dim: int, tau: float = 0.9, capacity: int = 2048, window_s: float = 600.0,
-        device: str | torch.device = "cpu", *, evidence_frames: int = 4,
+        self,
+        dim: int,
+        tau: float = 0.9,
+        capacity: int = 2048,
+        window_s: float = 600.0,
+        device: str | torch.device = "cpu",
+        *,
+        evidence_frames: int = 4,
     ) -> None:
         """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity` entries the
         most similar pair merges; entries last seen over `window_s` before the newest frame are evicted;
         `evidence_frames` frame indices are kept per entry (the first and the newest)."""
         if dim < 1 or capacity < 1 or evidence_frames < 1 or not window_s > 0:
-            raise ValueError(f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim=}, {capacity=}, "
-                             f"{evidence_frames=}, {window_s=}")
+            raise ValueError(
+                f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim=}, {capacity=}, "
+                f"{evidence_frames=}, {window_s=}"
+            )
         self.dim, self.tau, self.capacity = int(dim), check_tau(tau), int(capacity)
         self.window_s, self.evidence_frames = float(window_s), int(evidence_frames)
         self.device = torch.device(device)
@@ -50,7 +58,10 @@ class TokenMemory:
         self.tokens_evicted_total = self.evicted_total = self.consolidations_total = self.bridged_total = 0
         self._m = 0
         self._rows: dict[str, Tensor] = {}
-        self._recent = (torch.empty(0, dtype=torch.int64, device=self.device), torch.empty(0, dim, device=self.device))
+        self._recent = (
+            torch.empty(0, dtype=torch.int64, device=self.device),
+            torch.empty(0, dim, device=self.device),
+        )
         self._reserve(self.capacity + 1)
 
     def _reserve(self, rows: int) -> None:
@@ -113,8 +124,12 @@ class TokenMemory:
         rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge or one consolidation
         for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never on a whole buffer
             r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
-        r["frames"][rows] = r["frames"][rows].clamp_max(self.frames_total)  # an upper bound on distinct frames
-        r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(0, inverse, r["first_seen"][away], "amin")
+        r["frames"][rows] = r["frames"][rows].clamp_max(
+            self.frames_total
+        )  # an upper bound on distinct frames
+        r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(
+            0, inverse, r["first_seen"][away], "amin"
+        )
         r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(0, inverse, r["last_seen"][away], "amax")
         for k, a in enumerate(rows.tolist()):
             seen = torch.cat([r["evidence"][a], r["evidence"][away[inverse == k]].flatten()])
@@ -179,7 +194,9 @@ class TokenMemory:
         link[:, hit[:, 0]] |= comp_unit @ self._recent[1][hit[:, 1]].T > self.tau
         cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
         shared = link[:, cols].float()
-        adj = (comp_unit @ comp_unit.T > self.tau) | (shared @ shared.T > 0)  # same frame, or through an entry
+        adj = (comp_unit @ comp_unit.T > self.tau) | (
+            shared @ shared.T > 0
+        )  # same frame, or through an entry
         adj |= torch.eye(k1, dtype=torch.bool, device=self.device)
         group = graph_components(adj[None])[0]  # [k1], numbered in first-member order
         col_group = group[shared.argmax(dim=0)]  # [L] group of any component linking the entry
@@ -191,7 +208,9 @@ class TokenMemory:
         target[col_group[is_target]] = cols[is_target]
         return group, target, cols[~is_target], target[col_group[~is_target]], comp_unit, comp_cos
 
-    def _nearest(self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor) -> Tensor:
+    def _nearest(
+        self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor
+    ) -> Tensor:
         """Eq. 7 per token -> `[N]`: the most similar unblocked live row (< M) or group representative g (M + g).
         Exact without an [N, M] matmul: any entry beyond a component's top ones is at least (its angle to the
         component - the token's) away (triangle inequality); only tokens this leaves open meet every row."""
@@ -209,7 +228,9 @@ class TokenMemory:
             scores.insert(0, (x_unit @ unit[cand].T).masked_fill(blocked[cand][None], _NEG))
         best, arg = torch.cat(scores, dim=1).max(dim=1)
         rows = torch.cat([cand, m + torch.arange(reps.shape[0], device=self.device)])[arg]
-        own = torch.acos((x_unit @ comp_unit.T).gather(1, labels[:, None])[:, 0].clamp(-1, 1))  # margin: float error
+        own = torch.acos(
+            (x_unit @ comp_unit.T).gather(1, labels[:, None])[:, 0].clamp(-1, 1)
+        )  # margin: float error
         open_ = torch.acos(bound.clamp(-1, 1))[labels] - own < torch.acos(best.clamp(-1, 1)) + _ANGLE_MARGIN
         if m and bool(open_.any()):
             full = self._cos_all(x_unit[open_]).masked_fill(blocked[None], _NEG)  # [n_open, M]
@@ -217,8 +238,9 @@ class TokenMemory:
             rows[open_] = torch.where(full_best > best[open_], full_arg, rows[open_])
         return rows
 
-    def _merge_frame(self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
-                     ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
+    def _merge_frame(
+        self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
+    ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
         """Steps 2-3 of DESIGN.md: join or create entries, then the final merge of every token (Eqs. 7-8)."""
         m, r = self._m, self._rows
         group, target, away, away_into, comp_unit, comp_cos = self._group(x, labels, k1)
@@ -238,7 +260,9 @@ class TokenMemory:
         assign = self._nearest(x, labels, (comp_unit, comp_cos), blocked, reps)
         assign = torch.where(assign >= m, target[(assign - m).clamp_min(0)], assign)
         rows, inverse = torch.unique(assign, return_inverse=True)
-        took = merge_by_labels(x, inverse, rows.numel(), reduce="sum")  # [R, D] what each row takes this frame
+        took = merge_by_labels(
+            x, inverse, rows.numel(), reduce="sum"
+        )  # [R, D] what each row takes this frame
         r["sums"][rows] += took  # float32 accumulation (D5)
         r["counts"][rows] += torch.bincount(inverse, minlength=rows.numel())
         touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
@@ -251,7 +275,9 @@ class TokenMemory:
         r["frames"][touched] += 1
         self._append_evidence(touched, frame_index)
         r["unit"][touched] = normalize(r["sums"][touched])[0]
-        filled = r["counts"][m : m + fresh.numel()] > 0  # a new entry whose tokens all went elsewhere never exists
+        filled = (
+            r["counts"][m : m + fresh.numel()] > 0
+        )  # a new entry whose tokens all went elsewhere never exists
         new_ids = self.next_id + torch.arange(int(filled.sum()), device=self.device)
         r["ids"][m + filled.nonzero().squeeze(1)] = new_ids  # ids in first-appearance order, never reused
         self.next_id += new_ids.numel()
@@ -283,7 +309,9 @@ class TokenMemory:
             merged = normalize(r["sums"][a] + r["sums"][b])[0]  # [k, D] unit of each candidate merge
             taken = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
             taken[a], taken[b] = True, True
-            stale = (taken[r["nn_idx"][:m]] & ~taken[:m]).nonzero().squeeze(1)  # their neighbour is merged away
+            stale = (
+                (taken[r["nn_idx"][:m]] & ~taken[:m]).nonzero().squeeze(1)
+            )  # their neighbour is merged away
             sims = self._cos_all(torch.cat([merged, r["unit"][stale]]))  # [k + s, M] before any merge
             k = safe_pairs(sims[: a.numel()], merged @ merged.T, a, b, order)
             gone += r["ids"][b[:k]].tolist()
@@ -291,8 +319,9 @@ class TokenMemory:
             self.consolidations_total += k
         return gone
 
-    def _apply_pairs(self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
-                     ) -> None:
+    def _apply_pairs(
+        self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
+    ) -> None:
         """Merge rows b into rows a and update every neighbour from the round's pass, taken before the round:
         `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their [s, M])."""
         m, r = self._m, self._rows
@@ -308,7 +337,9 @@ class TokenMemory:
         sim.copy_(torch.where(better, col_best, sim))
         idx.copy_(torch.where(better, a[col_arg], idx))
         # Entries whose neighbour merged: their full row, with the merged units in the columns of rows a.
-        lost = gone[r["nn_idx"][stale[0]]] & ~gone[stale[0]]  # stale for the pairs taken (the pass had them all)
+        lost = (
+            gone[r["nn_idx"][stale[0]]] & ~gone[stale[0]]
+        )  # stale for the pairs taken (the pass had them all)
         rows, s = stale[0][lost], stale[1][lost].masked_fill(gone[None, :m], _NEG)
         s[:, a] = sims[:, rows].T
         s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
@@ -323,7 +354,9 @@ class TokenMemory:
     def __len__(self) -> int:
         return self._m
 
-    def tokens(self, since: float | None = None, until: float | None = None) -> tuple[Tensor, list[EntryInfo]]:
+    def tokens(
+        self, since: float | None = None, until: float | None = None
+    ) -> tuple[Tensor, list[EntryInfo]]:
         """Live entries overlapping [since, until] (None: open end) -> (`[K, D]` float32 means, `EntryInfo` per
         row), ordered by first_seen then id."""
         m, r = self._m, self._rows
@@ -332,30 +365,48 @@ class TokenMemory:
         rows = rows[torch.argsort(r["ids"][rows], stable=True)]
         rows = rows[torch.argsort(r["first_seen"][rows], stable=True)]
         means = r["sums"][rows] / r["counts"][rows, None].float()
-        cols = [r[name][rows].tolist() for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")]
-        return means, [EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0)) for i, a, b, c, n, ev in zip(*cols)]
+        cols = [
+            r[name][rows].tolist()
+            for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")
+        ]
+        return means, [
+            EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0)) for i, a, b, c, n, ev in zip(*cols)
+        ]
 
     def summary(self) -> dict[str, float | int | None]:
         """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total counters)."""
         stored = int(self._rows["counts"][: self._m].sum())
-        return {"entries": self._m, "tokens_stored": stored, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}}
+        return {
+            "entries": self._m,
+            "tokens_stored": stored,
+            **{n: getattr(self, n) for n in _CONFIG + _COUNTERS},
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
         rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
         recent = {"recent_ids": self._recent[0].cpu().clone(), "recent_unit": self._recent[1].cpu().clone()}
-        return {"version": STATE_VERSION, **{n: getattr(self, n) for n in _CONFIG + _COUNTERS}, **rows, **recent}
+        return {
+            "version": STATE_VERSION,
+            **{n: getattr(self, n) for n in _CONFIG + _COUNTERS},
+            **rows,
+            **recent,
+        }
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
-                        ) -> TokenMemory:
+    def from_state_dict(
+        cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
+    ) -> TokenMemory:
         """A memory with the state's configuration and entries; ValueError unless it is a consistent TokenMemory
         state (of width `dim` when given)."""
         state = check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
         dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
-        memory, m = cls(dim_, tau, capacity, window_s, device, evidence_frames=evidence), int(state["ids"].shape[0])
+        memory, m = (
+            cls(dim_, tau, capacity, window_s, device, evidence_frames=evidence),
+            int(state["ids"].shape[0]),
+        )
         memory._reserve(max(m, capacity) + 1)
         for name in _ROW_FIELDS:
             memory._rows[name][:m] = state[name].to(memory.device)
@@ -371,7 +422,9 @@ class TokenMemory:
         return to_bytes(self.state_dict())
 
     @classmethod
-    def from_bytes(cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None) -> TokenMemory:
+    def from_bytes(
+        cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None
+    ) -> TokenMemory:
         """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state of
         another `dim`."""
         return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]

@@ -25,7 +25,9 @@ def candidate_pairs(nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int) -> 
     similarities, neighbour rows and entry ids -> (rows a that survive (older id), rows b merged into them,
     `[k]` pair similarities). The first pair is always the most similar pair."""
     sims, rows = torch.sort(nn_sim, descending=True, stable=True)
-    span = min(rows.numel(), 4 * limit + 8)  # rows read from the top: pairs show up twice, stale rows stop the walk
+    span = min(
+        rows.numel(), 4 * limit + 8
+    )  # rows read from the top: pairs show up twice, stale rows stop the walk
     top, partner = rows[:span], nn_idx[rows[:span]]
     a: list[int] = []
     b: list[int] = []
@@ -58,7 +60,9 @@ def safe_pairs(p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor) -> in
     plain = p.clone()
     plain[:, torch.cat([a, b])] = _NEG
     others = plain.max(dim=1).values  # [k] best of each merged unit among entries outside every pair
-    separate = torch.maximum(p[:, a], p[:, b])  # [k, k]: merged l vs the rows of pair l', still apart before l'
+    separate = torch.maximum(
+        p[:, a], p[:, b]
+    )  # [k, k]: merged l vs the rows of pair l', still apart before l'
     between = pq.clone().fill_diagonal_(_NEG)
     for j in range(1, k):  # k is a round's few pairs
         v = value[j]

@@ -46,7 +46,11 @@ def check_tau(tau: float) -> float:
 
 def check_finite(tokens: Tensor, what: str = "tokens") -> None:
     """Raise ValueError naming how many tokens (rows over the last dim) hold NaN or inf."""
-    n_bad = int((~torch.isfinite(tokens).all(dim=-1)).sum()) if tokens.is_floating_point() and tokens.numel() else 0
+    n_bad = (
+        int((~torch.isfinite(tokens).all(dim=-1)).sum())
+        if tokens.is_floating_point() and tokens.numel()
+        else 0
+    )
     if n_bad:
         raise ValueError(f"{what}: {n_bad} of {tokens[..., 0].numel()} token(s) contain NaN or inf")
 
@@ -112,7 +116,9 @@ def _rank_roots(parent: Tensor) -> tuple[Tensor, int]:
 def graph_components(adj: Tensor) -> Tensor:
     """`[B, n, n]` bool symmetric graphs -> `[B, n]` exact component labels, per graph 0..K-1 in first-node order."""
     b, n, _ = adj.shape
-    labels = _rank_roots(_join_block(torch.arange(b * n, device=adj.device), adj.clone(), 0, 0, n))[0].view(b, n)
+    labels = _rank_roots(_join_block(torch.arange(b * n, device=adj.device), adj.clone(), 0, 0, n))[0].view(
+        b, n
+    )
     return labels - labels[:, :1]  # each graph numbers from 0
 
 
@@ -129,7 +135,9 @@ def _token_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
     """One graph over `[n, D]` unit rows -> flat forest; only the upper triangle of the similarity is computed."""
     n, parent = unit.shape[0], torch.arange(unit.shape[0], device=unit.device)
     rows, all_nonzero = max(256, _BLOCK_ELEMENTS // max(n, 1)), bool(nonzero.all())
-    for start, stop in ((i, min(n, i + rows)) for i in range(0, n, rows)):  # row blocks x later columns: ~half
+    for start, stop in (
+        (i, min(n, i + rows)) for i in range(0, n, rows)
+    ):  # row blocks x later columns: ~half
         hit = (unit[start:stop] @ unit[start:].T) > tau  # [r, n - start]
         if not all_nonzero:
             hit &= nonzero[start:stop, None] & nonzero[None, start:]
@@ -152,7 +160,9 @@ def frame_components(frames: Tensor, tau: float) -> Tensor:
     """Spatial SCC of every frame at once (Eq. 5). `[F, N, D]` -> `[F, N]` labels, each frame numbered from 0."""
     if frames.dim() != 3:
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
-    labels = _rank_roots(_frame_forest(*_inverse_norms(frames, "frames"), check_tau(tau)))[0].view(frames.shape[:2])
+    labels = _rank_roots(_frame_forest(*_inverse_norms(frames, "frames"), check_tau(tau)))[0].view(
+        frames.shape[:2]
+    )
     return labels - labels[:, :1] if labels.numel() else labels
 
 
@@ -164,24 +174,35 @@ def _segment_sum(values: Tensor, labels: Tensor, k: int) -> Tensor:
     return torch.sparse_csr_tensor(crow, order, ones, (k, order.shape[0]), check_invariants=False) @ values
 
 
-def merge_by_labels(values: Tensor, labels: Tensor, num: int | None = None, *, reduce: str = "mean") -> Tensor:
+def merge_by_labels(
+    values: Tensor, labels: Tensor, num: int | None = None, *, reduce: str = "mean"
+) -> Tensor:
     """Reduce rows of `values` `[N, ...]` that share a label (`[N]` long in 0..num-1) -> `[num, ...]` float32.
 
     `reduce` is "mean" or "sum"; num defaults to labels.max() + 1; an empty group gives 0. Applies to any
     per-token tensor (tokens, counts, times)."""
     if labels.shape[0] != values.shape[0]:
-        raise ValueError(f"labels [{labels.shape[0]}] and values [{values.shape[0]}] disagree on the token count")
+        raise ValueError(
+            f"labels [{labels.shape[0]}] and values [{values.shape[0]}] disagree on the token count"
+        )
     if reduce not in ("mean", "sum"):
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     k = int(labels.max()) + 1 if num is None and labels.numel() else int(num or 0)
     sums = _segment_sum(values.float().reshape(values.shape[0], -1), labels, k).view(k, *values.shape[1:])
     if reduce == "sum":
         return sums
-    return sums / torch.bincount(labels, minlength=k).clamp_min(1).to(sums).view(-1, *([1] * (values.dim() - 1)))
+    return sums / torch.bincount(labels, minlength=k).clamp_min(1).to(sums).view(
+        -1, *([1] * (values.dim() - 1))
+    )
 
 
-def _nearest(unit_s: Tensor, nonzero_s: Tensor, unit_t: Tensor, nonzero_t: Tensor, block: int = 4096) -> Tensor:
-    out, mask_zero = torch.empty(unit_s.shape[0], dtype=torch.long, device=unit_s.device), not bool(nonzero_t.all())
+def _nearest(
+    unit_s: Tensor, nonzero_s: Tensor, unit_t: Tensor, nonzero_t: Tensor, block: int = 4096
+) -> Tensor:
+    out, mask_zero = (
+        torch.empty(unit_s.shape[0], dtype=torch.long, device=unit_s.device),
+        not bool(nonzero_t.all()),
+    )
     for start in range(0, unit_s.shape[0], block):  # bounds the [s, K] similarity to block x K floats
         sim = unit_s[start : start + block] @ unit_t.T  # [s, K]
         if mask_zero:  # D4: a zero representative never captures the merge
@@ -210,7 +231,9 @@ def final_merge(sources: Tensor, reps: Tensor) -> Tensor:
     return _merge(reps, sources, assign_to_nearest(sources, reps))
 
 
-def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = True) -> tuple[Tensor, SccStats]:
+def compress_video_with_stats(
+    frames: Tensor, tau: float = 0.9, merge: bool = True
+) -> tuple[Tensor, SccStats]:
     """`compress_video` that also returns the per-step counts and each token's destination (`SccStats`)."""
     if frames.dim() != 3:
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
@@ -228,8 +251,12 @@ def compress_video_with_stats(frames: Tensor, tau: float = 0.9, merge: bool = Tr
     component = temporal[spatial]  # [F*N]
     if not merge:  # the temporal representatives themselves
         return reps.to(frames.dtype), SccStats(f * n, k1, k, component, component)
-    assignment = _nearest(flat, inv.view(-1) > 0, *normalize(reps))  # Eq. 7: a source's norm never moves argmax
-    assignment = torch.where(assignment < 0, component, assignment)  # zero-norm tokens keep their own component
+    assignment = _nearest(
+        flat, inv.view(-1) > 0, *normalize(reps)
+    )  # Eq. 7: a source's norm never moves argmax
+    assignment = torch.where(
+        assignment < 0, component, assignment
+    )  # zero-norm tokens keep their own component
     return _merge(reps, flat, assignment).to(frames.dtype), SccStats(f * n, k1, k, component, assignment)
 
 

@@ -7,7 +7,19 @@ from streamer.status import REASON_CODES, SourceStats, SourceStatus, State
 from streamer.urls import redact, validate_url
 
 __all__ = [
-    "REASON_CODES", "CameraUnreachable", "Frame", "InvalidCameraURL", "Source", "SourceClosed", "SourceStats",
-    "SourceStatus", "State", "StatusCallback", "StreamEnded", "StreamerError", "open_source", "redact",
+    "REASON_CODES",
+    "CameraUnreachable",
+    "Frame",
+    "InvalidCameraURL",
+    "Source",
+    "SourceClosed",
+    "SourceStats",
+    "SourceStatus",
+    "State",
+    "StatusCallback",
+    "StreamEnded",
+    "StreamerError",
+    "open_source",
+    "redact",
     "validate_url",
 ]

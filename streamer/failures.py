@@ -15,8 +15,9 @@ from streamer.urls import host_and_port, is_file_url, redact
 AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 
 
-def classify(exc: BaseException, *, camera_id: str, url: str, elapsed_s: float, timeout_s: float,
-             phase: str) -> CameraUnreachable:
+def classify(
+    exc: BaseException, *, camera_id: str, url: str, elapsed_s: float, timeout_s: float, phase: str
+) -> CameraUnreachable:
     """Describe why opening or reading `url` failed.
 
     Args:
@@ -36,8 +37,9 @@ def classify(exc: BaseException, *, camera_id: str, url: str, elapsed_s: float, 
     return CameraUnreachable(camera_id, code, redact(reason), retryable=not local)
 
 
-def _describe(exc: BaseException, *, url: str, elapsed_s: float, timeout_s: float, phase: str,
-              local: bool) -> tuple[str, str]:
+def _describe(
+    exc: BaseException, *, url: str, elapsed_s: float, timeout_s: float, phase: str, local: bool
+) -> tuple[str, str]:
     host, port = host_and_port(url) if not local else ("", 0)
     what = "the file" if local else f"the camera at {host}:{port}"
     if isinstance(exc, socket.gaierror):
@@ -51,7 +53,10 @@ def _describe(exc: BaseException, *, url: str, elapsed_s: float, timeout_s: floa
     if isinstance(exc, av.HTTPError):
         return "server_error", f"the camera answered with an error: {_message(exc)}"
     if isinstance(exc, ConnectionRefusedError):
-        return "refused", f"connection refused by {host}:{port}: is the camera on, and is {port} its stream port?"
+        return (
+            "refused",
+            f"connection refused by {host}:{port}: is the camera on, and is {port} its stream port?",
+        )
     if isinstance(exc, OSError) and exc.errno in {errno.ENETUNREACH, errno.EHOSTUNREACH}:
         return "unreachable", f"no route to {host}:{port}: check the address and the network"
     if not local and (isinstance(exc, (TimeoutError, av.ExitError)) or elapsed_s >= 0.9 * timeout_s):
@@ -64,7 +69,10 @@ def _describe(exc: BaseException, *, url: str, elapsed_s: float, timeout_s: floa
     if isinstance(exc, av.InvalidDataError):
         if local:
             return "invalid_data", "the file is not a playable video (corrupt, truncated or not a video file)"
-        return "invalid_data", f"{what} sent data that is not a playable video stream (wrong port or protocol?)"
+        return (
+            "invalid_data",
+            f"{what} sent data that is not a playable video stream (wrong port or protocol?)",
+        )
     if isinstance(exc, (OSError, av.FFmpegError)):
         return "io_error", f"I/O error with {what}: {_message(exc)}"
     return "internal", f"unexpected {type(exc).__name__}: {_message(exc)}"

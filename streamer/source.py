@@ -32,8 +32,9 @@ class Source:
     stops it. It can be entered once; `frames()` may be iterated by one consumer at a time.
     """
 
-    def __init__(self, cfg: WorkerConfig, *, queue_size: int, on_status: StatusCallback | None,
-                 stop_timeout_s: float) -> None:
+    def __init__(
+        self, cfg: WorkerConfig, *, queue_size: int, on_status: StatusCallback | None, stop_timeout_s: float
+    ) -> None:
         self.camera_id = cfg.camera_id
         self.url = redact(cfg.url)
         self._cfg = cfg
@@ -115,8 +116,12 @@ class Source:
         while self.running and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         if self.running:
-            log.warning("camera %s: decode thread still busy after %.1f s; it is a daemon and will exit at its "
-                        "read timeout", self.camera_id, self._stop_timeout_s)
+            log.warning(
+                "camera %s: decode thread still busy after %.1f s; it is a daemon and will exit at its "
+                "read timeout",
+                self.camera_id,
+                self._stop_timeout_s,
+            )
         if self._status.state != State.STOPPED:
             self._set_status(State.STOPPED, "closed", "closed")
 
@@ -126,8 +131,9 @@ class Source:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _set_status(self, state: State, reason: str, code: str) -> None:
@@ -154,13 +160,28 @@ class Source:
             log.exception("camera %s: on_status callback failed", self.camera_id)
 
 
-def open_source(url: str, *, camera_id: str, fps: float | None, loop: bool = False, transport: str = "tcp",
-                open_timeout_s: float = 10.0, read_timeout_s: float = 5.0, width: int | None = None,
-                height: int | None = None, size: tuple[int, int] | None = None, queue_size: int = 2,
-                realtime: bool | None = None, on_status: StatusCallback | None = None,
-                backoff_initial_s: float = 0.5, backoff_max_s: float = 10.0, decode_threads: int = 1,
-                stop_timeout_s: float = 2.0, allow_files: bool = True,
-                ffmpeg_options: Mapping[str, str] | None = None) -> Source:
+def open_source(
+    url: str,
+    *,
+    camera_id: str,
+    fps: float | None,
+    loop: bool = False,
+    transport: str = "tcp",
+    open_timeout_s: float = 10.0,
+    read_timeout_s: float = 5.0,
+    width: int | None = None,
+    height: int | None = None,
+    size: tuple[int, int] | None = None,
+    queue_size: int = 2,
+    realtime: bool | None = None,
+    on_status: StatusCallback | None = None,
+    backoff_initial_s: float = 0.5,
+    backoff_max_s: float = 10.0,
+    decode_threads: int = 1,
+    stop_timeout_s: float = 2.0,
+    allow_files: bool = True,
+    ffmpeg_options: Mapping[str, str] | None = None,
+) -> Source:
     """Validate a camera URL and options and return a (not yet started) `Source`.
 
     Nothing connects until the source is entered or iterated. Use it as
@@ -194,22 +215,53 @@ def open_source(url: str, *, camera_id: str, fps: float | None, loop: bool = Fal
         if width is not None or height is not None:
             raise ValueError("give either size=(w, h) or width/height, not both")
         width, height = size
-    _check_options(camera_id=camera_id, fps=fps, transport=transport, url=url, timeouts=(open_timeout_s,
-                   read_timeout_s, stop_timeout_s), width=width, height=height, queue_size=queue_size,
-                   backoff=(backoff_initial_s, backoff_max_s), decode_threads=decode_threads, loop=loop)
+    _check_options(
+        camera_id=camera_id,
+        fps=fps,
+        transport=transport,
+        url=url,
+        timeouts=(open_timeout_s, read_timeout_s, stop_timeout_s),
+        width=width,
+        height=height,
+        queue_size=queue_size,
+        backoff=(backoff_initial_s, backoff_max_s),
+        decode_threads=decode_threads,
+        loop=loop,
+    )
     cfg = WorkerConfig(
-        camera_id=camera_id, target=target, url=url, fps=fps or None, loop=loop,
-        realtime=loop if realtime is None else realtime, transport=transport, open_timeout_s=open_timeout_s,
-        read_timeout_s=read_timeout_s, width=width, height=height, backoff_initial_s=backoff_initial_s,
-        backoff_max_s=backoff_max_s, decode_threads=decode_threads,
+        camera_id=camera_id,
+        target=target,
+        url=url,
+        fps=fps or None,
+        loop=loop,
+        realtime=loop if realtime is None else realtime,
+        transport=transport,
+        open_timeout_s=open_timeout_s,
+        read_timeout_s=read_timeout_s,
+        width=width,
+        height=height,
+        backoff_initial_s=backoff_initial_s,
+        backoff_max_s=backoff_max_s,
+        decode_threads=decode_threads,
         ffmpeg_options=tuple((str(k), str(v)) for k, v in (ffmpeg_options or {}).items()),
     )
     return Source(cfg, queue_size=queue_size, on_status=on_status, stop_timeout_s=stop_timeout_s)
 
 
-def _check_options(*, camera_id: str, fps: float | None, transport: str, url: str, timeouts: tuple[float, ...],
-                   width: int | None, height: int | None, queue_size: int, backoff: tuple[float, float],
-                   decode_threads: int, loop: bool) -> None:
+def _check_options(
+    *,
+    camera_id: str,
+    fps: float | None,
+    transport: str,
+    url: str,
+    timeouts: tuple[float, ...],
+    width: int | None,
+    height: int | None,
+    queue_size: int,
+    backoff: tuple[float, float],
+    decode_threads: int,
+    loop: bool,
+) -> None:
     if not camera_id:
         raise ValueError("camera_id must be a non-empty string")
     if fps is not None and fps < 0:

@@ -19,10 +19,26 @@ class State(StrEnum):
 
 
 # Short machine-readable causes; `SourceStatus.reason` says the same in words, with what to check.
-REASON_CODES = frozenset({
-    "", "dns", "refused", "unreachable", "timeout", "unauthorized", "forbidden", "not_found", "server_error",
-    "invalid_data", "unsupported", "ended", "file_not_found", "io_error", "closed", "internal",
-})
+REASON_CODES = frozenset(
+    {
+        "",
+        "dns",
+        "refused",
+        "unreachable",
+        "timeout",
+        "unauthorized",
+        "forbidden",
+        "not_found",
+        "server_error",
+        "invalid_data",
+        "unsupported",
+        "ended",
+        "file_not_found",
+        "io_error",
+        "closed",
+        "internal",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,29 @@ from streamer.errors import InvalidCameraURL
 NETWORK_SCHEMES = frozenset({"rtsp", "rtsps", "http", "https"})
 REDACTED = "***"
 # Query parameters some cameras use to carry secrets (e.g. `...?user=admin&password=...`).
-SECRET_PARAMS = frozenset({"password", "pass", "passwd", "pwd", "token", "auth", "key", "apikey", "api_key",
-                           "secret", "signature", "sig", "access_token"})
+SECRET_PARAMS = frozenset(
+    {
+        "password",
+        "pass",
+        "passwd",
+        "pwd",
+        "token",
+        "auth",
+        "key",
+        "apikey",
+        "api_key",
+        "secret",
+        "signature",
+        "sig",
+        "access_token",
+    }
+)
 # `scheme://user[:password]@` anywhere in free text (FFmpeg error messages repeat the URL they opened).
 # Greedy up to the last `@` before the path, as urlsplit does, so an unescaped `@` in a password can't leak.
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s'\"]+)@")
-_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)(?P<value>[^&;#\s'\"]*)",
-                           re.IGNORECASE)
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)(?P<value>[^&;#\s'\"]*)", re.IGNORECASE
+)
 
 
 def redact(url: str) -> str:
@@ -68,7 +84,9 @@ def validate_url(url: str, allow_files: bool = True) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in NETWORK_SCHEMES:
-        allowed = ", ".join(f"{s}://" for s in sorted(NETWORK_SCHEMES)) + (", file:// or a path" if allow_files else "")
+        allowed = ", ".join(f"{s}://" for s in sorted(NETWORK_SCHEMES)) + (
+            ", file:// or a path" if allow_files else ""
+        )
         raise InvalidCameraURL(redact(url), f"unsupported scheme {scheme + '://'!r}; use {allowed}")
     if not parts.hostname:
         raise InvalidCameraURL(redact(url), "missing host name")
@@ -83,11 +101,15 @@ def validate_url(url: str, allow_files: bool = True) -> str:
 
 def _validate_file(url: str, allow_files: bool) -> str:
     if not allow_files:
-        raise InvalidCameraURL(redact(url), "local files are not allowed here; use rtsp://, rtsps://, http(s)://")
+        raise InvalidCameraURL(
+            redact(url), "local files are not allowed here; use rtsp://, rtsps://, http(s)://"
+        )
     parts = urlsplit(url)
     if parts.scheme.lower() == "file":
         if parts.netloc not in {"", "localhost"}:
-            raise InvalidCameraURL(redact(url), "file:// URLs must name a local path (file:///path/to/video.mp4)")
+            raise InvalidCameraURL(
+                redact(url), "file:// URLs must name a local path (file:///path/to/video.mp4)"
+            )
         path = Path(unquote(parts.path))
     else:
         path = Path(url).expanduser()

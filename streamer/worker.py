@@ -96,7 +96,7 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The next wait, in seconds."""
-        base = min(self.max_s, self.initial_s * 2.0 ** self.attempt)
+        base = min(self.max_s, self.initial_s * 2.0**self.attempt)
         self.attempt += 1
         return base * random.uniform(0.5, 1.0)  # jitter spreads reconnect storms of many cameras
 
@@ -140,8 +140,14 @@ class Timeline:
 class CameraWorker:
     """The decode thread's body. `run()` returns when stopped, when a file ends, or on a final failure."""
 
-    def __init__(self, cfg: WorkerConfig, queue: FrameQueue[Frame], stats: SourceStats,
-                 set_status: Callable[[State, str, str], None], stop: threading.Event) -> None:
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        queue: FrameQueue[Frame],
+        stats: SourceStats,
+        set_status: Callable[[State, str, str], None],
+        stop: threading.Event,
+    ) -> None:
         self.cfg, self.queue, self.stats, self.stop = cfg, queue, stats, stop
         self.set_status = set_status
         self.local = is_file_url(cfg.url)
@@ -240,8 +246,14 @@ class CameraWorker:
             self.stats.connect_failures += 1
             # While opening, FFmpeg's socket timeout (the read timeout) applies as well as the open timeout.
             limit = min(cfg.open_timeout_s, cfg.read_timeout_s)
-            raise classify(exc, camera_id=cfg.camera_id, url=cfg.url, elapsed_s=time.monotonic() - started,
-                           timeout_s=limit, phase="open") from None
+            raise classify(
+                exc,
+                camera_id=cfg.camera_id,
+                url=cfg.url,
+                elapsed_s=time.monotonic() - started,
+                timeout_s=limit,
+                phase="open",
+            ) from None
 
     def _resolve(self) -> None:
         host, port = host_and_port(self.cfg.url)
@@ -249,8 +261,14 @@ class CameraWorker:
             socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             self.stats.connect_failures += 1
-            raise classify(exc, camera_id=self.cfg.camera_id, url=self.cfg.url, elapsed_s=0.0,
-                           timeout_s=self.cfg.open_timeout_s, phase="open") from None
+            raise classify(
+                exc,
+                camera_id=self.cfg.camera_id,
+                url=self.cfg.url,
+                elapsed_s=0.0,
+                timeout_s=self.cfg.open_timeout_s,
+                phase="open",
+            ) from None
 
     def _network_options(self) -> dict[str, str]:
         cfg = self.cfg
@@ -265,12 +283,17 @@ class CameraWorker:
 
     def _video_stream(self, container: av.container.InputContainer) -> av.VideoStream:
         if not container.streams.video:
-            raise CameraUnreachable(self.cfg.camera_id, "unsupported", "the source has no video stream",
-                                    retryable=not self.local)
+            raise CameraUnreachable(
+                self.cfg.camera_id, "unsupported", "the source has no video stream", retryable=not self.local
+            )
         stream = container.streams.video[0]
         if stream.codec_context is None:
-            raise CameraUnreachable(self.cfg.camera_id, "unsupported",
-                                    f"no decoder for codec {stream.codec_context_name!r}", retryable=False)
+            raise CameraUnreachable(
+                self.cfg.camera_id,
+                "unsupported",
+                f"no decoder for codec {stream.codec_context_name!r}",
+                retryable=False,
+            )
         stream.codec_context.thread_count = self.cfg.decode_threads
         return stream
 
@@ -289,8 +312,12 @@ class CameraWorker:
                 errors_in_a_row += 1
                 self.stats.count_drop("decode_error")
                 if errors_in_a_row > MAX_DECODE_ERRORS:
-                    raise CameraUnreachable(self.cfg.camera_id, "invalid_data", "the stream keeps failing to "
-                                            "decode (corrupt data)", retryable=not self.local) from None
+                    raise CameraUnreachable(
+                        self.cfg.camera_id,
+                        "invalid_data",
+                        "the stream keeps failing to decode (corrupt data)",
+                        retryable=not self.local,
+                    ) from None
                 continue
             errors_in_a_row = 0
             self.stats.decode_seconds += time.perf_counter() - started
@@ -307,9 +334,14 @@ class CameraWorker:
         except AV_ERRORS as exc:
             if self.stop.is_set():
                 return None
-            raise classify(exc, camera_id=self.cfg.camera_id, url=self.cfg.url,
-                           elapsed_s=time.monotonic() - started, timeout_s=self.cfg.read_timeout_s,
-                           phase="read") from None
+            raise classify(
+                exc,
+                camera_id=self.cfg.camera_id,
+                url=self.cfg.url,
+                elapsed_s=time.monotonic() - started,
+                timeout_s=self.cfg.read_timeout_s,
+                phase="read",
+            ) from None
 
     def _on_frame(self, frame: av.VideoFrame, pace: _Pacer | None) -> None:
         pts_s = self.timeline.map(frame.time)

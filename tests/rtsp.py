@@ -29,8 +29,15 @@ class RtspServer:
     The port stays the same across kill()/restart(), so a client sees the same camera come back.
     """
 
-    def __init__(self, *, port: int | None = None, mount: str = "/cam", user: str | None = None,
-                 password: str | None = None, ready_timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        mount: str = "/cam",
+        user: str | None = None,
+        password: str | None = None,
+        ready_timeout_s: float = 15.0,
+    ) -> None:
         self.port = port or free_port()
         self.mount = mount
         self.user = user
@@ -51,12 +58,23 @@ class RtspServer:
     def start(self, video_path: str | Path) -> RtspServer:
         """Start serving `video_path`; return once the server printed READY."""
         self.video_path = Path(video_path)
-        cmd = [SYSTEM_PYTHON, str(SCRIPT), str(self.video_path), "--host", "127.0.0.1", "--port", str(self.port),
-               "--mount", self.mount]
+        cmd = [
+            SYSTEM_PYTHON,
+            str(SCRIPT),
+            str(self.video_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--mount",
+            self.mount,
+        ]
         env = {k: v for k, v in os.environ.items() if k not in ("CAMERA_USER", "CAMERA_PASSWORD")}
         if self.user is not None:
             env |= {"CAMERA_USER": self.user, "CAMERA_PASSWORD": self.password or ""}
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
         self._wait_ready()
         return self
 

@@ -43,8 +43,13 @@ class ServeProcess:
     def start(self, timeout_s: float = 90.0) -> Self:
         """Start the process and wait until /healthz answers 200."""
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve"], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=REPO)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -137,7 +137,17 @@ class RedisServer(Server):
         self.password = password
 
     def command(self) -> list[str]:
-        argv = ["redis-server", "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"]
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         argv += ["--dir", str(self.dir), "--protected-mode", "no"]
         return argv + (["--requirepass", self.password] if self.password else [])
 
@@ -162,8 +172,14 @@ class MosquittoServer(Server):
 
     name = "mosquitto"
 
-    def __init__(self, port: int | None = None, *, username: str | None = None, password: str | None = None,
-                 persistent: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        persistent: bool = False,
+    ) -> None:
         super().__init__(port)
         self.username, self.password, self.persistent = username, password, persistent
 
@@ -176,7 +192,9 @@ class MosquittoServer(Server):
             conf.append("persistence false")
         if self.username and self.password:
             passwd = self.dir / "passwd"
-            subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), self.username, self.password], check=True)
+            subprocess.run(
+                ["mosquitto_passwd", "-b", "-c", str(passwd), self.username, self.password], check=True
+            )
             # Run as root, mosquitto drops to its own user, which must be able to read the file.
             self.dir.chmod(0o755)
             passwd.chmod(0o644)
@@ -203,7 +221,9 @@ class PrometheusServer(Server):
 
     name = "prometheus"
 
-    def __init__(self, targets: list[str], port: int | None = None, *, metrics_path: str = "/metrics") -> None:
+    def __init__(
+        self, targets: list[str], port: int | None = None, *, metrics_path: str = "/metrics"
+    ) -> None:
         super().__init__(port)
         self.targets, self.metrics_path = targets, metrics_path
 
@@ -211,14 +231,21 @@ class PrometheusServer(Server):
         conf = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [
-                {"job_name": "scissor", "metrics_path": self.metrics_path, "static_configs": [{"targets": self.targets}]}
+                {
+                    "job_name": "scissor",
+                    "metrics_path": self.metrics_path,
+                    "static_configs": [{"targets": self.targets}],
+                }
             ],
         }
         path = self.dir / "prometheus.yml"
         path.write_text(json.dumps(conf))  # JSON is YAML
         return [
-            "prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address={self.host}:{self.port}", "--log.level=warn",
+            "prometheus",
+            f"--config.file={path}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=warn",
         ]
 
     def probe(self) -> bool:
@@ -253,4 +280,6 @@ class PrometheusServer(Server):
             if len(self.query("up == 1")) >= len(self.targets):
                 return
             time.sleep(0.25)
-        raise ServerNotReady(f"prometheus did not scrape {self.targets} within {timeout_s} s: {self.log_tail()}")
+        raise ServerNotReady(
+            f"prometheus did not scrape {self.targets} within {timeout_s} s: {self.log_tail()}"
+        )

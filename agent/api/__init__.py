@@ -94,14 +94,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": "HTTPError", "detail": str(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": "HTTPError", "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def crash(_: Request, exc: Exception) -> JSONResponse:  # crash guard: log it, never leak a trace
         log.exception("unhandled error in a request")
-        return JSONResponse({"error": "InternalError", "detail": "internal error; see the server log"},
-                            status_code=500)
+        return JSONResponse(
+            {"error": "InternalError", "detail": "internal error; see the server log"}, status_code=500
+        )
 
 
 def _install_docs(app: FastAPI) -> None:
@@ -132,7 +136,9 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         version="0.1.0",
         description="Video memory for camera streams: ask questions about recent footage, get alerts.",
         lifespan=lifespan,
-        openapi_url=None, docs_url=None, redoc_url=None,  # served below, behind the token like every route
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,  # served below, behind the token like every route
     )
     _install_docs(app)
     app.state.service = service

@@ -81,7 +81,9 @@ async def delete_camera(camera_id: str, service: ServiceDep) -> Response:
 async def camera_memory(
     camera_id: str,
     service: ServiceDep,
-    since_s: float | None = Query(None, ge=0.0, le=1e9, description="only entries seen in the last N seconds"),
+    since_s: float | None = Query(
+        None, ge=0.0, le=1e9, description="only entries seen in the last N seconds"
+    ),
     limit: int = Query(200, ge=1, le=10_000),
 ) -> MemorySummary:
     """The camera's memory entries (time spans, counts, labels when the backend has them)."""

@@ -20,10 +20,16 @@ class AskBody(Record):
 
     question: str = Field(min_length=1, max_length=100_000, description="the question, in plain language")
     since_s: Seconds | None = Field(None, description="look at the last N seconds (default: whole memory)")
-    from_s: Seconds | None = Field(None, alias="from", description="stream seconds since the camera was added")
+    from_s: Seconds | None = Field(
+        None, alias="from", description="stream seconds since the camera was added"
+    )
     to_s: Seconds | None = Field(None, alias="to", description="stream seconds since the camera was added")
-    session_id: str | None = Field(None, pattern=ID_PATTERN, description="follow-ups in a session see prior turns")
-    max_memory_tokens: int | None = Field(None, ge=1, le=65_536, description="most memory tokens handed to the model")
+    session_id: str | None = Field(
+        None, pattern=ID_PATTERN, description="follow-ups in a session see prior turns"
+    )
+    max_memory_tokens: int | None = Field(
+        None, ge=1, le=65_536, description="most memory tokens handed to the model"
+    )
     max_new_tokens: int = Field(64, ge=1, le=1024)
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)

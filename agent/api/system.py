@@ -52,5 +52,8 @@ async def _sse(service: Any, keepalive_s: float) -> AsyncIterator[bytes]:
 @router.get("/events", dependencies=[AuthDep], responses={200: {"content": {"text/event-stream": {}}}})
 async def events(service: ServiceDep) -> StreamingResponse:
     """Server-sent events: alerts, camera status changes and novelty events as they happen."""
-    return StreamingResponse(_sse(service, 15.0), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _sse(service, 15.0),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -66,8 +66,9 @@ class LoopingFeeder:
         self.reader.set_state(Gst.State.NULL)
 
 
-def require_basic_auth(server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory,
-                       user: str, password: str) -> None:
+def require_basic_auth(
+    server: GstRtspServer.RTSPServer, factory: GstRtspServer.RTSPMediaFactory, user: str, password: str
+) -> None:
     """Only `user`/`password` may see and play the mount."""
     auth = GstRtspServer.RTSPAuth()
     token = GstRtspServer.RTSPToken()
@@ -75,7 +76,8 @@ def require_basic_auth(server: GstRtspServer.RTSPServer, factory: GstRtspServer.
     auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
     server.set_auth(auth)
     role = Gst.Structure.from_string(
-        "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true")[0]
+        "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+    )[0]
     factory.add_role_from_structure(role)
 
 
@@ -94,8 +96,10 @@ def main() -> int:
     server.set_address(args.host)
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(f"( appsrc name=src is-live=false format=time caps={CAPS} ! h264parse "
-                       "! rtph264pay name=pay0 pt=96 config-interval=1 )")
+    factory.set_launch(
+        f"( appsrc name=src is-live=false format=time caps={CAPS} ! h264parse "
+        "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    )
     factory.set_shared(True)
     feeders: list[LoopingFeeder] = []
 

@@ -38,8 +38,9 @@ async def running_service(backend: Backend | None = None, **overrides: Any) -> A
         headers["Authorization"] = f"Bearer {settings.api_token.get_secret_value()}"
     transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://scissor.test", headers=headers,
-                                     timeout=60) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://scissor.test", headers=headers, timeout=60
+        ) as client:
             yield Running(service, client)
     finally:
         await service.stop()
@@ -54,6 +55,8 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 60.0, wha
         await asyncio.sleep(0.1)
 
 
-def video_camera(camera_id: str = "cam1", *, fps: float = 4.0, video: str = "bigbuckbunny.mp4") -> dict[str, Any]:
+def video_camera(
+    camera_id: str = "cam1", *, fps: float = 4.0, video: str = "bigbuckbunny.mp4"
+) -> dict[str, Any]:
     """A camera spec that loops a real bundled sample video as a live stream."""
     return {"id": camera_id, "url": str(sample_video(video)), "fps": fps, "options": {"loop": True}}

@@ -32,8 +32,12 @@ class Subscriber:
     async def run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(self.server.host, self.server.port, identifier=self.identifier,
-                                          clean_session=False if self.identifier else None) as client:
+                async with aiomqtt.Client(
+                    self.server.host,
+                    self.server.port,
+                    identifier=self.identifier,
+                    clean_session=False if self.identifier else None,
+                ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
@@ -52,7 +56,9 @@ class Subscriber:
 
 
 @asynccontextmanager
-async def subscribed(server: MosquittoServer, topic: str, identifier: str | None = None) -> AsyncIterator[Subscriber]:
+async def subscribed(
+    server: MosquittoServer, topic: str, identifier: str | None = None
+) -> AsyncIterator[Subscriber]:
     sub = Subscriber(server, topic, identifier)
     task = asyncio.create_task(sub.run())
     await asyncio.wait_for(sub.subscribed.wait(), 5)
@@ -66,8 +72,14 @@ async def subscribed(server: MosquittoServer, topic: str, identifier: str | None
 
 @asynccontextmanager
 async def publisher(server: MosquittoServer, root: str, **kw: object) -> AsyncIterator[MqttPublisher]:
-    options: dict[str, object] = {"store": MemoryStore(), "topic_root": root, "client_id": root,
-                                  "backoff_initial_s": 0.05, "backoff_max_s": 0.3, **kw}
+    options: dict[str, object] = {
+        "store": MemoryStore(),
+        "topic_root": root,
+        "client_id": root,
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.3,
+        **kw,
+    }
     pub = MqttPublisher(server.url, **options)  # type: ignore[arg-type]
     await pub.start()
     try:
@@ -80,23 +92,35 @@ def alert(i: int, rule: str = "r1") -> Alert:
     return Alert(camera="cam1", rule=rule, kind="label", score=0.9, label="cat", stream_s=float(i))
 
 
-async def test_an_alert_arrives_on_its_topic_as_json_with_qos_1(mosquitto_server: MosquittoServer, prefix: str) -> None:
+async def test_an_alert_arrives_on_its_topic_as_json_with_qos_1(
+    mosquitto_server: MosquittoServer, prefix: str
+) -> None:
     delivered: list[tuple[Alert, float]] = []
-    async with subscribed(mosquitto_server, f"{prefix}/#") as sub, \
-            publisher(mosquitto_server, prefix, on_delivered=lambda a, t: delivered.append((a, t))) as pub:
+    async with (
+        subscribed(mosquitto_server, f"{prefix}/#") as sub,
+        publisher(mosquitto_server, prefix, on_delivered=lambda a, t: delivered.append((a, t))) as pub,
+    ):
         sent = alert(1)
         await pub.enqueue_alert(sent)
         await sub.wait(lambda: bool(sub.on("/alerts/r1")))
         [message] = sub.on("/alerts/r1")
         assert message.topic.value == f"{prefix}/cam1/alerts/r1" and message.qos == 1
         payload = json.loads(message.payload)  # type: ignore[arg-type]
-        assert {payload[k] for k in ("id", "camera", "rule", "kind", "label")} == {sent.id, "cam1", "r1", "label", "cat"}
+        assert {payload[k] for k in ("id", "camera", "rule", "kind", "label")} == {
+            sent.id,
+            "cam1",
+            "r1",
+            "label",
+            "cat",
+        }
         await sub.wait(lambda: bool(delivered))
         assert delivered[0][0].id == sent.id and pub.stats.sent == 1
         assert await pub.store.outbox_len() == 0
 
 
-async def test_a_rule_topic_replaces_the_rule_id_in_the_alert_topic(mosquitto_server: MosquittoServer, prefix: str) -> None:
+async def test_a_rule_topic_replaces_the_rule_id_in_the_alert_topic(
+    mosquitto_server: MosquittoServer, prefix: str
+) -> None:
     async with subscribed(mosquitto_server, f"{prefix}/#") as sub, publisher(mosquitto_server, prefix) as pub:
         await pub.enqueue_alert(alert(1).model_copy(update={"topic": "doors/front"}))
         await sub.wait(lambda: bool(sub.on("/alerts/doors/front")))
@@ -129,8 +153,10 @@ async def test_events_go_to_the_camera_events_topic(mosquitto_server: MosquittoS
 
 async def test_a_broker_outage_loses_no_alert_and_each_arrives_once_in_order(prefix: str) -> None:
     with MosquittoServer(persistent=True) as server:
-        async with subscribed(server, f"{prefix}/+/alerts/#", identifier=f"{prefix}-sub") as sub, \
-                publisher(server, prefix) as pub:
+        async with (
+            subscribed(server, f"{prefix}/+/alerts/#", identifier=f"{prefix}-sub") as sub,
+            publisher(server, prefix) as pub,
+        ):
             await sub.wait(lambda: pub.connected)
             await pub.enqueue_alert(alert(0))
             await sub.wait(lambda: len(sub.messages) == 1)
@@ -156,7 +182,9 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_and_reported(
         # subscriber reconnects first after the outage, the subscriber receives what was delivered.
         async with subscribed(server, f"{prefix}/#", identifier=f"{prefix}-sub") as sub:
             server.stop()
-            async with publisher(server, prefix, store=MemoryStore(outbox_max=3), on_dropped=dropped.append) as pub:
+            async with publisher(
+                server, prefix, store=MemoryStore(outbox_max=3), on_dropped=dropped.append
+            ) as pub:
                 alerts = [alert(i) for i in range(5)]
                 for a in alerts:
                     await pub.enqueue_alert(a)
@@ -190,13 +218,17 @@ async def test_the_last_will_marks_the_service_offline_when_its_process_dies(
         await sub.wait(lambda: [m.payload for m in sub.messages] == [b"online", b"offline"])
 
 
-async def test_broker_credentials_are_used_and_never_logged(prefix: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_broker_credentials_are_used_and_never_logged(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     with MosquittoServer(username="alice", password="s3cret-pass") as server:
         async with publisher(server, prefix) as good:
             await Subscriber(server, "x").wait(lambda: good.connected)
         wrong = server.url.replace("s3cret-pass", "wrong-pass")
-        pub = MqttPublisher(wrong, store=MemoryStore(), topic_root=prefix, backoff_initial_s=0.05, backoff_max_s=0.1)
+        pub = MqttPublisher(
+            wrong, store=MemoryStore(), topic_root=prefix, backoff_initial_s=0.05, backoff_max_s=0.1
+        )
         await pub.start()
         await Subscriber(server, "x").wait(lambda: pub.stats.failed >= 2)
         assert not pub.connected

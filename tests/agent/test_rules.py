@@ -94,9 +94,22 @@ def test_every_alert_has_a_unique_id_and_carries_camera_rule_score_and_evidence(
     ev = [Evidence(**{"from": 1.0, "to": 2.0})]
     ids = set()
     for i in range(20):
-        for a in engine.evaluate(Observation("cam1", now=i, novelty=0.9 if i % 2 else 0.0, evidence=ev,
-                                             snapshot_url="/cameras/cam1/snapshot?t=1")):
-            assert (a.camera, a.rule, a.kind, a.score, a.topic) == ("cam1", rule.id, "novelty", 0.9, "doors/front")
+        for a in engine.evaluate(
+            Observation(
+                "cam1",
+                now=i,
+                novelty=0.9 if i % 2 else 0.0,
+                evidence=ev,
+                snapshot_url="/cameras/cam1/snapshot?t=1",
+            )
+        ):
+            assert (a.camera, a.rule, a.kind, a.score, a.topic) == (
+                "cam1",
+                rule.id,
+                "novelty",
+                0.9,
+                "doors/front",
+            )
             assert a.evidence == ev and a.snapshot_url
             ids.add(a.id)
     assert len(ids) == 10
@@ -120,9 +133,17 @@ def test_rules_of_other_cameras_are_not_evaluated() -> None:
 
 def test_a_prompt_rule_is_due_first_then_every_n_seconds_or_early_when_the_scene_changes() -> None:
     engine = RuleEngine()
-    rule = Rule(camera_id="cam1", kind="prompt", cooldown_s=0,
-                params={"question": "is the door open?", "every_s": 30, "novelty_threshold": 0.3,
-                        "min_interval_s": 5})
+    rule = Rule(
+        camera_id="cam1",
+        kind="prompt",
+        cooldown_s=0,
+        params={
+            "question": "is the door open?",
+            "every_s": 30,
+            "novelty_threshold": 0.3,
+            "min_interval_s": 5,
+        },
+    )
     engine.set_rule(rule)
     assert engine.prompts_due("cam1", now=0.0, novelty=0.0) == [rule]
     engine.mark_asked(rule.id, 0.0)
@@ -160,7 +181,9 @@ def test_rule_state_round_trips_through_json_and_restores_the_cooldown() -> None
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(st.none(), st.floats(0, 1)), max_size=60), st.integers(1, 4), st.integers(1, 4))
-def test_never_two_alerts_in_one_episode_without_repeat(novelties: list[float | None], k: int, clear: int) -> None:
+def test_never_two_alerts_in_one_episode_without_repeat(
+    novelties: list[float | None], k: int, clear: int
+) -> None:
     engine = RuleEngine()
     rule = novelty_rule(consecutive=k, clear_after=clear)
     engine.set_rule(rule)

@@ -68,13 +68,26 @@ async def test_bad_requests_get_clear_4xx_errors(embedded: Backend) -> None:
             (await c.post("/cameras", json={"id": "x", "url": "ftp://host/cam"}), 422, None),
             (await c.post("/cameras", json={"id": "../etc", "url": "rtsp://h/s"}), 422, "ValidationError"),
             (await c.post("/cameras", json={"id": "f", "url": "/etc/passwd"}), 422, None),
-            (await c.post("/cameras", content=b"{not json", headers={"content-type": "application/json"}), 422,
-             "ValidationError"),
+            (
+                await c.post("/cameras", content=b"{not json", headers={"content-type": "application/json"}),
+                422,
+                "ValidationError",
+            ),
             (await c.post("/cameras/nope/ask", json={"question": "hi"}), 404, "UnknownCamera"),
-            (await c.post("/rules", json={"camera_id": "nope", "kind": "novelty", "params": {"threshold": 0.5}}),
-             404, "UnknownCamera"),
-            (await c.post("/cameras", content=b"x" * 2_000_000, headers={"content-type": "application/json"}), 413,
-             "PayloadTooLarge"),
+            (
+                await c.post(
+                    "/rules", json={"camera_id": "nope", "kind": "novelty", "params": {"threshold": 0.5}}
+                ),
+                404,
+                "UnknownCamera",
+            ),
+            (
+                await c.post(
+                    "/cameras", content=b"x" * 2_000_000, headers={"content-type": "application/json"}
+                ),
+                413,
+                "PayloadTooLarge",
+            ),
         ]
         for response, status, error in cases:
             assert response.status_code == status, (response.request.url, response.text)
@@ -83,8 +96,12 @@ async def test_bad_requests_get_clear_4xx_errors(embedded: Backend) -> None:
             if error:
                 assert body["error"] == error
         await c.post("/cameras", json={"id": "cam", "url": "rtsp://127.0.0.1:1/none"})
-        for bad in ({"question": "x" * 5000}, {"question": "hi", "since_s": -5}, {"question": ""},
-                    {"question": "hi", "from": 10, "to": 5}):
+        for bad in (
+            {"question": "x" * 5000},
+            {"question": "hi", "since_s": -5},
+            {"question": ""},
+            {"question": "hi", "from": 10, "to": 5},
+        ):
             r = await c.post("/cameras/cam/ask", json=bad)
             assert r.status_code == 422, (bad, r.text)
 
@@ -102,7 +119,9 @@ async def test_with_a_token_every_route_but_healthz_needs_it(embedded: Backend) 
 
 async def test_camera_urls_come_back_redacted(embedded: Backend) -> None:
     async with running_service(embedded) as run:
-        r = await run.client.post("/cameras", json={"id": "door", "url": "rtsp://admin:hunter2@127.0.0.1:1/s"})
+        r = await run.client.post(
+            "/cameras", json={"id": "door", "url": "rtsp://admin:hunter2@127.0.0.1:1/s"}
+        )
         assert r.status_code == 201, r.text
         for response in (r, await run.client.get("/cameras"), await run.client.get("/cameras/door")):
             assert "hunter2" not in response.text
@@ -110,12 +129,15 @@ async def test_camera_urls_come_back_redacted(embedded: Backend) -> None:
         assert "hunter2" not in metrics.text
 
 
-async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answered(embedded: Backend) -> None:
+async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answered(
+    embedded: Backend,
+) -> None:
     async with running_service(embedded, allow_file_urls=True, api={"max_pending_questions": 1}) as run:
         await run.client.post("/cameras", json=video_camera())
         await wait_until(lambda: run.service.cameras["cam1"].frames_processed >= 2, what="frames")
-        responses = await asyncio.gather(*(run.client.post("/cameras/cam1/ask", json={"question": "what?"})
-                                           for _ in range(4)))
+        responses = await asyncio.gather(
+            *(run.client.post("/cameras/cam1/ask", json={"question": "what?"}) for _ in range(4))
+        )
         codes = sorted(r.status_code for r in responses)
         assert 200 in codes and 429 in codes, codes
         busy = next(r for r in responses if r.status_code == 429).json()

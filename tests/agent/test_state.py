@@ -33,11 +33,17 @@ async def store(request: pytest.FixtureRequest, redis_server: RedisServer, prefi
     if request.param == "memory":
         made: Store = MemoryStore(outbox_max=3, session_max_turns=2)
     elif request.param == "redis":
-        made = RedisStore(aioredis.from_url(redis_server.url), prefix=prefix, outbox_max=3, session_max_turns=2)
+        made = RedisStore(
+            aioredis.from_url(redis_server.url), prefix=prefix, outbox_max=3, session_max_turns=2
+        )
     else:
         made = ResilientStore.from_settings(
-            Settings(redis_url=redis_server.url, redis={"key_prefix": prefix}, mqtt={"outbox_max_alerts": 3},
-                     state={"session_max_turns": 2})
+            Settings(
+                redis_url=redis_server.url,
+                redis={"key_prefix": prefix},
+                mqtt={"outbox_max_alerts": 3},
+                state={"session_max_turns": 2},
+            )
         )
         await made.start()
     yield made
@@ -60,7 +66,9 @@ async def test_every_store_keeps_cameras_rules_and_rule_state_until_deleted(stor
     assert await store.cameras() == [] and await store.snapshot("cam1") is None
 
 
-async def test_every_store_outbox_is_fifo_acks_by_id_and_drops_the_oldest_past_its_bound(store: Store) -> None:
+async def test_every_store_outbox_is_fifo_acks_by_id_and_drops_the_oldest_past_its_bound(
+    store: Store,
+) -> None:
     alerts = [alert(i) for i in range(5)]
     dropped = [await store.outbox_append(a) for a in alerts]
     assert dropped == [[], [], [], [alerts[0].id], [alerts[1].id]]

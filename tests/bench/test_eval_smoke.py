@@ -40,7 +40,9 @@ def test_every_method_is_scored_at_every_ratio_on_every_clip(quick: tuple[Path, 
     }
 
 
-def test_quality_numbers_are_in_range_and_no_method_exceeds_its_budget(quick: tuple[Path, dict[str, Any]]) -> None:
+def test_quality_numbers_are_in_range_and_no_method_exceeds_its_budget(
+    quick: tuple[Path, dict[str, Any]],
+) -> None:
     _, result = quick
     for r in result["quality"]:
         assert 1 <= r["kept"] <= r["budget"], r

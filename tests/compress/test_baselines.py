@@ -17,7 +17,9 @@ def video(seed: int = 0, f: int = 6, n: int = 16, d: int = 8) -> torch.Tensor:
 
 @settings(max_examples=16, deadline=None)
 @given(name=st.sampled_from(sorted(PEERS)), budget=st.integers(0, 120), seed=st.integers(0, 1000))
-def test_every_peer_returns_exactly_the_budget_clamped_to_the_input(name: str, budget: int, seed: int) -> None:
+def test_every_peer_returns_exactly_the_budget_clamped_to_the_input(
+    name: str, budget: int, seed: int
+) -> None:
     out = PEERS[name](video(seed), budget)
     assert out.shape == (min(budget, 96), 8)
 
@@ -61,7 +63,9 @@ def test_tome_merges_the_most_similar_pair_first() -> None:
 def test_merge_variants_apply_the_papers_final_merge_to_the_selection() -> None:
     frames = video(4)
     selected = l2norm_topk(frames, 12)
-    torch.testing.assert_close(PEERS["l2norm+merge"](frames, 12), final_merge(frames.reshape(-1, 8), selected))
+    torch.testing.assert_close(
+        PEERS["l2norm+merge"](frames, 12), final_merge(frames.reshape(-1, 8), selected)
+    )
 
 
 @pytest.mark.parametrize("budget", [-1, 2.5, True])

@@ -48,7 +48,9 @@ def stream(memory: TokenMemory, frames: int, seed: int = 0, fps: float = 2.0) ->
     for f in range(frames):
         scene = (f // 40) % 5  # five scenes cycle, so objects vanish and come back
         objects = (10 + scene * 10 + torch.randperm(10, generator=g)[:3]).tolist()
-        updates.append(memory.add_frame(frame(centers, [0, 1, 2, *objects], seed=seed * 100_000 + f), f / fps, f))
+        updates.append(
+            memory.add_frame(frame(centers, [0, 1, 2, *objects], seed=seed * 100_000 + f), f / fps, f)
+        )
     return updates
 
 
@@ -134,7 +136,9 @@ def test_two_entries_bridged_by_one_new_component_become_one() -> None:
     a, b = concepts(2)
     mid = (a + b) / (a + b).norm()
     memory = TokenMemory(D, tau=0.5, capacity=64)  # cos(a, b) ~ 0, cos(mid, a) = cos(mid, b) ~ 0.71
-    ids = memory.add_frame(torch.stack([a, a]), 0.0, 0).new + memory.add_frame(torch.stack([b, b]), 1.0, 1).new
+    ids = (
+        memory.add_frame(torch.stack([a, a]), 0.0, 0).new + memory.add_frame(torch.stack([b, b]), 1.0, 1).new
+    )
     update = memory.add_frame(mid[None], 2.0, 2)
     assert update.merged_away == (ids[1],) and ids[0] in update.absorbed and len(memory) == 1
     assert memory.tokens()[1][0].count == 5 and memory.bridged_total == 1
@@ -182,7 +186,9 @@ def test_consolidation_rounds_equal_merging_one_pair_at_a_time(
         monkeypatch.setattr(memory_module, "_ROUND_PAIRS", pairs_per_round)
         memory = TokenMemory(D, tau=tau, capacity=16, window_s=1e9)
         updates = busy_stream(memory, 80, noise)
-        sets: list[tuple[object, ...]] = [(u.new, sorted(u.absorbed), sorted(u.merged_away), u.novelty) for u in updates]
+        sets: list[tuple[object, ...]] = [
+            (u.new, sorted(u.absorbed), sorted(u.merged_away), u.novelty) for u in updates
+        ]
         return sets, memory.tokens()
 
     one_sets, (one_means, one_infos) = run(1)  # the definition: merge the most similar pair, refresh, repeat
@@ -214,7 +220,9 @@ def test_the_pruned_final_merge_equals_scoring_every_entry(monkeypatch: pytest.M
         memory = TokenMemory(D, tau=0.5, capacity=40, window_s=1e9)
         g = torch.Generator().manual_seed(3)
         centers = concepts(30, seed=3)
-        for f in range(30):  # loose components of noisy tokens: a component's best entry is often not its tokens'
+        for f in range(
+            30
+        ):  # loose components of noisy tokens: a component's best entry is often not its tokens'
             shown = torch.randint(0, 30, (6,), generator=g).tolist()
             memory.add_frame(frame(centers, shown, per=5, noise=0.15, seed=f), float(f), f)
         return memory.tokens()
@@ -324,7 +332,9 @@ def test_nan_tokens_and_backward_time_raise_and_change_nothing() -> None:
     with pytest.raises(ValueError, match=r"\[N, 32\]"):
         memory.add_frame(torch.zeros(3, 16), 6.0, 1)
     after = memory.state_dict()
-    assert all(torch.equal(v, after[k]) if isinstance(v, Tensor) else v == after[k] for k, v in before.items())
+    assert all(
+        torch.equal(v, after[k]) if isinstance(v, Tensor) else v == after[k] for k, v in before.items()
+    )
 
 
 def test_zero_norm_tokens_are_counted_but_never_capture_tokens() -> None:
@@ -382,5 +392,7 @@ def test_bounds_and_conservation_hold_for_any_small_stream(
         update = memory.add_frame(tokens, float(f), f)
         assert 0.0 <= update.novelty <= 1.0 and len(memory) <= capacity
         s = memory.summary()
-        assert stored_tokens(memory) == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
+        assert (
+            stored_tokens(memory) == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
+        )
         assert all(f - window <= i.last_seen and i.first_seen <= i.last_seen for i in memory.tokens()[1])

@@ -21,7 +21,9 @@ def restore_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def test_quick_memory_bench_writes_a_bounded_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_quick_memory_bench_writes_a_bounded_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "memory.json"
     assert bench.memory.main(["--quick", "--out", str(out)]) == 0
     result = json.loads(out.read_text())["result"]

@@ -84,7 +84,9 @@ def test_a_band_graph_of_any_width_is_one_component() -> None:
 
 
 def test_a_chain_of_tokens_joins_transitively_though_its_ends_are_dissimilar() -> None:
-    angles = torch.linspace(0, 3.0, 40)  # neighbours 0.077 rad apart: cos ~ 0.997; the ends point opposite ways
+    angles = torch.linspace(
+        0, 3.0, 40
+    )  # neighbours 0.077 rad apart: cos ~ 0.997; the ends point opposite ways
     tokens = torch.stack([angles.cos(), angles.sin()], dim=1)
     assert float(cosine_similarity(tokens[:1], tokens[-1:])) < 0
     assert semantic_components(tokens, 0.99).tolist() == [0] * 40
@@ -116,11 +118,15 @@ def test_labels_are_numbered_in_first_member_order(tokens: torch.Tensor, tau: fl
 
 @FAST
 @given(tokens=token_sets, tau=st.floats(0.0, 0.99))
-def test_size_weighted_mean_of_component_means_is_the_mean_of_all_tokens(tokens: torch.Tensor, tau: float) -> None:
+def test_size_weighted_mean_of_component_means_is_the_mean_of_all_tokens(
+    tokens: torch.Tensor, tau: float
+) -> None:
     labels = semantic_components(tokens, tau)
     means = merge_by_labels(tokens, labels)
     sizes = torch.bincount(labels).float()
-    torch.testing.assert_close((means * sizes[:, None]).sum(0) / sizes.sum(), tokens.mean(0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        (means * sizes[:, None]).sum(0) / sizes.sum(), tokens.mean(0), atol=1e-5, rtol=1e-5
+    )
 
 
 @FAST

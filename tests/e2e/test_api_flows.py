@@ -21,8 +21,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServeProcess]:
-    env = {"SCISSOR_BACKEND": "embedded", "SCISSOR_DEVICE": "cpu", "SCISSOR_PORT": str(free_port()),
-           "SCISSOR_ALLOW_FILE_URLS": "true", "SCISSOR_REDIS_URL": "memory://", "SCISSOR_MQTT_URL": "none"}
+    env = {
+        "SCISSOR_BACKEND": "embedded",
+        "SCISSOR_DEVICE": "cpu",
+        "SCISSOR_PORT": str(free_port()),
+        "SCISSOR_ALLOW_FILE_URLS": "true",
+        "SCISSOR_REDIS_URL": "memory://",
+        "SCISSOR_MQTT_URL": "none",
+    }
     process = ServeProcess(env, tmp_path / "serve.log").start()
     yield process
     process.stop()
@@ -48,11 +54,14 @@ def test_events_stream_cameras_and_alerts_and_one_question_spans_two_cameras(ser
         await asyncio.sleep(0.5)
         async with server.async_client() as api:
             for cid, video in (("street", "bikes.mp4"), ("car", "carphone_pristine.mp4")):
-                r = await api.post("/cameras", json={"id": cid, "url": str(sample_video(video)), "fps": 2,
-                                                     "options": {"loop": True}})
+                r = await api.post(
+                    "/cameras",
+                    json={"id": cid, "url": str(sample_video(video)), "fps": 2, "options": {"loop": True}},
+                )
                 assert r.status_code == 201, r.text
-            rule = await api.post("/rules", json={"camera_id": "street", "kind": "novelty",
-                                                  "params": {"threshold": 0.2}})
+            rule = await api.post(
+                "/rules", json={"camera_id": "street", "kind": "novelty", "params": {"threshold": 0.2}}
+            )
             assert rule.status_code == 201, rule.text
             await asyncio.wait_for(listener, 90)
             for _ in range(120):
@@ -60,7 +69,9 @@ def test_events_stream_cameras_and_alerts_and_one_question_spans_two_cameras(ser
                 if all(s["memory_entries"] > 0 for s in statuses):
                     break
                 await asyncio.sleep(0.5)
-            both = await api.post("/ask", json={"cameras": ["street", "car"], "question": "what did you see?"})
+            both = await api.post(
+                "/ask", json={"cameras": ["street", "car"], "question": "what did you see?"}
+            )
             assert both.status_code == 200, both.text
             cameras = {span["camera"] for span in both.json()["evidence"]}
             assert cameras == {"street", "car"}, both.json()
@@ -69,10 +80,33 @@ def test_events_stream_cameras_and_alerts_and_one_question_spans_two_cameras(ser
     alerts = [data for name, data in seen if name == "alert"]
     assert alerts and alerts[0]["camera"] == "street" and alerts[0]["kind"] == "novelty"
 
-    cli = subprocess.run([sys.executable, "-m", "agent.cli", "ask", "street", "what did you see?", "--since", "60",
-                          "--url", server.url], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "ask",
+            "street",
+            "what did you see?",
+            "--since",
+            "60",
+            "--url",
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "evidence: street" in cli.stdout and "memory tokens" in cli.stdout
-    missing = subprocess.run([sys.executable, "-m", "agent.cli", "ask", "nope", "hi", "--url", server.url],
-                             capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+    missing = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "ask", "nope", "hi", "--url", server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
     assert missing.returncode == 1 and "404 UnknownCamera" in missing.stderr

@@ -18,8 +18,12 @@ def test_scissor_demo_watches_the_sample_clip_answers_and_fires_its_label_rule(t
     port = free_port()
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", "--port", str(port), "--duration", "120"],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "demo", "--port", str(port), "--duration", "120"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 100
@@ -33,12 +37,17 @@ def test_scissor_demo_watches_the_sample_clip_answers_and_fires_its_label_rule(t
                 continue
             fired = '"kind":"label"' in log_path.read_text()
             if status.get("memory_entries", 0) > 0 and fired:
-                answer = httpx.post(f"{base}/cameras/demo/ask", json={"question": "when did you last see a bicycle?"},
-                                    timeout=30).json()["answer"]
+                answer = httpx.post(
+                    f"{base}/cameras/demo/ask",
+                    json={"question": "when did you last see a bicycle?"},
+                    timeout=30,
+                ).json()["answer"]
                 if answer.startswith("Yes"):
                     break
         output = log_path.read_text()
-        assert "curl -s" in output and f"{base}/cameras/demo" in output, "the demo prints its URLs and curl lines"
+        assert "curl -s" in output and f"{base}/cameras/demo" in output, (
+            "the demo prints its URLs and curl lines"
+        )
         assert '"kind":"label"' in output, "the ready-made bicycle rule fired and was printed"
         assert answer.startswith("Yes") and "bicycle" in answer, answer
     finally:

@@ -41,7 +41,9 @@ def services(tmp_path: Path) -> Iterator[tuple[RedisServer, MosquittoServer, Rts
             camera.stop()
 
 
-async def _collect_alerts(broker_url: str, topic: str, found: list[dict[str, object]], stop: asyncio.Event) -> None:
+async def _collect_alerts(
+    broker_url: str, topic: str, found: list[dict[str, object]], stop: asyncio.Event
+) -> None:
     host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
     async with aiomqtt.Client(host, int(port)) as client:
         await client.subscribe(topic, qos=1)
@@ -53,9 +55,14 @@ async def _collect_alerts(broker_url: str, topic: str, found: list[dict[str, obj
 
 def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     redis, broker, camera = services
-    env = {"SCISSOR_BACKEND": "embedded", "SCISSOR_DEVICE": "cpu", "SCISSOR_REDIS_URL": redis.url,
-           "SCISSOR_MQTT_URL": broker.url, "SCISSOR_PORT": str(free_port()),
-           "SCISSOR_STATE__SNAPSHOT_INTERVAL_S": "2"}
+    env = {
+        "SCISSOR_BACKEND": "embedded",
+        "SCISSOR_DEVICE": "cpu",
+        "SCISSOR_REDIS_URL": redis.url,
+        "SCISSOR_MQTT_URL": broker.url,
+        "SCISSOR_PORT": str(free_port()),
+        "SCISSOR_STATE__SNAPSHOT_INTERVAL_S": "2",
+    }
     server = ServeProcess(env, tmp_path / "serve.log").start()
     alerts: list[dict[str, object]] = []
 
@@ -68,8 +75,15 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
             r = await api.post("/cameras", json={"id": "gate", "url": rtsp_url, "fps": 2})
             assert r.status_code == 201, r.text
             assert CAMERA_PASSWORD not in r.text
-            rule = await api.post("/rules", json={"camera_id": "gate", "kind": "label", "cooldown_s": 3600,
-                                                  "params": {"label": "bicycle", "min_score": 0.3}})
+            rule = await api.post(
+                "/rules",
+                json={
+                    "camera_id": "gate",
+                    "kind": "label",
+                    "cooldown_s": 3600,
+                    "params": {"label": "bicycle", "min_score": 0.3},
+                },
+            )
             assert rule.status_code == 201, rule.text
             for _ in range(240):
                 if alerts and (await api.get("/cameras/gate")).json()["memory_entries"] > 0:
@@ -84,7 +98,12 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
     asyncio.run(scenario())
     assert alerts, "a label alert reached a real MQTT subscriber"
     first = alerts[0]
-    assert first["camera"] == "gate" and first["kind"] == "label" and first["label"] == "bicycle" and str(first["mqtt_topic"]).startswith("scissor/gate/alerts/")
+    assert (
+        first["camera"] == "gate"
+        and first["kind"] == "label"
+        and first["label"] == "bicycle"
+        and str(first["mqtt_topic"]).startswith("scissor/gate/alerts/")
+    )
     assert len({a["id"] for a in alerts}) == len(alerts)
 
     time.sleep(2.5)  # one periodic memory snapshot lands in Redis
@@ -96,8 +115,11 @@ def test_serve_answers_alerts_over_mqtt_and_survives_sigkill(services, tmp_path:
         assert status.json()["memory_entries"] > 0, "memory came back from the Redis snapshot"
         rules = httpx.get(f"{server.url}/rules", timeout=10).json()
         assert [r["kind"] for r in rules] == ["label"]
-        earlier = httpx.post(f"{server.url}/cameras/gate/ask",
-                             json={"question": "what did you see?", "from": 0, "to": 5}, timeout=60)
+        earlier = httpx.post(
+            f"{server.url}/cameras/gate/ask",
+            json={"question": "what did you see?", "from": 0, "to": 5},
+            timeout=60,
+        )
         assert earlier.status_code == 200, earlier.text
         assert earlier.json()["tokens_used"] > 0, "minutes before the restart are still answered"
     finally:

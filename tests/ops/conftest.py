@@ -49,10 +49,15 @@ class ShippedConfigPrometheus(PrometheusServer):
 
     def command(self) -> list[str]:
         path = self.dir / "prometheus.yml"
-        path.write_text(yaml.safe_dump(derived_prometheus_config(self.targets[0], self.token_file, self.metrics_path)))
+        path.write_text(
+            yaml.safe_dump(derived_prometheus_config(self.targets[0], self.token_file, self.metrics_path))
+        )
         return [
-            "prometheus", f"--config.file={path}", f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address={self.host}:{self.port}", "--log.level=warn",
+            "prometheus",
+            f"--config.file={path}",
+            f"--storage.tsdb.path={self.dir / 'data'}",
+            f"--web.listen-address={self.host}:{self.port}",
+            "--log.level=warn",
         ]
 
     def wait_for_data(self, expr: str, timeout_s: float = 30.0) -> None:
@@ -62,10 +67,14 @@ class ShippedConfigPrometheus(PrometheusServer):
             if self.query(expr):
                 return
             time.sleep(0.25)
-        raise TimeoutError(f"Prometheus never returned data for {expr!r} within {timeout_s} s: {self.log_tail()}")
+        raise TimeoutError(
+            f"Prometheus never returned data for {expr!r} within {timeout_s} s: {self.log_tail()}"
+        )
 
 
-def derived_prometheus_config(target: str, token_file: Path, metrics_path: str = "/metrics") -> dict[str, Any]:
+def derived_prometheus_config(
+    target: str, token_file: Path, metrics_path: str = "/metrics"
+) -> dict[str, Any]:
     """The shipped prometheus.yml with a 1 s interval and only the app job, pointed at `target` (host:port).
 
     The bearer token is read from `token_file` instead of the compose secret's path.
@@ -117,9 +126,23 @@ def metrics_target() -> Iterator[MetricsTarget]:
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cameras, token = ("lobby", "dock"), secrets.token_urlsafe(24)
-    proc = subprocess.Popen([sys.executable, "-m", "tests.ops.metrics_harness", "--port", str(port),
-                             "--cameras", ",".join(cameras), "--token", token],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.ops.metrics_harness",
+            "--port",
+            str(port),
+            "--cameras",
+            ",".join(cameras),
+            "--token",
+            token,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_ready(proc, "metrics harness")
         yield MetricsTarget(f"127.0.0.1:{port}", token, frozenset(cameras))
@@ -141,8 +164,11 @@ def prometheus(metrics_target: MetricsTarget) -> Iterator[ShippedConfigPrometheu
 
 def _api(address: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
     request = urllib.request.Request(
-        f"http://{address}{path}", method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        f"http://{address}{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as reply:
         return int(reply.status)
 
@@ -167,20 +193,45 @@ def service_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metrics
     work = tmp_path_factory.mktemp("service")
     video = sample_video("bikes.mp4")
     camera_port, api_port, token = free_port(), free_port(), secrets.token_urlsafe(24)
-    camera = subprocess.Popen(["/usr/bin/python3", str(ROOT / "ops" / "camera" / "rtsp_camera.py"), str(video),
-                               "--host", "127.0.0.1", "--port", str(camera_port)], stdout=subprocess.PIPE, text=True)
-    env = {**os.environ, "SCISSOR_PORT": str(api_port), "SCISSOR_API_TOKEN": token, "SCISSOR_BACKEND": "embedded",
-           "SCISSOR_DEVICE": "cpu", "HF_HUB_OFFLINE": "1"}
+    camera = subprocess.Popen(
+        [
+            "/usr/bin/python3",
+            str(ROOT / "ops" / "camera" / "rtsp_camera.py"),
+            str(video),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(camera_port),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    env = {
+        **os.environ,
+        "SCISSOR_PORT": str(api_port),
+        "SCISSOR_API_TOKEN": token,
+        "SCISSOR_BACKEND": "embedded",
+        "SCISSOR_DEVICE": "cpu",
+        "HF_HUB_OFFLINE": "1",
+    }
     log = (work / "service.log").open("wb")
-    service = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    service = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     address = f"127.0.0.1:{api_port}"
     try:
         _wait_ready(camera, "ops/camera RTSP server")
         _wait_http(f"http://{address}/healthz", service)
-        _api(address, token, "POST", "/cameras", {"id": "sample", "url": f"rtsp://127.0.0.1:{camera_port}/cam"})
-        _api(address, token, "POST", "/rules", {"camera_id": "sample", "kind": "novelty",
-                                                "params": {"threshold": 0.3}, "cooldown_s": 0})
+        _api(
+            address, token, "POST", "/cameras", {"id": "sample", "url": f"rtsp://127.0.0.1:{camera_port}/cam"}
+        )
+        _api(
+            address,
+            token,
+            "POST",
+            "/rules",
+            {"camera_id": "sample", "kind": "novelty", "params": {"threshold": 0.3}, "cooldown_s": 0},
+        )
         yield MetricsTarget(address, token, frozenset({"sample"}))
     finally:
         _stop(service)
@@ -190,4 +241,6 @@ def service_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Metrics
 
 def ask(target: MetricsTarget, camera: str, question: str) -> int:
     """POST a question to the service behind `target`; returns the HTTP status."""
-    return _api(target.address, target.token, "POST", f"/cameras/{camera}/ask", {"question": question, "since_s": 60})
+    return _api(
+        target.address, target.token, "POST", f"/cameras/{camera}/ask", {"question": question, "since_s": 60}
+    )

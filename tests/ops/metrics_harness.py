@@ -36,10 +36,19 @@ class FakeCamera:
 
     def snapshot(self) -> CameraSnapshot:
         return CameraSnapshot(
-            camera=self.name, up=True, frames_decoded=self.decoded, frames_sampled=self.sampled,
-            drops=dict(self.drops), reconnects=1, input_fps=25.0, decode_seconds=self.decoded * 0.004,
-            last_frame_wall_time=time.time(), memory_entries=self.entries, memory_tokens_in=self.tokens_in,
-            memory_tokens_evicted=self.evicted * 20, memory_evicted=self.evicted,
+            camera=self.name,
+            up=True,
+            frames_decoded=self.decoded,
+            frames_sampled=self.sampled,
+            drops=dict(self.drops),
+            reconnects=1,
+            input_fps=25.0,
+            decode_seconds=self.decoded * 0.004,
+            last_frame_wall_time=time.time(),
+            memory_entries=self.entries,
+            memory_tokens_in=self.tokens_in,
+            memory_tokens_evicted=self.evicted * 20,
+            memory_evicted=self.evicted,
             memory_consolidations=self.evicted // 3,
         )
 
@@ -58,13 +67,23 @@ def feed(metrics: Metrics, cameras: list[FakeCamera], lock: threading.Lock, rng:
             cam.tokens_in += TOKENS_PER_FRAME
             cam.entries = min(cam.entries + kept, 400)
             cam.evicted += kept if cam.entries >= 400 else 0
-            metrics.memory_updated(cam.name, novelty=rng.betavariate(1.5, 6), tokens_kept=kept,
-                                   scc_seconds=rng.uniform(0.0004, 0.003), update_seconds=rng.uniform(0.001, 0.006))
+            metrics.memory_updated(
+                cam.name,
+                novelty=rng.betavariate(1.5, 6),
+                tokens_kept=kept,
+                scc_seconds=rng.uniform(0.0004, 0.003),
+                update_seconds=rng.uniform(0.001, 0.006),
+            )
             if rng.random() < 0.2:
                 metrics.alert(cam.name, "novelty", rng.choice(("sent", "sent", "queued")))
             if rng.random() < 0.2:
-                metrics.answered(cam.name, rng.uniform(0.05, 2.0), rng.randint(200, 900), rng.randint(50, 400),
-                                 ok=rng.random() < 0.95)
+                metrics.answered(
+                    cam.name,
+                    rng.uniform(0.05, 2.0),
+                    rng.randint(200, 900),
+                    rng.randint(50, 400),
+                    ok=rng.random() < 0.95,
+                )
 
 
 def serve(port: int, metrics: Metrics, token: str | None) -> ThreadingHTTPServer:
@@ -97,7 +116,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cameras", default="lobby,dock")
-    parser.add_argument("--token", help="bearer token /metrics requires, as the service does with SCISSOR_API_TOKEN")
+    parser.add_argument(
+        "--token", help="bearer token /metrics requires, as the service does with SCISSOR_API_TOKEN"
+    )
     args = parser.parse_args(argv)
     metrics, lock, rng = Metrics(), threading.Lock(), random.Random(7)
     cameras = [FakeCamera(name) for name in args.cameras.split(",")]
@@ -108,9 +129,14 @@ def main(argv: list[str]) -> int:
 
     def snapshot() -> ServiceSnapshot:
         with lock:
-            return ServiceSnapshot(cameras=[c.snapshot() for c in cameras], mqtt_connected=True,
-                                   redis_connected=True, outbox_length=rng.randint(0, 2),
-                                   mqtt_sent=sum(c.sampled for c in cameras) // 5, mqtt_reconnects=1)
+            return ServiceSnapshot(
+                cameras=[c.snapshot() for c in cameras],
+                mqtt_connected=True,
+                redis_connected=True,
+                outbox_length=rng.randint(0, 2),
+                mqtt_sent=sum(c.sampled for c in cameras) // 5,
+                mqtt_reconnects=1,
+            )
 
     metrics.set_snapshot_source(snapshot)
     serve(args.port, metrics, args.token)

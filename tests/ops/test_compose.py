@@ -43,7 +43,9 @@ def test_every_service_has_an_image_or_a_build_whose_dockerfile_exists(name: str
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (context / dockerfile).is_file(), context / dockerfile
     if "image" in service and "build" not in service:
-        assert re.search(r":[\w.-]+$", service["image"]) and not service["image"].endswith(":latest"), "pin images"
+        assert re.search(r":[\w.-]+$", service["image"]) and not service["image"].endswith(":latest"), (
+            "pin images"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(set(SERVICES) - ONE_SHOT))
@@ -57,7 +59,9 @@ def test_dependencies_name_existing_services_and_wait_for_health() -> None:
         for dep, cond in service.get("depends_on", {}).items():
             assert dep in SERVICES, f"{name} depends on unknown {dep}"
             assert cond["condition"] in {"service_healthy", "service_started"}
-    assert all(SERVICES["app"]["depends_on"][d]["condition"] == "service_healthy" for d in ("redis", "mosquitto"))
+    assert all(
+        SERVICES["app"]["depends_on"][d]["condition"] == "service_healthy" for d in ("redis", "mosquitto")
+    )
 
 
 def test_named_volumes_are_declared_and_bind_mounted_files_exist() -> None:
@@ -117,8 +121,11 @@ def test_every_scissor_metric_is_documented() -> None:
     metrics.watch_camera("c")
     metrics.watch_rule("c", "r")
     metrics.set_backend("tiny", "cpu", 8)
-    metrics.set_snapshot_source(lambda: ServiceSnapshot(cameras=[CameraSnapshot("c", up=True, drops={"x": 1},
-                                                                                last_frame_wall_time=1.0)]))
+    metrics.set_snapshot_source(
+        lambda: ServiceSnapshot(
+            cameras=[CameraSnapshot("c", up=True, drops={"x": 1}, last_frame_wall_time=1.0)]
+        )
+    )
     names = {f.name for f in text_string_to_metric_families(metrics.render()[0].decode())}
     for name in sorted(n for n in names if n.startswith("scissor_") and not n.endswith("_created")):
         assert re.search(rf"`{name}(_total|_info)?`", OPS_README), f"{name} missing from ops/README.md"
@@ -142,9 +149,22 @@ def test_shipped_mosquitto_config_refuses_anonymous_clients_and_accepts_the_pass
     broker.command = lambda: ["mosquitto", "-c", str(broker.dir / "shipped.conf")]  # type: ignore[method-assign]
     broker.start()
     try:
+
         def sub(*auth: str) -> int:
-            cmd = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), *auth,
-                   "-t", "$SYS/broker/uptime", "-C", "1", "-W", "3"]
+            cmd = [
+                "mosquitto_sub",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(broker.port),
+                *auth,
+                "-t",
+                "$SYS/broker/uptime",
+                "-C",
+                "1",
+                "-W",
+                "3",
+            ]
             return subprocess.run(cmd, capture_output=True, timeout=10, check=False).returncode
 
         assert sub("-u", "scissor", "-P", "s3cret-pw") == 0

@@ -29,8 +29,13 @@ PROVIDERS_YML = ROOT / "ops" / "grafana" / "provisioning" / "dashboards" / "dash
 
 # What Grafana would put in place of its variables, sized for a 1 s scrape interval.
 GRAFANA_VARIABLES = {
-    "__rate_interval": "5s", "__interval": "2s", "__range": "1m", "__range_s": "60", "__range_ms": "60000",
-    "__interval_ms": "2000", "camera": ".*",
+    "__rate_interval": "5s",
+    "__interval": "2s",
+    "__range": "1m",
+    "__range_s": "60",
+    "__range_ms": "60000",
+    "__interval_ms": "2000",
+    "camera": ".*",
 }
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 
@@ -90,8 +95,10 @@ def test_dashboard_provider_points_at_the_directory_compose_mounts_dashboards_in
     provider = yaml.safe_load(PROVIDERS_YML.read_text())["providers"][0]
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = [m for m in compose["services"]["grafana"]["volumes"] if isinstance(m, str)]
-    assert any(m.startswith("./ops/grafana/dashboards:") and m.split(":")[1] == provider["options"]["path"]
-               for m in mounts), mounts
+    assert any(
+        m.startswith("./ops/grafana/dashboards:") and m.split(":")[1] == provider["options"]["path"]
+        for m in mounts
+    ), mounts
 
 
 def test_shipped_prometheus_config_and_its_test_derivative_pass_promtool(tmp_path: Path) -> None:
@@ -103,15 +110,21 @@ def test_shipped_prometheus_config_and_its_test_derivative_pass_promtool(tmp_pat
     derived.write_text(yaml.safe_dump(derived_prometheus_config("127.0.0.1:9", token)))
     # The shipped file as is, but for the compose secret's path, which exists only in the container.
     shipped = tmp_path / "shipped.yml"
-    shipped.write_text(SHIPPED_PROMETHEUS_YML.read_text().replace("/run/secrets/scissor_api_token", str(token)))
+    shipped.write_text(
+        SHIPPED_PROMETHEUS_YML.read_text().replace("/run/secrets/scissor_api_token", str(token))
+    )
     for config in (shipped, derived):
-        done = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [promtool, "check", "config", str(config)], capture_output=True, text=True, check=False
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_exposition_passes_promtool_check_metrics(metrics_target: MetricsTarget) -> None:
-    request = urllib.request.Request(f"http://{metrics_target.address}/metrics",
-                                     headers={"Authorization": f"Bearer {metrics_target.token}"})
+    request = urllib.request.Request(
+        f"http://{metrics_target.address}/metrics",
+        headers={"Authorization": f"Bearer {metrics_target.token}"},
+    )
     with urllib.request.urlopen(request, timeout=10) as resp:
         body = resp.read()
     assert b"scissor_stream_up" in body
@@ -146,8 +159,15 @@ def test_camera_variable_query_lists_every_camera(
         assert {s["metric"][match.group(2)] for s in series} == metrics_target.cameras
 
 
-def test_a_panel_on_a_metric_we_do_not_export_or_bad_promql_would_fail(warm_prometheus: ShippedConfigPrometheus) -> None:
-    assert warm_prometheus.query(grafana_substitute('sum(rate(scissor_not_exported_total{camera=~"$camera"}[5s]))')) == []
+def test_a_panel_on_a_metric_we_do_not_export_or_bad_promql_would_fail(
+    warm_prometheus: ShippedConfigPrometheus,
+) -> None:
+    assert (
+        warm_prometheus.query(
+            grafana_substitute('sum(rate(scissor_not_exported_total{camera=~"$camera"}[5s]))')
+        )
+        == []
+    )
     with pytest.raises(ValueError, match="bad_data"):
         warm_prometheus.query("rate(scissor_tokens_in_total[$__rate_interval])")
     with pytest.raises(KeyError):

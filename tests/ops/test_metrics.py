@@ -80,7 +80,9 @@ def test_alerts_are_counted_by_rule_and_outcome_and_unknown_outcomes_refused(met
         metrics.alert("lobby", "novelty", "lost")
 
 
-@pytest.mark.parametrize("camera", ["rtsp://user:secret@10.0.0.5/stream", "is anyone at the door?", "", "x" * 65])
+@pytest.mark.parametrize(
+    "camera", ["rtsp://user:secret@10.0.0.5/stream", "is anyone at the door?", "", "x" * 65]
+)
 def test_urls_free_text_and_overlong_values_are_refused_as_labels(metrics: Metrics, camera: str) -> None:
     with pytest.raises(MetricLabelError):
         metrics.encoded(camera, 1, 0.1)
@@ -89,7 +91,10 @@ def test_urls_free_text_and_overlong_values_are_refused_as_labels(metrics: Metri
 
 def test_backend_info_names_backend_device_and_token_width(metrics: Metrics) -> None:
     metrics.set_backend("embedded", "cpu", 1280)
-    assert value(metrics, "scissor_model_backend_info", backend="embedded", device="cpu", token_dim="1280") == 1.0
+    assert (
+        value(metrics, "scissor_model_backend_info", backend="embedded", device="cpu", token_dim="1280")
+        == 1.0
+    )
 
 
 def test_watched_camera_shows_zeros_before_any_event_and_forget_removes_its_series(metrics: Metrics) -> None:
@@ -105,9 +110,19 @@ def test_watched_camera_shows_zeros_before_any_event_and_forget_removes_its_seri
 
 
 def snapshot_source(counters: dict[str, int]) -> ServiceSnapshot:
-    cam = CameraSnapshot("lobby", up=True, frames_decoded=counters["decoded"], frames_sampled=10,
-                         drops={"consumer_behind": 3}, reconnects=2, memory_entries=40, memory_tokens_in=1960)
-    return ServiceSnapshot(cameras=[cam], mqtt_connected=True, redis_connected=False, outbox_length=5, mqtt_sent=9)
+    cam = CameraSnapshot(
+        "lobby",
+        up=True,
+        frames_decoded=counters["decoded"],
+        frames_sampled=10,
+        drops={"consumer_behind": 3},
+        reconnects=2,
+        memory_entries=40,
+        memory_tokens_in=1960,
+    )
+    return ServiceSnapshot(
+        cameras=[cam], mqtt_connected=True, redis_connected=False, outbox_length=5, mqtt_sent=9
+    )
 
 
 def test_snapshot_counters_are_exported_as_read_never_accumulated(metrics: Metrics) -> None:
@@ -147,7 +162,12 @@ def test_camera_snapshot_reads_a_real_source_stats_and_token_memory() -> None:
     for i in range(3):
         memory.add_frame(torch.randn(10, 16, generator=generator), t=float(i), frame_index=i)
     snap = CameraSnapshot.from_parts("lobby", "up", stats, memory)
-    assert (snap.up, snap.frames_decoded, snap.frames_sampled, snap.drops) == (True, 50, 8, {"consumer_behind": 1})
+    assert (snap.up, snap.frames_decoded, snap.frames_sampled, snap.drops) == (
+        True,
+        50,
+        8,
+        {"consumer_behind": 1},
+    )
     assert snap.memory_tokens_in == 30 and snap.memory_entries == len(memory) > 0
     assert CameraSnapshot.from_parts("lobby", "online", stats, memory).up  # the API's word for it
     assert not CameraSnapshot.from_parts("lobby", "connecting", stats, memory).up
@@ -163,11 +183,24 @@ def test_fully_fed_exposition_passes_promtool_and_names_carry_prefix_and_units(m
     assert content_type.startswith("text/plain")
     done = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, check=False)
     assert done.returncode == 0, (done.stdout + done.stderr).decode()
-    units = ("_seconds", "_ratio", "_tokens", "_total", "_info", "_messages", "_entries", "_fps", "_up",
-             "_connected", "_cameras")
+    units = (
+        "_seconds",
+        "_ratio",
+        "_tokens",
+        "_total",
+        "_info",
+        "_messages",
+        "_entries",
+        "_fps",
+        "_up",
+        "_connected",
+        "_cameras",
+    )
     for family in text_string_to_metric_families(body.decode()):
         assert family.name.startswith("scissor_"), family.name
-        if family.name.endswith("_created"):  # prometheus_client's creation-time gauges of counters and histograms
+        if family.name.endswith(
+            "_created"
+        ):  # prometheus_client's creation-time gauges of counters and histograms
             continue
         name = family.name + ("_total" if family.type == "counter" else "")
         assert name.endswith(units) or family.name == "scissor_cameras", name

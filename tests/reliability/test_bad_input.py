@@ -66,10 +66,14 @@ def no_stack_trace(ctx: object, response: schemathesis.Response, case: schemathe
 
 @schema.parametrize()
 @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_generated_input_without_a_5xx_or_a_stack_trace(case: schemathesis.Case[Any]) -> None:
+def test_every_operation_answers_generated_input_without_a_5xx_or_a_stack_trace(
+    case: schemathesis.Case[Any],
+) -> None:
     response = case.call(timeout=60)
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} -> {response.status_code}: " \
-                                       f"{response.text[:300]}\n{case.as_curl_command()}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} -> {response.status_code}: "
+        f"{response.text[:300]}\n{case.as_curl_command()}"
+    )
     no_stack_trace(None, response, case)
     if response.status_code >= 400:
         body = response.json()
@@ -90,9 +94,13 @@ BAD_BODIES = [
     ("POST", "/cameras/cam1/ask", b'{"question": "hi", "since_s": NaN}'),
     ("POST", "/cameras/cam1/ask", b'{"question": "hi", "from": -Infinity}'),
     ("POST", "/rules", b'{"camera_id": "cam1", "kind": "novelty", "params": {"threshold": NaN}}'),
-    ("POST", "/rules", b'{"camera_id": "cam1", "kind": "prompt", "params": {"question": "q", "every_s": 1e999}}'),
-    ("POST", "/cameras", b'[' * 10_000 + b']' * 10_000),
-    ("POST", "/cameras", b'\xff\xfe\x00garbage'),
+    (
+        "POST",
+        "/rules",
+        b'{"camera_id": "cam1", "kind": "prompt", "params": {"question": "q", "every_s": 1e999}}',
+    ),
+    ("POST", "/cameras", b"[" * 10_000 + b"]" * 10_000),
+    ("POST", "/cameras", b"\xff\xfe\x00garbage"),
     ("PATCH", "/cameras/cam1", b'{"options": {"capacity": -5}}'),
     ("POST", "/cameras", b'{"id": "c", "url": "rtsp://h/s", "options": {"capacity": 1000000000}}'),
     ("POST", "/cameras", b'{"id": "c", "url": "rtsp://h/s", "options": {"window_s": "nan"}}'),
@@ -103,9 +111,12 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), BAD_BODIES, ids=[f"{m} {p} {b[:30]!r}" for m, p, b in BAD_BODIES])
-def test_nan_infinite_and_malformed_json_bodies_get_a_clear_4xx(served: ServeProcess, method: str, path: str,
-                                                                 body: bytes) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"), BAD_BODIES, ids=[f"{m} {p} {b[:30]!r}" for m, p, b in BAD_BODIES]
+)
+def test_nan_infinite_and_malformed_json_bodies_get_a_clear_4xx(
+    served: ServeProcess, method: str, path: str, body: bytes
+) -> None:
     with served.client() as api:
         response = api.request(method, path, content=body, headers={"content-type": "application/json"})
     assert 400 <= response.status_code < 500, response.text
@@ -118,36 +129,70 @@ def test_huge_bodies_are_refused_with_413_whether_declared_or_streamed(served: S
             yield b" " * 65_536
 
     with served.client() as api:
-        declared = api.post("/cameras", content=b"x" * 5_000_000, headers={"content-type": "application/json"})
-        streamed = api.post("/cameras/cam1/ask", content=chunks(), headers={"content-type": "application/json"})
+        declared = api.post(
+            "/cameras", content=b"x" * 5_000_000, headers={"content-type": "application/json"}
+        )
+        streamed = api.post(
+            "/cameras/cam1/ask", content=chunks(), headers={"content-type": "application/json"}
+        )
         long_question = api.post("/cameras/cam1/ask", json={"question": "why? " * 20_000})
     assert declared.status_code == 413 and declared.json()["error"] == "PayloadTooLarge"
     assert streamed.status_code == 413 and streamed.json()["error"] == "PayloadTooLarge"
     assert long_question.status_code == 422, long_question.text
 
 
-TRAVERSALS = ["../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2fetc%2fpasswd", "cam1%00", "cam1%2F..%2Fcam1",
-              "....//....//etc", "%252e%252e%252f", "a" * 65]
+TRAVERSALS = [
+    "../../etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "cam1%00",
+    "cam1%2F..%2Fcam1",
+    "....//....//etc",
+    "%252e%252e%252f",
+    "a" * 65,
+]
 
 
 @pytest.mark.parametrize("camera_id", TRAVERSALS)
 def test_path_traversal_in_ids_never_reaches_anything_but_a_4xx(served: ServeProcess, camera_id: str) -> None:
     with served.client() as api:
-        responses = [api.get(f"/cameras/{camera_id}"), api.get(f"/cameras/{camera_id}/snapshot"),
-                     api.get(f"/rules/{camera_id}"), api.delete(f"/cameras/{camera_id}"),
-                     api.post("/cameras", json={"id": camera_id, "url": "rtsp://127.0.0.1:1/cam"})]
+        responses = [
+            api.get(f"/cameras/{camera_id}"),
+            api.get(f"/cameras/{camera_id}/snapshot"),
+            api.get(f"/rules/{camera_id}"),
+            api.delete(f"/cameras/{camera_id}"),
+            api.post("/cameras", json={"id": camera_id, "url": "rtsp://127.0.0.1:1/cam"}),
+        ]
         still_there = api.get("/cameras/cam1")
     for r in responses:
-        assert 400 <= r.status_code < 500 or (r.status_code == 200 and r.json()["id"] == "cam1"), \
-            (r.request.method, str(r.request.url), r.status_code, r.text[:200])
+        assert 400 <= r.status_code < 500 or (r.status_code == 200 and r.json()["id"] == "cam1"), (
+            r.request.method,
+            str(r.request.url),
+            r.status_code,
+            r.text[:200],
+        )
         assert "root:" not in r.text
     assert still_there.status_code == 200, "no traversal deleted or replaced the real camera"
 
 
-URLS = ["file:///etc/passwd", "/etc/passwd", "FILE:///etc/hostname", "file://localhost/etc/passwd", "ftp://h/cam",
-        "gopher://h:70/x", "javascript:alert(1)", "data:video/mp4;base64,AAAA", "rtsp://", "rtsp:///cam",
-        "rtsp://h:99999/cam", "rtsp://h/cam\r\nX-Injected: 1", " rtsp://h/cam", "unix:///var/run/docker.sock",
-        "http://[::1/cam", "~/video.mp4"]
+URLS = [
+    "file:///etc/passwd",
+    "/etc/passwd",
+    "FILE:///etc/hostname",
+    "file://localhost/etc/passwd",
+    "ftp://h/cam",
+    "gopher://h:70/x",
+    "javascript:alert(1)",
+    "data:video/mp4;base64,AAAA",
+    "rtsp://",
+    "rtsp:///cam",
+    "rtsp://h:99999/cam",
+    "rtsp://h/cam\r\nX-Injected: 1",
+    " rtsp://h/cam",
+    "unix:///var/run/docker.sock",
+    "http://[::1/cam",
+    "~/video.mp4",
+]
 
 
 @pytest.mark.parametrize("url", URLS)
@@ -165,7 +210,9 @@ async def test_local_files_are_accepted_only_when_enabled(embedded: Backend) -> 
 
     url = f"file://{sample_video('carphone_pristine.mp4')}"
     async with running_service(embedded, allow_file_urls=True) as run:
-        assert (await run.client.post("/cameras", json={"id": "f", "url": url, "options": {"loop": True}})).status_code == 201
+        assert (
+            await run.client.post("/cameras", json={"id": "f", "url": url, "options": {"loop": True}})
+        ).status_code == 201
 
 
 @dataclasses.dataclass
@@ -196,7 +243,9 @@ async def test_frames_whose_tokens_are_nan_are_skipped_and_counted_without_resta
     async with running_service(backend, allow_file_urls=True) as run:
         await run.client.post("/cameras", json={"id": "cam", "url": url, "fps": 4, "options": {"loop": True}})
         cam = run.service.cameras["cam"]
-        await wait_until(lambda: cam.frames_rejected >= 2 and cam.frames_processed >= 4, 60, "good and bad frames")
+        await wait_until(
+            lambda: cam.frames_rejected >= 2 and cam.frames_processed >= 4, 60, "good and bad frames"
+        )
         tokens, _ = cam.memory.tokens(None, None)
         assert bool(torch.isfinite(tokens).all()), "memory holds no NaN"
         assert cam.errors == 0 and cam.state == "up", "a bad frame does not restart the camera"
@@ -225,8 +274,16 @@ BAD_SETTINGS = [
     ({"SCISSOR_MQTT__KEEPALIVE_S": "soon"}, "mqtt.keepalive_s", None),
     ({"SCISSOR_MQTT__HOSTNAME": "broker"}, "SCISSOR_MQTT__HOSTNAME", None),
     ({"SCISSOR_MQTT": "{not json"}, "mqtt", None),
-    ({"SCISSOR_MQTT__TLS_CA_FILE": "/nonexistent/ca.pem", "SCISSOR_MQTT_URL": "mqtts://b:8883"}, "TLS file", None),
-    ({"SCISSOR_MQTT__PASSWORD": "pw-without-user-42", "SCISSOR_MQTT_URL": "mqtt://b:1883"}, "username", "pw-without"),
+    (
+        {"SCISSOR_MQTT__TLS_CA_FILE": "/nonexistent/ca.pem", "SCISSOR_MQTT_URL": "mqtts://b:8883"},
+        "TLS file",
+        None,
+    ),
+    (
+        {"SCISSOR_MQTT__PASSWORD": "pw-without-user-42", "SCISSOR_MQTT_URL": "mqtt://b:1883"},
+        "username",
+        "pw-without",
+    ),
     ({"SCISSOR_REDIS_URL": "redis://:hunter2-redis@h:port/0"}, "redis_url", "hunter2-redis"),
     ({"SCISSOR_API_TOKEN": "short"}, "api_token", "short"),
     ({"SCISSOR_CAMERA__FPS": "nan"}, "camera.fps", None),
@@ -234,10 +291,15 @@ BAD_SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize(("env", "mentions", "secret"), BAD_SETTINGS, ids=[next(iter(e)) for e, _, _ in BAD_SETTINGS])
+@pytest.mark.parametrize(
+    ("env", "mentions", "secret"), BAD_SETTINGS, ids=[next(iter(e)) for e, _, _ in BAD_SETTINGS]
+)
 def test_malformed_settings_stop_start_up_with_a_clear_line_and_no_secret(
-    env: dict[str, str], mentions: str, secret: str | None, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    env: dict[str, str],
+    mentions: str,
+    secret: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from agent.cli import main
 
@@ -258,6 +320,11 @@ def test_malformed_settings_stop_start_up_with_a_clear_line_and_no_secret(
 def test_a_malformed_config_file_stops_start_up_with_a_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "scissor.yaml"
     broken.write_text("mqtt:\n  outbox_max_alerts: [1, 2\n")
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "serve", "--config", str(broken)], text=True,
-                          capture_output=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "serve", "--config", str(broken)],
+        text=True,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2 and "does not parse" in proc.stderr and "Traceback" not in proc.stderr

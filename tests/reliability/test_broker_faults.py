@@ -32,8 +32,9 @@ class Subscriber:
     async def run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client(self.broker.host, self.broker.port, identifier=self.identifier,
-                                          clean_session=False) as client:
+                async with aiomqtt.Client(
+                    self.broker.host, self.broker.port, identifier=self.identifier, clean_session=False
+                ) as client:
                     await client.subscribe(self.topic, qos=1)
                     self.subscribed.set()
                     async for message in client.messages:
@@ -51,7 +52,9 @@ async def subscriber(broker: MosquittoServer, topic: str) -> AsyncIterator[Subsc
     sub = Subscriber(broker, topic, "reliability-sub")
     task = asyncio.create_task(sub.run(), name="test-subscriber")
     await asyncio.wait_for(sub.subscribed.wait(), 10)
-    await asyncio.sleep(3.0)  # mosquitto autosaves the subscriber's session every second (slack for a loaded CI)
+    await asyncio.sleep(
+        3.0
+    )  # mosquitto autosaves the subscriber's session every second (slack for a loaded CI)
     try:
         yield sub
     finally:
@@ -68,8 +71,9 @@ async def fired_alerts(run: Running, into: list[Alert]) -> None:
 
 
 @asynccontextmanager
-async def alerting_service(embedded: Backend, broker: MosquittoServer, redis: RedisServer, camera: RtspServer,
-                           **overrides: object) -> AsyncIterator[tuple[Running, list[Alert]]]:
+async def alerting_service(
+    embedded: Backend, broker: MosquittoServer, redis: RedisServer, camera: RtspServer, **overrides: object
+) -> AsyncIterator[tuple[Running, list[Alert]]]:
     settings = {"mqtt_url": broker.url, "redis_url": redis.url, "mqtt": {"backoff_max_s": 1.0, **overrides}}
     async with running_service(embedded, **settings) as run:
         fired: list[Alert] = []
@@ -93,8 +97,10 @@ async def test_alerts_fired_during_a_30_s_broker_outage_are_all_delivered_once_i
     embedded: Backend, redis_server: RedisServer, rtsp_camera: Callable[..., RtspServer]
 ) -> None:
     with MosquittoServer(persistent=True) as broker:
-        async with subscriber(broker, "scissor/+/alerts/#") as sub, \
-                alerting_service(embedded, broker, redis_server, rtsp_camera()) as (run, fired):
+        async with (
+            subscriber(broker, "scissor/+/alerts/#") as sub,
+            alerting_service(embedded, broker, redis_server, rtsp_camera()) as (run, fired),
+        ):
             publisher = run.service.publisher
             await wait_until(lambda: publisher.ready, 10, "the publisher to connect")
             rule_id = await add_rule(run)
@@ -115,15 +121,18 @@ async def test_alerts_fired_during_a_30_s_broker_outage_are_all_delivered_once_i
             await wait_until(lambda: publisher.ready, 15, "the publisher to reconnect")
             assert (await run.client.delete(f"/rules/{rule_id}")).status_code == 204
             await asyncio.sleep(0.5)  # an update already past the rule check may still send one
-            await wait_until(lambda: set(sub.ids()) >= {a.id for a in fired}, 30, "every fired alert to arrive")
+            await wait_until(
+                lambda: set(sub.ids()) >= {a.id for a in fired}, 30, "every fired alert to arrive"
+            )
             assert await run.service.store.outbox_len() == 0
             assert sub.ids() == [a.id for a in fired], "each alert exactly once, in firing order"
             assert publisher.stats.dropped == 0 and publisher.stats.reconnects >= 1
             assert all(p["camera"] == "gate" and p["kind"] == "novelty" for p in sub.payloads)
             after = Census.take()
             assert len(after.threads) <= len(before.threads) + 2, "no thread leak across the outage"
-            assert sorted(t for t in after.tasks if t.startswith("mqtt")) == \
-                sorted(t for t in before.tasks if t.startswith("mqtt")), "the publisher's tasks were replaced, not leaked"
+            assert sorted(t for t in after.tasks if t.startswith("mqtt")) == sorted(
+                t for t in before.tasks if t.startswith("mqtt")
+            ), "the publisher's tasks were replaced, not leaked"
 
 
 async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_counted_and_the_rest_delivered_in_order(
@@ -131,12 +140,18 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_counted_and_t
 ) -> None:
     bound = 5
     with MosquittoServer(persistent=True) as broker:
-        async with subscriber(broker, "scissor/+/alerts/#") as sub, \
-                alerting_service(embedded, broker, redis_server, rtsp_camera(),
-                                 outbox_max_alerts=bound) as (run, fired):
+        async with (
+            subscriber(broker, "scissor/+/alerts/#") as sub,
+            alerting_service(embedded, broker, redis_server, rtsp_camera(), outbox_max_alerts=bound) as (
+                run,
+                fired,
+            ),
+        ):
             await wait_until(lambda: run.service.publisher.ready, 10, "the publisher to connect")
             broker.kill()
-            await wait_until(lambda: not run.service.publisher.ready, 30, "the publisher to notice the outage")
+            await wait_until(
+                lambda: not run.service.publisher.ready, 30, "the publisher to notice the outage"
+            )
             rule_id = await add_rule(run)
             await wait_until(lambda: len(fired) >= bound + 4, 30, "more alerts than the outbox holds")
             assert (await run.client.delete(f"/rules/{rule_id}")).status_code == 204
@@ -145,7 +160,9 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_counted_and_t
             assert await run.service.store.outbox_len() == bound
             assert run.service.publisher.stats.dropped == lost
             metrics = (await run.client.get("/metrics")).text
-            dropped = metric_value(metrics, "scissor_alerts_total", camera="gate", rule=rule_id, outcome="dropped")
+            dropped = metric_value(
+                metrics, "scissor_alerts_total", camera="gate", rule=rule_id, outcome="dropped"
+            )
             assert dropped == lost, "the drops are counted in /metrics"
 
             broker.start()

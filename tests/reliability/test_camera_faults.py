@@ -34,7 +34,9 @@ async def wait_state(run: Running, camera_id: str, wanted: str, timeout_s: float
         if await state(run, camera_id) == wanted:
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"camera {camera_id} not {wanted} within {timeout_s} s: {await state(run, camera_id)}")
+    raise AssertionError(
+        f"camera {camera_id} not {wanted} within {timeout_s} s: {await state(run, camera_id)}"
+    )
 
 
 async def wait_frames(run: Running, camera_id: str, more: int, timeout_s: float = 30.0) -> None:
@@ -204,8 +206,11 @@ async def test_corrupt_and_truncated_streams_are_reported_and_never_disturb_a_he
             await wait_frames(run, "mangled", 3)
             proxy.corrupt = True
             mangled_cam = run.service.cameras["mangled"]
-            await wait_until(lambda: mangled_cam.state != "up" or bool(sum(mangled_cam.source.stats.drops.values())),
-                             20, "the corruption to be noticed")
+            await wait_until(
+                lambda: mangled_cam.state != "up" or bool(sum(mangled_cam.source.stats.drops.values())),
+                20,
+                "the corruption to be noticed",
+            )
             await wait_frames(run, "good", 4)
             for cid in ("cut", "noise"):
                 status = (await run.client.get(f"/cameras/{cid}")).json()
@@ -218,7 +223,8 @@ async def test_corrupt_and_truncated_streams_are_reported_and_never_disturb_a_he
             metrics = (await run.client.get("/metrics")).text
             assert 'scissor_stream_up{camera="good"} 1.0' in metrics
             census = Census.take()
-        assert not [t for t in Census.take().camera_threads() if t in census.camera_threads()], \
+        assert not [t for t in Census.take().camera_threads() if t in census.camera_threads()], (
             "every decode thread ends with the service"
+        )
     finally:
         proxy.close()

@@ -15,8 +15,9 @@ PEAK_RSS_BOUND_MIB = 2048  # the embedded model, 8 cameras' memories and decoder
 @pytest.mark.slow
 def test_eight_cameras_and_twenty_concurrent_askers_for_a_minute_run_without_errors(tmp_path: Path) -> None:
     out = tmp_path / "reliability.json"
-    code = reliability.main(["--cameras", "8", "--fps", "2", "--questions", "20", "--duration", "60",
-                             "--out", str(out)])
+    code = reliability.main(
+        ["--cameras", "8", "--fps", "2", "--questions", "20", "--duration", "60", "--out", str(out)]
+    )
     result = json.loads(out.read_text())["result"]
     assert code == 0, result
     assert result["errors"] == {} and result["questions_ok"] > 0

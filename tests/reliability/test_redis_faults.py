@@ -14,11 +14,16 @@ async def test_a_redis_outage_degrades_readiness_but_not_answers_and_state_survi
     embedded: Backend, redis_server: RedisServer, rtsp_camera: Callable[..., RtspServer]
 ) -> None:
     camera = rtsp_camera()
-    settings = {"redis_url": redis_server.url, "state": {"sync_retry_s": 0.2, "snapshot_interval_s": 1.0},
-                "redis": {"socket_timeout_s": 0.5}}
+    settings = {
+        "redis_url": redis_server.url,
+        "state": {"sync_retry_s": 0.2, "snapshot_interval_s": 1.0},
+        "redis": {"socket_timeout_s": 0.5},
+    }
     async with running_service(embedded, **settings) as run:
         api = run.client
-        assert (await api.post("/cameras", json={"id": "gate", "url": camera.url, "fps": 2})).status_code == 201
+        assert (
+            await api.post("/cameras", json={"id": "gate", "url": camera.url, "fps": 2})
+        ).status_code == 201
         rule = {"camera_id": "gate", "kind": "novelty", "params": {"threshold": 0.9}}
         assert (await api.post("/rules", json=rule)).status_code == 201
         gate = run.service.cameras["gate"]
@@ -33,10 +38,14 @@ async def test_a_redis_outage_degrades_readiness_but_not_answers_and_state_survi
         assert state["ok"] is False and state["reason"], "readiness says why it is degraded"
         processed = gate.frames_processed
         await wait_until(lambda: gate.frames_processed >= processed + 3, 30, "memory to keep filling")
-        answer = await api.post("/cameras/gate/ask", json={"question": "what did you see?", "session_id": "s1"})
+        answer = await api.post(
+            "/cameras/gate/ask", json={"question": "what did you see?", "session_id": "s1"}
+        )
         assert answer.status_code == 200 and answer.json()["tokens_used"] > 0, answer.text
         # Changes made during the outage are kept in RAM and written back later.
-        assert (await api.post("/cameras", json={"id": "yard", "url": camera.url, "fps": 1})).status_code == 201
+        assert (
+            await api.post("/cameras", json={"id": "yard", "url": camera.url, "fps": 1})
+        ).status_code == 201
         assert (await api.post("/rules", json={**rule, "camera_id": "yard"})).status_code == 201
         assert len((await api.get("/rules")).json()) == 2
         assert (await api.get("/metrics")).status_code == 200

@@ -26,8 +26,9 @@ SECRETS = (CAMERA_PASSWORD, REDIS_PASSWORD, MQTT_PASSWORD, TOKEN)
 
 async def collect_mqtt(broker: MosquittoServer, into: list[bytes], stop: asyncio.Event) -> None:
     """Every payload and topic on the broker, as the broker's own user sees them."""
-    async with aiomqtt.Client(broker.host, broker.port, username="scissor", password=MQTT_PASSWORD,
-                              identifier="auditor") as client:
+    async with aiomqtt.Client(
+        broker.host, broker.port, username="scissor", password=MQTT_PASSWORD, identifier="auditor"
+    ) as client:
         await client.subscribe("#", qos=1)
         async for message in client.messages:
             into.append(message.topic.value.encode() + b" " + bytes(message.payload))
@@ -42,6 +43,7 @@ def concrete(path: str) -> str:
 async def exercise(server: ServeProcess, camera: RtspServer, responses: list[str]) -> None:
     """Everything a user does in a session: add cameras (one with a wrong password), rules, ask, read it all."""
     async with server.async_client() as api:
+
         async def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
             r = await api.request(method, path, **kwargs)
             responses.append(f"{method} {path} {r.status_code} {dict(r.headers)} {r.text}")
@@ -82,16 +84,26 @@ async def exercise(server: ServeProcess, camera: RtspServer, responses: list[str
 
 
 def test_no_password_or_token_appears_in_logs_metrics_mqtt_payloads_or_api_responses(tmp_path: Path) -> None:
-    with RedisServer(password=REDIS_PASSWORD) as redis, \
-            MosquittoServer(username="scissor", password=MQTT_PASSWORD) as broker, \
-            RtspServer(user="viewer", password=CAMERA_PASSWORD) as camera:
+    with (
+        RedisServer(password=REDIS_PASSWORD) as redis,
+        MosquittoServer(username="scissor", password=MQTT_PASSWORD) as broker,
+        RtspServer(user="viewer", password=CAMERA_PASSWORD) as camera,
+    ):
         from agent.server import sample_video
 
         camera.start(sample_video("carphone_pristine.mp4"))
-        env = {"SCISSOR_BACKEND": "embedded", "SCISSOR_DEVICE": "cpu", "SCISSOR_PORT": str(free_port()),
-               "SCISSOR_LOG_LEVEL": "DEBUG", "SCISSOR_API_TOKEN": TOKEN, "SCISSOR_REDIS_URL": redis.url,
-               "SCISSOR_MQTT_URL": f"mqtt://{broker.host}:{broker.port}", "SCISSOR_MQTT__USERNAME": "scissor",
-               "SCISSOR_MQTT__PASSWORD": MQTT_PASSWORD, "SCISSOR_STATE__SNAPSHOT_INTERVAL_S": "1"}
+        env = {
+            "SCISSOR_BACKEND": "embedded",
+            "SCISSOR_DEVICE": "cpu",
+            "SCISSOR_PORT": str(free_port()),
+            "SCISSOR_LOG_LEVEL": "DEBUG",
+            "SCISSOR_API_TOKEN": TOKEN,
+            "SCISSOR_REDIS_URL": redis.url,
+            "SCISSOR_MQTT_URL": f"mqtt://{broker.host}:{broker.port}",
+            "SCISSOR_MQTT__USERNAME": "scissor",
+            "SCISSOR_MQTT__PASSWORD": MQTT_PASSWORD,
+            "SCISSOR_STATE__SNAPSHOT_INTERVAL_S": "1",
+        }
         server = ServeProcess(env, tmp_path / "serve.log", token=TOKEN).start()
         payloads: list[bytes] = []
         responses: list[str] = []
@@ -127,10 +139,15 @@ def test_no_password_or_token_appears_in_logs_metrics_mqtt_payloads_or_api_respo
         assert not leaked, f"{secret} in an API response: {leaked}"
 
 
-def test_every_route_but_healthz_refuses_a_missing_or_wrong_token(tmp_path: Path,
-                                                                  rtsp_camera: Callable[..., RtspServer]) -> None:
-    env = {"SCISSOR_BACKEND": "embedded", "SCISSOR_DEVICE": "cpu", "SCISSOR_PORT": str(free_port()),
-           "SCISSOR_API_TOKEN": TOKEN}
+def test_every_route_but_healthz_refuses_a_missing_or_wrong_token(
+    tmp_path: Path, rtsp_camera: Callable[..., RtspServer]
+) -> None:
+    env = {
+        "SCISSOR_BACKEND": "embedded",
+        "SCISSOR_DEVICE": "cpu",
+        "SCISSOR_PORT": str(free_port()),
+        "SCISSOR_API_TOKEN": TOKEN,
+    }
     with ServeProcess(env, tmp_path / "serve.log", token=TOKEN) as server:
         with server.client() as api:
             assert api.post("/cameras", json={"id": "gate", "url": rtsp_camera().url}).status_code == 201
@@ -138,8 +155,14 @@ def test_every_route_but_healthz_refuses_a_missing_or_wrong_token(tmp_path: Path
         routes = [(m.upper(), concrete(p)) for p, ops in schema["paths"].items() for m in ops]
         routes += [("GET", "/metrics"), ("GET", "/docs"), ("GET", "/openapi.json")]
         assert len(routes) >= 15
-        for headers in ({}, {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Basic {TOKEN}"},
-                        {"Authorization": "Bearer"}, {"Authorization": TOKEN}, {"X-Api-Token": TOKEN}):
+        for headers in (
+            {},
+            {"Authorization": f"Bearer {TOKEN}x"},
+            {"Authorization": f"Basic {TOKEN}"},
+            {"Authorization": "Bearer"},
+            {"Authorization": TOKEN},
+            {"X-Api-Token": TOKEN},
+        ):
             with httpx.Client(base_url=server.url, headers=headers, timeout=30) as anonymous:
                 for method, path in routes:
                     r = anonymous.request(method, path, json={})

@@ -128,7 +128,10 @@ def truncated_mp4s(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     data = (videos / "bikes.mp4").read_bytes()
     (out / "cut.mp4").write_bytes(data[: len(data) // 2])
     faststart = out / "faststart.mp4"
-    with av.open(str(videos / "bikes.mp4")) as src, av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst:
+    with (
+        av.open(str(videos / "bikes.mp4")) as src,
+        av.open(str(faststart), "w", options={"movflags": "faststart"}) as dst,
+    ):
         in_stream = src.streams.video[0]
         out_stream = dst.add_stream_from_template(in_stream)
         for packet in src.demux(in_stream):
@@ -139,5 +142,9 @@ def truncated_mp4s(videos: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     fs = faststart.read_bytes()
     (out / "cut_faststart.mp4").write_bytes(fs[: len(fs) // 2])
     (out / "noise.mp4").write_bytes(os.urandom(100_000))
-    return {"cut": out / "cut.mp4", "cut_faststart": out / "cut_faststart.mp4", "noise": out / "noise.mp4",
-            "faststart": faststart}
+    return {
+        "cut": out / "cut.mp4",
+        "cut_faststart": out / "cut_faststart.mp4",
+        "noise": out / "noise.mp4",
+        "faststart": faststart,
+    }

@@ -20,8 +20,9 @@ async def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -
     return time.monotonic() - started
 
 
-async def collect(source: Source, *, count: int | None = None, until_pts_s: float | None = None,
-                  timeout_s: float = 20.0) -> list[Frame]:
+async def collect(
+    source: Source, *, count: int | None = None, until_pts_s: float | None = None, timeout_s: float = 20.0
+) -> list[Frame]:
     """Frames from `source` until `count` frames, a frame at or past `until_pts_s`, or the end."""
     frames: list[Frame] = []
 

@@ -14,7 +14,9 @@ from streamer import State
 from tests.streamer.helpers import camera_threads, collect
 
 
-async def test_a_file_sampled_at_2_fps_gives_duration_times_fps_frames_in_timestamp_order(videos: Path) -> None:
+async def test_a_file_sampled_at_2_fps_gives_duration_times_fps_frames_in_timestamp_order(
+    videos: Path,
+) -> None:
     async with streamer.open_source(str(videos / "bikes.mp4"), camera_id="bikes", fps=2) as source:
         frames = await collect(source)
     assert len(frames) == 20  # 10 s at 25 fps: pts 0 .. 9.96 -> 0, 0.5, ..., 9.5
@@ -42,8 +44,9 @@ async def test_giving_only_a_width_keeps_the_aspect_ratio(videos: Path) -> None:
 async def test_a_looping_file_plays_at_its_native_rate_with_ever_increasing_timestamps(videos: Path) -> None:
     # carphone is 4 s long: reaching pts 5 s means it looped once, and pacing makes that take ~5 s.
     started = time.monotonic()
-    async with streamer.open_source(str(videos / "carphone_pristine.mp4"), camera_id="demo", fps=4,
-                                    loop=True) as source:
+    async with streamer.open_source(
+        str(videos / "carphone_pristine.mp4"), camera_id="demo", fps=4, loop=True
+    ) as source:
         frames = await collect(source, until_pts_s=5.0, timeout_s=15)
         elapsed = time.monotonic() - started
         assert source.status.state == State.UP
@@ -54,9 +57,12 @@ async def test_a_looping_file_plays_at_its_native_rate_with_ever_increasing_time
     assert abs(len(frames) - 5.0 * 4) <= 1
 
 
-async def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer_instead_of_dropping(videos: Path) -> None:
-    async with streamer.open_source(str(videos / "carphone_pristine.mp4"), camera_id="c", fps=None,
-                                    queue_size=1) as source:
+async def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer_instead_of_dropping(
+    videos: Path,
+) -> None:
+    async with streamer.open_source(
+        str(videos / "carphone_pristine.mp4"), camera_id="c", fps=None, queue_size=1
+    ) as source:
         count = 0
         async for _ in source.frames():
             count += 1
@@ -65,7 +71,9 @@ async def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer_inste
     assert count == 120 and source.stats.drops == {}
 
 
-async def test_a_truncated_recording_stops_with_a_clear_reason_and_no_exception(truncated_mp4s: dict[str, Path]) -> None:
+async def test_a_truncated_recording_stops_with_a_clear_reason_and_no_exception(
+    truncated_mp4s: dict[str, Path],
+) -> None:
     async with streamer.open_source(str(truncated_mp4s["cut"]), camera_id="cut", fps=2) as source:
         frames = await collect(source, timeout_s=10)
     assert frames == []
@@ -73,7 +81,9 @@ async def test_a_truncated_recording_stops_with_a_clear_reason_and_no_exception(
     assert "corrupt, truncated" in source.status.reason
 
 
-async def test_a_truncated_faststart_mp4_plays_its_first_half_then_stops(truncated_mp4s: dict[str, Path]) -> None:
+async def test_a_truncated_faststart_mp4_plays_its_first_half_then_stops(
+    truncated_mp4s: dict[str, Path],
+) -> None:
     async with streamer.open_source(str(truncated_mp4s["cut_faststart"]), camera_id="cut", fps=5) as source:
         frames = await collect(source, timeout_s=10)
     assert 20 <= len(frames) <= 26  # ~114 of 250 frames decode, ~4.6 s at 5 fps
@@ -81,7 +91,9 @@ async def test_a_truncated_faststart_mp4_plays_its_first_half_then_stops(truncat
 
 
 async def test_random_bytes_named_mp4_stop_with_invalid_data(truncated_mp4s: dict[str, Path]) -> None:
-    async with streamer.open_source(str(truncated_mp4s["noise"]), camera_id="noise", fps=2, loop=True) as source:
+    async with streamer.open_source(
+        str(truncated_mp4s["noise"]), camera_id="noise", fps=2, loop=True
+    ) as source:
         frames = await collect(source, timeout_s=10)
     assert frames == [] and source.status.code == "invalid_data" and source.status.state == State.STOPPED
 

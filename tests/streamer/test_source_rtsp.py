@@ -22,7 +22,8 @@ FAST = {"backoff_initial_s": 0.2, "backoff_max_s": 1.0, "open_timeout_s": 3.0, "
 
 
 async def test_pulling_rtsp_at_2_fps_gives_increasing_timestamps_the_right_size_and_count(
-        rtsp_server: RtspServer) -> None:
+    rtsp_server: RtspServer,
+) -> None:
     async with streamer.open_source(rtsp_server.url, camera_id="cam", fps=2, **FAST) as source:
         frames = await collect(source, until_pts_s=4.0)
         assert source.status.state == State.UP
@@ -33,13 +34,16 @@ async def test_pulling_rtsp_at_2_fps_gives_increasing_timestamps_the_right_size_
 
 
 async def test_udp_transport_can_be_selected(rtsp_server: RtspServer) -> None:
-    async with streamer.open_source(rtsp_server.url, camera_id="cam", fps=2, transport="udp", **FAST) as source:
+    async with streamer.open_source(
+        rtsp_server.url, camera_id="cam", fps=2, transport="udp", **FAST
+    ) as source:
         frames = await collect(source, count=3)
     assert len(frames) == 3
 
 
 async def test_a_killed_camera_goes_down_then_up_on_its_own_and_indices_keep_increasing(
-        rtsp_server: RtspServer) -> None:
+    rtsp_server: RtspServer,
+) -> None:
     log = StatusLog()
     threads_before = threading.active_count()
     async with streamer.open_source(rtsp_server.url, camera_id="cam", fps=4, on_status=log, **FAST) as source:
@@ -51,7 +55,7 @@ async def test_a_killed_camera_goes_down_then_up_on_its_own_and_indices_keep_inc
         after = await collect(source, count=4)
         assert source.stats.reconnects == 1
     assert log.states[:2] == ["connecting", "up"] and "down" in log.states
-    assert log.states[log.states.index("down"):][-2:] == ["up", "stopped"]
+    assert log.states[log.states.index("down") :][-2:] == ["up", "stopped"]
     frames = before + after
     assert all(b.index > a.index and b.pts_s > a.pts_s for a, b in itertools.pairwise(frames))
     assert after[0].pts_s - before[-1].pts_s >= 0.2  # the outage shows on the timeline
@@ -60,19 +64,26 @@ async def test_a_killed_camera_goes_down_then_up_on_its_own_and_indices_keep_inc
 
 
 async def test_a_hung_camera_goes_down_after_the_read_timeout_and_up_when_it_resumes(
-        rtsp_server: RtspServer) -> None:
+    rtsp_server: RtspServer,
+) -> None:
     async with streamer.open_source(rtsp_server.url, camera_id="cam", fps=2, **FAST) as source:
         await collect(source, count=2)
         rtsp_server.pause()
-        took = await wait_for(lambda: source.status.state == State.DOWN, 8, "down while the server is stopped")
+        took = await wait_for(
+            lambda: source.status.state == State.DOWN, 8, "down while the server is stopped"
+        )
         assert source.status.code == "timeout" and "timed out" in source.status.reason
         assert took <= FAST["read_timeout_s"] + 3
         rtsp_server.resume()
         await wait_for(lambda: source.status.state == State.UP, 15, "up after resuming")
 
 
-async def test_close_releases_the_thread_within_2_s_even_while_the_camera_hangs(rtsp_server: RtspServer) -> None:
-    source = streamer.open_source(rtsp_server.url, camera_id="cam", fps=2, read_timeout_s=30, open_timeout_s=30)
+async def test_close_releases_the_thread_within_2_s_even_while_the_camera_hangs(
+    rtsp_server: RtspServer,
+) -> None:
+    source = streamer.open_source(
+        rtsp_server.url, camera_id="cam", fps=2, read_timeout_s=30, open_timeout_s=30
+    )
     async with source:
         await collect(source, count=2)
         rtsp_server.pause()
@@ -91,7 +102,8 @@ async def test_a_wrong_path_goes_down_with_not_found(rtsp_server: RtspServer) ->
 
 
 async def test_bad_credentials_go_down_as_unauthorized_and_the_password_is_never_shown(
-        rtsp_server_with_auth: RtspServer, caplog: pytest.LogCaptureFixture) -> None:
+    rtsp_server_with_auth: RtspServer, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     url = rtsp_server_with_auth.url_with("viewer", "wrong-pa55word")
     async with streamer.open_source(url, camera_id="cam", fps=2, **FAST) as source:
@@ -109,7 +121,9 @@ async def test_right_credentials_are_accepted(rtsp_server_with_auth: RtspServer)
 
 
 async def test_a_closed_port_goes_down_with_connection_refused() -> None:
-    async with streamer.open_source(f"rtsp://127.0.0.1:{free_port()}/cam", camera_id="cam", fps=2, **FAST) as s:
+    async with streamer.open_source(
+        f"rtsp://127.0.0.1:{free_port()}/cam", camera_id="cam", fps=2, **FAST
+    ) as s:
         await wait_for(lambda: s.status.state == State.DOWN, 3, "down")
         assert s.status.code == "refused" and "connection refused" in s.status.reason
 
@@ -137,7 +151,8 @@ async def test_a_server_that_accepts_but_never_answers_times_out(black_hole_serv
 
 @pytest.mark.parametrize("scheme", ["rtsp", "http"])
 async def test_garbage_bytes_served_as_a_stream_go_down_with_a_clear_reason(
-        garbage_server: TcpServer, scheme: str) -> None:
+    garbage_server: TcpServer, scheme: str
+) -> None:
     url = f"{scheme}://127.0.0.1:{garbage_server.port}/cam"
     async with streamer.open_source(url, camera_id="cam", fps=2, **FAST) as s:
         await wait_for(lambda: s.status.state == State.DOWN, 5, "down")
@@ -151,13 +166,19 @@ async def _no_frame_yet(source: streamer.Source) -> None:
 
 
 async def test_a_progressive_mp4_over_http_is_ingested(http_video_server: str) -> None:
-    async with streamer.open_source(f"{http_video_server}/faststart.mp4", camera_id="web", fps=2, **FAST) as source:
+    async with streamer.open_source(
+        f"{http_video_server}/faststart.mp4", camera_id="web", fps=2, **FAST
+    ) as source:
         frames = await collect(source, count=5)
     assert [f.index for f in frames] == [0, 1, 2, 3, 4] and frames[0].rgb.shape == (272, 640, 3)
 
 
-async def test_a_slow_consumer_has_its_drops_counted_and_memory_stays_bounded(rtsp_server: RtspServer) -> None:
-    async with streamer.open_source(rtsp_server.url, camera_id="cam", fps=None, queue_size=2, **FAST) as source:
+async def test_a_slow_consumer_has_its_drops_counted_and_memory_stays_bounded(
+    rtsp_server: RtspServer,
+) -> None:
+    async with streamer.open_source(
+        rtsp_server.url, camera_id="cam", fps=None, queue_size=2, **FAST
+    ) as source:
         held = []
         async for frame in source.frames():
             await asyncio.sleep(0.25)  # a consumer four times slower than the 30 fps camera ... for 3 s
@@ -168,7 +189,9 @@ async def test_a_slow_consumer_has_its_drops_counted_and_memory_stays_bounded(rt
             if len(held) == 12:
                 break
     assert source.stats.drops["consumer_behind"] >= 40
-    assert all(b > a + 1 for a, b in itertools.pairwise(held[2:]))  # the consumer sees fresh frames, with gaps
+    assert all(
+        b > a + 1 for a, b in itertools.pairwise(held[2:])
+    )  # the consumer sees fresh frames, with gaps
 
 
 async def test_eight_cameras_from_one_server_all_make_progress(rtsp_server: RtspServer) -> None:

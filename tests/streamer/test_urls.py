@@ -37,17 +37,33 @@ def test_redact_leaves_text_without_credentials_unchanged() -> None:
         assert redact(text) == text
 
 
-@given(user=st.text(st.characters(blacklist_characters="/\\ \t\r\n'\"#?", min_codepoint=33, max_codepoint=126),
-                    min_size=1, max_size=12),
-       password=st.text(st.characters(blacklist_characters="/\\ \t\r\n'\"#?", min_codepoint=33,
-                                      max_codepoint=126), min_size=6, max_size=24))
+@given(
+    user=st.text(
+        st.characters(blacklist_characters="/\\ \t\r\n'\"#?", min_codepoint=33, max_codepoint=126),
+        min_size=1,
+        max_size=12,
+    ),
+    password=st.text(
+        st.characters(blacklist_characters="/\\ \t\r\n'\"#?", min_codepoint=33, max_codepoint=126),
+        min_size=6,
+        max_size=24,
+    ),
+)
 def test_redact_never_leaves_the_password_in_a_url(user: str, password: str) -> None:
     url = f"rtsp://{user}:{password}@camera.local:554/live"
     assert password not in redact(url).replace("***", "")
 
 
-@pytest.mark.parametrize("url", ["rtsp://10.0.0.5/cam", "rtsps://cam.example:322/s", "http://cam/video.mjpg",
-                                 "https://cdn.example/live.m3u8", "rtsp://u:p@[::1]:8554/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://10.0.0.5/cam",
+        "rtsps://cam.example:322/s",
+        "http://cam/video.mjpg",
+        "https://cdn.example/live.m3u8",
+        "rtsp://u:p@[::1]:8554/x",
+    ],
+)
 def test_validate_url_accepts_network_camera_urls_unchanged(url: str) -> None:
     assert validate_url(url) == url
 
@@ -58,16 +74,19 @@ def test_validate_url_accepts_existing_files_as_paths_or_file_urls(videos: Path)
     assert validate_url(path.as_uri()) == str(path)
 
 
-@pytest.mark.parametrize(("url", "words"), [
-    ("ftp://cam/x.mp4", "unsupported scheme"),
-    ("udp://239.0.0.1:1234", "unsupported scheme"),
-    ("rtsp:///nohost", "missing host"),
-    ("rtsp://cam:99999/x", "port"),
-    ("", "empty"),
-    (" rtsp://cam/x", "whitespace"),
-    ("/no/such/video.mp4", "no such file"),
-    ("file://otherhost/video.mp4", "local path"),
-])
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("ftp://cam/x.mp4", "unsupported scheme"),
+        ("udp://239.0.0.1:1234", "unsupported scheme"),
+        ("rtsp:///nohost", "missing host"),
+        ("rtsp://cam:99999/x", "port"),
+        ("", "empty"),
+        (" rtsp://cam/x", "whitespace"),
+        ("/no/such/video.mp4", "no such file"),
+        ("file://otherhost/video.mp4", "local path"),
+    ],
+)
 def test_validate_url_rejects_bad_urls_with_a_clear_reason(url: str, words: str) -> None:
     with pytest.raises(InvalidCameraURL, match=words):
         validate_url(url)
@@ -90,8 +109,17 @@ def test_open_source_rejects_a_bad_url_before_any_connection_or_event_loop() -> 
         streamer.open_source("gopher://cam/x", camera_id="c", fps=1)
 
 
-@pytest.mark.parametrize("options", [{"fps": -1}, {"transport": "sctp"}, {"queue_size": 0},
-                                     {"read_timeout_s": 0}, {"width": 1}, {"size": (64, 48), "width": 64}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"fps": -1},
+        {"transport": "sctp"},
+        {"queue_size": 0},
+        {"read_timeout_s": 0},
+        {"width": 1},
+        {"size": (64, 48), "width": 64},
+    ],
+)
 def test_open_source_rejects_out_of_range_options(options: dict[str, object]) -> None:
     kwargs: dict[str, object] = {"fps": 1} | options
     with pytest.raises(ValueError):

@@ -56,23 +56,31 @@ def test_a_camera_clock_that_jumps_back_still_gives_increasing_timestamps() -> N
     assert all(b > a for a, b in itertools.pairwise(out))
 
 
-def _code(exc: BaseException, url: str = "rtsp://u:pw-123456@cam.local:554/live", elapsed: float = 0.01) -> str:
+def _code(
+    exc: BaseException, url: str = "rtsp://u:pw-123456@cam.local:554/live", elapsed: float = 0.01
+) -> str:
     err = classify(exc, camera_id="c", url=url, elapsed_s=elapsed, timeout_s=5.0, phase="open")
     assert "pw-123456" not in err.reason
     return err.code
 
 
-@pytest.mark.parametrize(("exc", "code"), [
-    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns"),
-    (av.HTTPUnauthorizedError(0, "Server returned 401", "rtsp://u:pw-123456@cam.local/live"), "unauthorized"),
-    (av.HTTPForbiddenError(0, "Server returned 403", "x"), "forbidden"),
-    (av.HTTPNotFoundError(0, "Server returned 404", "x"), "not_found"),
-    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "refused"),
-    (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),
-    (av.ExitError(0, "Immediate exit requested", "x"), "timeout"),
-    (av.InvalidDataError(0, "Invalid data", "rtsp://u:pw-123456@cam.local/live"), "invalid_data"),
-    (OSError(errno.EIO, "Input/output error", "rtsp://u:pw-123456@cam.local/live"), "io_error"),
-])
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "dns"),
+        (
+            av.HTTPUnauthorizedError(0, "Server returned 401", "rtsp://u:pw-123456@cam.local/live"),
+            "unauthorized",
+        ),
+        (av.HTTPForbiddenError(0, "Server returned 403", "x"), "forbidden"),
+        (av.HTTPNotFoundError(0, "Server returned 404", "x"), "not_found"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "refused"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "unreachable"),
+        (av.ExitError(0, "Immediate exit requested", "x"), "timeout"),
+        (av.InvalidDataError(0, "Invalid data", "rtsp://u:pw-123456@cam.local/live"), "invalid_data"),
+        (OSError(errno.EIO, "Input/output error", "rtsp://u:pw-123456@cam.local/live"), "io_error"),
+    ],
+)
 def test_each_failure_gets_its_own_reason_code(exc: BaseException, code: str) -> None:
     assert _code(exc) == code
 
@@ -83,9 +91,21 @@ def test_invalid_data_at_the_timeout_is_reported_as_a_timeout() -> None:
 
 
 def test_local_file_failures_are_final_and_network_failures_are_retried() -> None:
-    file_err = classify(FileNotFoundError(2, "No such file"), camera_id="c", url="/videos/gone.mp4",
-                        elapsed_s=0.0, timeout_s=5.0, phase="open")
-    net_err = classify(av.HTTPUnauthorizedError(0, "401", "x"), camera_id="c", url="rtsp://cam/x",
-                       elapsed_s=0.0, timeout_s=5.0, phase="open")
+    file_err = classify(
+        FileNotFoundError(2, "No such file"),
+        camera_id="c",
+        url="/videos/gone.mp4",
+        elapsed_s=0.0,
+        timeout_s=5.0,
+        phase="open",
+    )
+    net_err = classify(
+        av.HTTPUnauthorizedError(0, "401", "x"),
+        camera_id="c",
+        url="rtsp://cam/x",
+        elapsed_s=0.0,
+        timeout_s=5.0,
+        phase="open",
+    )
     assert (file_err.code, file_err.retryable) == ("file_not_found", False)
     assert net_err.retryable
