@@ -18,6 +18,7 @@ BENCHMARKS = {
     "ingest": "decode + sampling throughput for concurrent sources",
     "eval": "quality vs retention for SCC and baselines, plots into docs/",
     "reliability": "faults and load against real services",
+    "needles": "after an hour of real footage: does the memory still know when each needle was on camera",
 }
 
 
