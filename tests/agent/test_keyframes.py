@@ -13,9 +13,8 @@ from skimage import data
 
 from agent.keyframes import KeyframeStore
 
-SQUASHED = np.ascontiguousarray(
-    data.astronaut()[::1, ::1]
-)  # 512x512: a frame decoded at the model's square size
+_astronaut: Callable[[], npt.NDArray[np.uint8]] = data.astronaut  # skimage is untyped
+SQUASHED = np.ascontiguousarray(_astronaut())  # 512x512, as decoded at a model's square size
 
 
 def pixels(seed: int, side: int = 64) -> npt.NDArray[np.uint8]:
