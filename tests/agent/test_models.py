@@ -1,10 +1,12 @@
-"""agent.models: the embedded encoder really sees, labels resolve, tiny runs the real LLaVA-OneVision path."""
+"""agent.models: the embedded encoder really sees, labels resolve, tiny runs the real LLaVA-OneVision
+path."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -41,7 +43,10 @@ def tiny(tiny_dir: Path) -> Backend:
 @pytest.fixture(scope="module")
 def photos(embedded: Backend) -> torch.Tensor:
     """Tokens [2, 196, 1280] of skimage's chelsea (a cat) and coffee (an espresso cup), encoded once."""
-    return embedded.encoder.encode([skimage.data.chelsea(), skimage.data.coffee()])
+    # skimage ships without type hints: say what its sample-image loaders return.
+    chelsea = cast(Callable[[], np.ndarray], skimage.data.chelsea)
+    coffee = cast(Callable[[], np.ndarray], skimage.data.coffee)
+    return embedded.encoder.encode([chelsea(), coffee()])
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +82,7 @@ def test_embedded_weights_load_key_for_key_and_a_missing_key_is_named() -> None:
         EfficientNetLite.from_state_dict(broken)
     broken = dict(state)
     broken["_fc.bias"] = torch.zeros(10)
-    with pytest.raises(ValueError, match="_fc.bias"):
+    with pytest.raises(ValueError, match=r"_fc.bias"):
         EfficientNetLite.from_state_dict(broken)
 
 
@@ -118,8 +123,9 @@ def test_embedded_encoder_resizes_frames_of_any_size_and_rejects_non_rgb(embedde
 
 @pytest.mark.parametrize(
     ("query", "must_hold", "size"),
-    [("cat", CATS, None), ("cats", CATS, None), ("dog", {151, 207, 268}, 118), ("car", {511, 817, 436}, None),
-     ("bird", {7, 8, 24, 94, 146}, None), ("person", {981, 983}, None), ("Tabby", {281}, 1), ("crane", {134, 517}, 2)],
+    [("cat", CATS, None), ("cats", CATS, None), ("dog", {151, 207, 268}, 118),
+     ("car", {511, 817, 436}, None), ("bird", {7, 8, 24, 94, 146}, None), ("person", {981, 983}, None),
+     ("Tabby", {281}, 1), ("crane", {134, 517}, 2)],
 )  # fmt: skip
 def test_label_queries_resolve_names_synonyms_and_wordnet_groups(
     embedded: Backend, query: str, must_hold: set[int], size: int | None

@@ -1,14 +1,16 @@
-"""The service end to end in-process: real embedded model on a real looping video, the HTTP API, rules, sessions."""
+"""The service end to end in-process: real embedded model on a real looping video, the HTTP API, rules,
+sessions."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
 
 import pytest
+from torch import Tensor
 
 from agent.models import Backend, load_backend
+from compress import MemoryUpdate
 from tests.agent.service_harness import running_service, video_camera, wait_until
 
 
@@ -153,9 +155,9 @@ async def test_memory_updates_run_in_a_worker_thread_under_the_camera_lock(embed
         seen: list[tuple[int, bool]] = []
         add_frame = camera.memory.add_frame
 
-        def spy(*args: Any) -> Any:
+        def spy(tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
             seen.append((threading.get_ident(), camera.memory_lock.locked()))
-            return add_frame(*args)
+            return add_frame(tokens, t, frame_index)
 
         camera.memory.add_frame = spy  # type: ignore[method-assign]
         done = camera.frames_processed

@@ -1,4 +1,5 @@
-"""Settings: env names from issue 6, nested sections that refuse typos, config files, readable masked errors."""
+"""Settings: env names from issue 6, nested sections that refuse typos, config files, readable masked
+errors."""
 
 from __future__ import annotations
 
@@ -123,7 +124,7 @@ def test_a_misspelt_scissor_env_variable_is_refused(monkeypatch: pytest.MonkeyPa
 )
 def test_invalid_values_name_their_key_path(overrides: dict[str, object], path: str) -> None:
     with pytest.raises(SettingsError) as err:
-        load_settings(**overrides)
+        load_settings(config_file=None, **overrides)
     assert any(line.startswith(path) for line in err.value.lines), err.value.lines
 
 
@@ -159,7 +160,7 @@ def test_errors_never_show_secrets_and_redact_urls() -> None:
 
 def test_a_raw_validation_error_formats_as_one_line_per_key_path() -> None:
     with pytest.raises(ValidationError) as err:
-        Settings(port=-1, camera={"capacity_entries": 0})  # type: ignore[arg-type]
+        Settings(port=-1, camera={"capacity_entries": 0})
     lines = format_validation_error(err.value).splitlines()
     assert lines[0] == "invalid settings:" and len(lines) == 3
     assert lines[1].strip().startswith("port (SCISSOR_PORT) = -1:")

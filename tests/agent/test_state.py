@@ -1,8 +1,10 @@
-"""State stores against a real redis-server: RAM and Redis agree, Redis outages lose nothing, restarts reload."""
+"""State stores against a real redis-server: RAM and Redis agree, Redis outages lose nothing, restarts
+reload."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -19,8 +21,8 @@ def alert(n: int) -> Alert:
     return Alert(camera="cam1", rule="r1", kind="novelty", score=n / 100, stream_s=float(n))
 
 
-def resilient(server: RedisServer, prefix: str, **kw: object) -> ResilientStore:
-    settings = Settings(redis_url=server.url, redis={"key_prefix": prefix}, state={"sync_retry_s": 0.1}, **kw)
+def resilient(server: RedisServer, prefix: str) -> ResilientStore:
+    settings = Settings(redis_url=server.url, redis={"key_prefix": prefix}, state={"sync_retry_s": 0.1})
     return ResilientStore.from_settings(settings)
 
 
@@ -29,9 +31,11 @@ def redis_store(server: RedisServer, prefix: str, outbox_max: int = 10_000) -> R
 
 
 @pytest.fixture(params=["memory", "redis", "resilient"])
-async def store(request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str) -> Store:
+async def store(
+    request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str
+) -> AsyncIterator[Store]:
     if request.param == "memory":
-        made: Store = MemoryStore(outbox_max=3, session_max_turns=2)
+        made: Store = MemoryStore(outbox_max=3, session_max_turns=2)  # type: ignore[abstract]  # ping/close: Store's no-op bodies
     elif request.param == "redis":
         made = RedisStore(
             aioredis.from_url(redis_server.url), prefix=prefix, outbox_max=3, session_max_turns=2
@@ -88,7 +92,7 @@ async def test_every_store_keeps_the_last_turns_of_a_session(store: Store) -> No
 
 
 async def test_memory_session_expires_after_its_idle_ttl_and_reading_it_slides_the_ttl() -> None:
-    store = MemoryStore()
+    store = MemoryStore()  # type: ignore[abstract]  # ping/close: Store's no-op bodies
     await store.append_turn("s1", Turn(question="q", answer="a"), ttl_s=0.3)
     await asyncio.sleep(0.2)
     assert len(await store.turns("s1")) == 1  # read at 0.2 s: expires at 0.5 s now
