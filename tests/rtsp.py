@@ -1,6 +1,8 @@
-"""Launcher for the real GStreamer RTSP server (ops/camera/rtsp_camera.py) that tests start, kill, pause and restart.
+"""Launcher for the real GStreamer RTSP server (ops/camera/rtsp_camera.py) that tests start, kill, pause and
+restart.
 
-Never mocks anything: it runs Debian's /usr/bin/python3 as a subprocess on a loopback port and waits for READY.
+Never mocks anything: it runs Debian's /usr/bin/python3 as a subprocess on a loopback port and waits for
+READY.
 """
 
 from __future__ import annotations

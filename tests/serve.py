@@ -1,4 +1,5 @@
-"""`scissor serve` as a real subprocess for fault, security and load runs: start, SIGKILL, restart, captured log."""
+"""`scissor serve` as a real subprocess for fault, security and load runs: start, SIGKILL, restart, captured
+log."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ class ServeNotReady(RuntimeError):
 
 
 class ServeProcess:
-    """`python -m agent.cli serve` with `env` (SCISSOR_* settings) added to ours; stdout+stderr go to `log_path`."""
+    """`python -m agent.cli serve` with `env` (SCISSOR_* settings) added to ours; stdout+stderr go to
+    `log_path`."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *, token: str | None = None) -> None:
         self.port = int(env["SCISSOR_PORT"])

@@ -1,4 +1,5 @@
-"""Runs a real Service in-process behind its FastAPI app for tests (httpx over ASGI, real models and servers)."""
+"""Runs a real Service in-process behind its FastAPI app for tests (httpx over ASGI, real models and
+servers)."""
 
 from __future__ import annotations
 

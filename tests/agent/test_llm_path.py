@@ -1,4 +1,5 @@
-"""The service on the LLM path (the `tiny` LLaVA-OneVision twin): questions and prompt rules reach generate()."""
+"""The service on the LLM path (the `tiny` LLaVA-OneVision twin): questions and prompt rules reach
+generate()."""
 
 from __future__ import annotations
 

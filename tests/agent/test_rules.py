@@ -1,4 +1,5 @@
-"""Rule semantics: transitions not levels, consecutive checks, hysteresis, cooldown from delivery, escalation."""
+"""Rule semantics: transitions not levels, consecutive checks, hysteresis, cooldown from delivery,
+escalation."""
 
 from __future__ import annotations
 

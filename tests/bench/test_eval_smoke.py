@@ -1,4 +1,5 @@
-"""`scissor bench eval --quick` runs end to end and writes sane numbers, a report and plots (CI smoke test)."""
+"""`scissor bench eval --quick` runs end to end and writes sane numbers, a report and plots (CI smoke
+test)."""
 
 from __future__ import annotations
 

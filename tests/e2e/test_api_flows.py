@@ -1,4 +1,5 @@
-"""A real `scissor serve` process: server-sent events, one question across cameras, and the `scissor ask` CLI."""
+"""A real `scissor serve` process: server-sent events, one question across cameras, and the `scissor ask`
+CLI."""
 
 from __future__ import annotations
 

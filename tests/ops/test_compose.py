@@ -1,4 +1,5 @@
-"""docker-compose.yml parses and is wired: images or builds, health checks, secrets, settings the app knows, docs."""
+"""docker-compose.yml parses and is wired: images or builds, health checks, secrets, settings the app knows,
+docs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every shipped Grafana panel's PromQL returns data from a real Prometheus scraping our metrics; configs lint clean."""
+"""Every shipped Grafana panel's PromQL returns data from a real Prometheus scraping our metrics; configs lint
+clean."""
 
 from __future__ import annotations
 
@@ -62,7 +63,8 @@ def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def all_targets() -> list[tuple[str, str, str]]:
-    """(dashboard file, panel title / refId, expr) for every target of every panel of every shipped dashboard."""
+    """(dashboard file, panel title / refId, expr) for every target of every panel of every shipped
+    dashboard."""
     rows = []
     for path in DASHBOARDS:
         for panel in panels(json.loads(path.read_text())):

@@ -1,4 +1,5 @@
-"""Fixtures for the reliability suite: real RTSP/Redis/Mosquitto servers, the embedded model, leak counters."""
+"""Fixtures for the reliability suite: real RTSP/Redis/Mosquitto servers, the embedded model, leak
+counters."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from agent.models import Backend, load_backend
 from agent.server import sample_video
 from tests.rtsp import RtspServer
 
-# bigbuckbunny.mp4 is 1280x720, bikes.mp4 640x272, carphone_pristine.mp4 176x144 (all H.264, looped by the server).
+# bigbuckbunny.mp4 is 1280x720, bikes.mp4 640x272, carphone_pristine.mp4 176x144 (all H.264, looped by the
+# server).
 SMALL_VIDEO = "carphone_pristine.mp4"
 
 
@@ -26,7 +28,8 @@ def embedded() -> Backend:
 
 @pytest.fixture
 def rtsp_camera() -> Iterator[Callable[..., RtspServer]]:
-    """A factory: `rtsp_camera("bikes.mp4", user=..., password=...)` starts a real RTSP server looping a sample."""
+    """A factory: `rtsp_camera("bikes.mp4", user=..., password=...)` starts a real RTSP server looping a
+    sample."""
     started: list[RtspServer] = []
 
     def start(video: str = SMALL_VIDEO, **kwargs: str) -> RtspServer:
@@ -64,7 +67,8 @@ def video_path(name: str) -> Path:
 
 
 def metric_value(exposition: str, sample: str, **labels: str) -> float:
-    """The value of one sample (e.g. `scissor_alerts_total`) with exactly these labels in a /metrics body; 0 if absent."""
+    """The value of one sample (e.g. `scissor_alerts_total`) with exactly these labels in a /metrics body; 0
+    if absent."""
     from prometheus_client.parser import text_string_to_metric_families
 
     for family in text_string_to_metric_families(exposition):

@@ -1,4 +1,5 @@
-"""Bad input never gets a 5xx or a stack trace: schemathesis over our OpenAPI, NaN, huge bodies, traversal, schemes."""
+"""Bad input never gets a 5xx or a stack trace: schemathesis over our OpenAPI, NaN, huge bodies, traversal,
+schemes."""
 
 from __future__ import annotations
 
@@ -256,7 +257,8 @@ async def test_frames_whose_tokens_are_nan_are_skipped_and_counted_without_resta
 
 
 class _EncoderShim:
-    """The real encoder with its `encode` routed through a fault injector; every other attribute is the real one's."""
+    """The real encoder with its `encode` routed through a fault injector; every other attribute is the real
+    one's."""
 
     def __init__(self, real: object, injector: NaNEvery) -> None:
         self._real, self._injector = real, injector

@@ -1,4 +1,5 @@
-"""Broker faults at the service level: alerts fired by real rules during a Mosquitto outage arrive once, in order."""
+"""Broker faults at the service level: alerts fired by real rules during a Mosquitto outage arrive once, in
+order."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ FIRE_ON_EVERY_FRAME = {"kind": "novelty", "params": {"threshold": 0.0}, "cooldow
 
 
 class Subscriber:
-    """A real MQTT subscriber with a persistent session (the broker queues QoS-1 messages while it is away)."""
+    """A real MQTT subscriber with a persistent session (the broker queues QoS-1 messages while it is
+    away)."""
 
     def __init__(self, broker: MosquittoServer, topic: str, identifier: str) -> None:
         self.broker, self.topic, self.identifier = broker, topic, identifier

@@ -1,4 +1,5 @@
-"""Camera faults at the service level: killed, stalled, corrupt, truncated and resized cameras recover on their own."""
+"""Camera faults at the service level: killed, stalled, corrupt, truncated and resized cameras recover on
+their own."""
 
 from __future__ import annotations
 
@@ -134,7 +135,8 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_filling_the_
 
 
 class CorruptingProxy:
-    """A TCP proxy in front of a real RTSP server that, while `corrupt` is set, overwrites bytes of the media."""
+    """A TCP proxy in front of a real RTSP server that, while `corrupt` is set, overwrites bytes of the
+    media."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port

@@ -1,4 +1,5 @@
-"""Load (slow): 8 RTSP cameras at 2 fps + 20 concurrent askers for 60 s: no errors, bounded RSS. `pytest -m slow`."""
+"""Load (slow): 8 RTSP cameras at 2 fps + 20 concurrent askers for 60 s: no errors, bounded RSS.
+`pytest -m slow`."""
 
 from __future__ import annotations
 

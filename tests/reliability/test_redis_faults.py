@@ -1,4 +1,5 @@
-"""Redis faults at the service level: answers from RAM while Redis is down, /readyz says why, state written back."""
+"""Redis faults at the service level: answers from RAM while Redis is down, /readyz says why, state written
+back."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Process restart: `scissor serve` SIGKILLed and started again gets its cameras, rules, sessions and memory back."""
+"""Process restart: `scissor serve` SIGKILLed and started again gets its cameras, rules, sessions and memory
+back."""
 
 from __future__ import annotations
 

