@@ -23,9 +23,7 @@ async def test_every_subscriber_receives_every_record_in_order() -> None:
     assert [(await b.get(1)).message for _ in range(3)] == ["0", "1", "2"]  # type: ignore[attr-defined]
 
 
-async def test_a_slow_subscriber_drops_its_oldest_records_and_counts_them_without_blocking_the_publisher() -> (
-    None
-):
+async def test_a_slow_subscriber_drops_and_counts_its_oldest_records_without_blocking_the_publisher() -> None:
     bus = EventBus()
     slow, fast = bus.subscribe(maxsize=2), bus.subscribe(maxsize=100)
     for i in range(5):

@@ -67,7 +67,7 @@ async def test_a_file_read_faster_than_real_time_waits_for_a_slow_consumer_inste
         async for _ in source.frames():
             count += 1
             if count % 20 == 0:
-                time.sleep(0.05)  # noqa: ASYNC251 - deliberately stalls the event loop, as a busy consumer does
+                time.sleep(0.05)  # deliberately stalls the event loop, as a busy consumer does
     assert count == 120 and source.stats.drops == {}
 
 
