@@ -29,7 +29,8 @@ def pyproject_requirements(*extras: str) -> list[str]:
 
 def read_lock(path: Path) -> tuple[list[str], dict[str, Version]]:
     """(the direct requirements its header says it was resolved from, name -> pinned version)."""
-    header, pins = [], {}
+    header: list[str] = []
+    pins: dict[str, Version] = {}
     for line in path.read_text().splitlines():
         if match := HEADER.match(line):
             header.append(match.group(1))
@@ -43,7 +44,9 @@ def read_lock(path: Path) -> tuple[list[str], dict[str, Version]]:
 def test_the_lock_was_resolved_from_todays_pyproject() -> None:
     header, _ = read_lock(LOCKS["test"])
     want = sorted({r.replace(" ", "") for r in pyproject_requirements("test", "dev")})
-    assert header == want, "pyproject.toml's dependencies changed: run ./scripts/lock and commit requirements/"
+    assert header == want, (
+        "pyproject.toml's dependencies changed: run ./scripts/lock and commit requirements/"
+    )
 
 
 @pytest.mark.parametrize(("lock", "extras"), [("test", ("test", "dev")), ("runtime", ())])
@@ -53,7 +56,9 @@ def test_every_direct_requirement_is_pinned_inside_its_range(lock: str, extras: 
         req = Requirement(text)
         name = canonicalize_name(req.name)
         assert name in pins, f"{lock}.lock lacks {req.name}"
-        assert req.specifier.contains(pins[name], prereleases=True), f"{lock}.lock: {name}=={pins[name]} vs {req}"
+        assert req.specifier.contains(pins[name], prereleases=True), (
+            f"{lock}.lock: {name}=={pins[name]} vs {req}"
+        )
 
 
 def test_the_runtime_lock_is_the_full_lock_restricted() -> None:
@@ -67,7 +72,7 @@ def test_every_locked_distribution_has_its_own_requirements_locked(lock: str) ->
     """Closed under dependencies, read from the installed distributions' metadata (the tests run in an
     environment installed from test.lock)."""
     _, pins = read_lock(LOCKS[lock])
-    env = {**default_environment(), "extra": ""}
+    env: dict[str, str] = {key: str(value) for key, value in default_environment().items()} | {"extra": ""}
     missing = []
     for name in pins:
         for text in importlib.metadata.requires(name) or []:
