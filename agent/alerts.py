@@ -1,4 +1,7 @@
-"""Runs each camera's rules on every memory update: observations in, alerts out to MQTT and /events. No rule logic."""
+"""Runs each camera's rules on every memory update: observations in, alerts out to MQTT and /events.
+
+No rule logic.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ NOVELTY_EVENT_AT = 0.5  # novelty at or above which a "novelty" event goes to /e
 
 
 class AlertRouter:
-    """Feeds the rule engine with observations from memory updates (and prompt answers) and sends its alerts."""
+    """Feeds the rule engine observations from memory updates (and prompt answers) and sends its alerts."""
 
     def __init__(self, service: AlertHost, backend: Backend):
         self._service = service

@@ -1,4 +1,7 @@
-"""Questions over memory: time range -> memory entries -> Answerer -> answer with evidence. Reads memory, never writes."""
+"""Questions over memory: time range -> memory entries -> Answerer -> answer with evidence.
+
+Reads memory, never writes.
+"""
 
 from __future__ import annotations
 
@@ -134,7 +137,10 @@ async def ask(
     max_memory_tokens: int | None = None,
     max_new_tokens: int = 64,
 ) -> QuestionResult:
-    """Answer `question` from the cameras' memories in `ranges`; the model runs in `executor` under a timeout."""
+    """Answer `question` from the cameras' memories in `ranges`.
+
+    The model runs in `executor` under a timeout.
+    """
     started = time.perf_counter()
     tokens, entries, owners, raw = gather(cameras, ranges, max_memory_tokens)
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""Batches frames of all cameras into one encoder call with bounded latency; never touches memory or outputs."""
+"""Batches all cameras' frames into one encoder call with bounded latency; never touches memory or outputs."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class EncodeBatcher:
     """One encoder worker shared by every camera.
 
     Each camera awaits its own frame's tokens, so at most one request per camera is in flight and the queue is
-    bounded by the number of cameras (plus `max_queue` as a hard cap). A batch is sent when `max_batch` frames wait or
-    the oldest has waited `max_wait_s`.
+    bounded by the number of cameras (plus `max_queue` as a hard cap). A batch is sent when `max_batch` frames
+    wait or the oldest has waited `max_wait_s`.
     """
 
     def __init__(
@@ -72,7 +72,7 @@ class EncodeBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, float]:
-        """Tokens `[N, D]` of one frame, computed in a shared batch, and the encoder seconds spent per frame."""
+        """Tokens `[N, D]` of one frame, computed in a shared batch, and the encoder seconds per frame."""
         future: asyncio.Future[tuple[torch.Tensor, float]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Request(rgb, future))

@@ -1,4 +1,7 @@
-"""`scissor` command line: demo, serve, ask and bench. Parses arguments and hands off; holds no service logic."""
+"""`scissor` command line: demo, serve, ask and bench.
+
+Parses arguments and hands off; holds no service logic.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""In-process fan-out of records (alerts, camera status, events) to subscribers; publishing never blocks or awaits."""
+"""In-process fan-out of records (alerts, camera status, events) to subscribers.
+
+Publishing never blocks or awaits.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ DEFAULT_QUEUE = 256
 class Subscription:
     """One subscriber's bounded queue. Iterate it with `async for`; leave with `close()` or `async with`.
 
-    When the subscriber falls behind, the oldest record is dropped (the freshest wins) and `dropped` counts it.
+    When the subscriber falls behind, the oldest record is dropped (the freshest wins) and `dropped` counts
+    it.
     """
 
     def __init__(self, bus: EventBus, maxsize: int, accept: Callable[[BaseModel], bool] | None) -> None:
@@ -86,7 +90,7 @@ class EventBus:
         self.published = 0
 
     def publish(self, record: BaseModel) -> None:
-        """Offer `record` to every subscriber; a full subscriber drops its oldest record, never the publisher."""
+        """Offer `record` to every subscriber; a full one drops its oldest record, never the publisher."""
         self.published += 1
         for sub in tuple(self._subscriptions):
             sub.offer(record)

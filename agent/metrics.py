@@ -1,8 +1,8 @@
 """Every scissor_* Prometheus metric, declared once; never takes a URL, a question or a frame id as a label.
 
 Two ways in, so nothing is counted twice:
-- *events* the service pushes as they happen (`encoded`, `memory_updated`, `answered`, `alert`, `set_backend`):
-  histograms and the counters only those events know;
+- *events* the service pushes as they happen (`encoded`, `memory_updated`, `answered`, `alert`,
+  `set_backend`): histograms and the counters only those events know;
 - *state* read at scrape time from a callable the service registers (`set_snapshot_source`), returning a
   `ServiceSnapshot` built from counters other stages already keep (`SourceStats`, `TokenMemory`, the MQTT
   publisher, the outbox). Those counters are exported as they are, never re-counted here.
@@ -45,17 +45,19 @@ ANSWER_BUCKETS_S: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 NOVELTY_BUCKETS: Final = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 TOKEN_BUCKETS: Final = tuple(float(2**k) for k in range(4, 16))  # 16 ... 32768 tokens
 
-# A camera counts as up in the streamer's words (`streamer.State.UP`) and in the API's (`CameraState` "online").
+# A camera counts as up in the streamer's words (`streamer.State.UP`) and in the API's
+# (`CameraState` "online").
 UP_STATES: Final = frozenset({"up", "online"})
 ALERT_OUTCOMES: Final = ("sent", "queued", "failed", "dropped")
-# Frame drop reasons: the streamer's (queue full, decoder rejected a packet) and the watcher's (NaN/inf tokens).
+# Frame drop reasons: the streamer's (queue full, decoder rejected a packet) and the watcher's
+# (NaN/inf tokens).
 DROP_REASONS: Final = ("consumer_behind", "decode_error", "bad_tokens")
 ANSWER_OUTCOMES: Final = ("ok", "error")
 MAX_LABEL_CHARS: Final = 64
 
 
 class MetricLabelError(ValueError):
-    """A label value that would make a series unbounded or leak data: a URL, free text, or an unknown outcome."""
+    """A label value that would make a series unbounded or leak data: a URL, free text, an unknown outcome."""
 
     def __init__(self, label: str, value: str, reason: str) -> None:
         super().__init__(f"metric label {label}={value[:80]!r} refused: {reason}")
@@ -372,11 +374,11 @@ class Metrics:
         registry.register(self._collector)
 
     def set_snapshot_source(self, source: SnapshotSource | None) -> None:
-        """Register the callable read on every scrape (None unregisters); it must be fast and must not block."""
+        """Register the callable read on every scrape (None unregisters); it must be fast and not block."""
         self._collector.source = source
 
     def watch_camera(self, camera: str) -> None:
-        """Create a camera's event series at zero, so dashboards show 0 rather than no data before any event."""
+        """Create a camera's event series at 0, so dashboards show 0 rather than no data before any event."""
         c = _checked("camera", camera)
         for metric in (
             self.frames_encoded,
@@ -399,7 +401,7 @@ class Metrics:
             self.alerts.labels(_checked("camera", camera), _checked("rule", rule), outcome)
 
     def forget_camera(self, camera: str) -> None:
-        """Remove every event series of a camera that was deleted (its snapshot series vanish by themselves)."""
+        """Remove every event series of a deleted camera (its snapshot series vanish by themselves)."""
         for metric in (
             self.frames_encoded,
             self.encode_seconds,

@@ -1,4 +1,7 @@
-"""The only MQTT speaker: in-order QoS-1 alerts from the outbox, retained status, last will; never logs secrets."""
+"""The only MQTT speaker: in-order QoS-1 alerts from the outbox, retained status, last will.
+
+Never logs secrets.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ OnDropped = Callable[[str], None]  # alert id dropped from the full outbox
 
 @dataclass
 class MqttStats:
-    """Plain counters for metrics: alerts sent (PUBACK received) / dropped (outbox full), failures, reconnects."""
+    """Plain metric counters: alerts sent (PUBACK received) / dropped (outbox full), failures, reconnects."""
 
     sent: int = 0
     failed: int = 0
@@ -104,8 +107,8 @@ class MqttPublisher:
     Alerts are written to the store's outbox first (in Redis when configured), then published in order with
     QoS 1 and removed only after the broker's PUBACK, so a broker outage loses nothing up to the outbox bound.
     On every (re)connect it republishes retained `<root>/availability = online` and every camera's status; the
-    last will sets it `offline` (retained, QoS 1) and `stop()` publishes `offline` itself. Delivery is at least
-    once: a subscriber drops duplicates by the alert's unique `id`.
+    last will sets it `offline` (retained, QoS 1) and `stop()` publishes `offline` itself. Delivery is at
+    least once: a subscriber drops duplicates by the alert's unique `id`.
 
     Args:
         url: `mqtt://[user[:password]@]host[:port]` or `mqtts://...` (TLS).
@@ -224,7 +227,7 @@ class MqttPublisher:
         self._task = None
 
     async def enqueue_alert(self, alert: Alert) -> None:
-        """Queue an alert in the outbox (never blocks on the broker); past the bound the oldest are dropped."""
+        """Queue an alert in the outbox (never blocks on the broker); when full, the oldest are dropped."""
         dropped = await self.store.outbox_append(alert)
         for alert_id in dropped:
             log.warning("mqtt outbox full: dropped the oldest alert %s", alert_id)
@@ -345,7 +348,8 @@ class MqttPublisher:
             )
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        # The message iterator raises MqttError as soon as the broker drops us, even while nothing is published.
+        # The message iterator raises MqttError as soon as the broker drops us,
+        # even while nothing is published.
         async for _ in client.messages:
             pass
 

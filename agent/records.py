@@ -69,7 +69,7 @@ class CameraStatus(Record):
 
 
 class NoveltyParams(Record):
-    """A novelty rule fires when the share of a frame's tokens matching nothing in memory reaches `threshold`."""
+    """A novelty rule fires when the share of a frame's tokens unmatched in memory reaches `threshold`."""
 
     threshold: Probability = Field(description="novelty in [0, 1] at or above which a frame counts as YES")
 
@@ -149,7 +149,8 @@ class RuleSpec(Record):
     @model_validator(mode="after")
     def _params_match_kind(self) -> RuleSpec:
         if not isinstance(self.params, PARAMS_BY_KIND[self.kind]):
-            raise ValueError(f"params do not fit kind {self.kind!r}")  # noqa: TRY004 - pydantic wants ValueError
+            # pydantic wants ValueError (not TypeError)
+            raise ValueError(f"params do not fit kind {self.kind!r}")
         return self
 
     @property

@@ -1,4 +1,7 @@
-"""Standing queries as pure logic: observations + per-rule state -> alerts; never does I/O or reads a clock."""
+"""Standing queries as pure logic: observations + per-rule state -> alerts.
+
+Never does I/O or reads a clock.
+"""
 
 from __future__ import annotations
 
@@ -174,7 +177,10 @@ class RuleEngine:
         self._changed: set[str] = set()
 
     def set_rule(self, rule: Rule, state: Mapping[str, Any] | None = None) -> None:
-        """Add or replace a rule; `state` restores persisted runtime state (else a replaced rule keeps its own)."""
+        """Add or replace a rule.
+
+        `state` restores persisted runtime state (else a replaced rule keeps its own).
+        """
         self._rules[rule.id] = rule
         if state is not None:
             self._states[rule.id] = RuleState.from_dict(state)
@@ -221,7 +227,10 @@ class RuleEngine:
             self._changed.add(rule_id)
 
     def evaluate(self, obs: Observation) -> list[Alert]:
-        """Advance every rule of `obs.camera_id` by one observation; return the alerts to send, in rule order."""
+        """Advance every rule of `obs.camera_id` by one observation.
+
+        Returns the alerts to send, in rule order.
+        """
         labels = {k.lower(): v for k, v in obs.labels.items()}
         lowered = replace(obs, labels=labels)
         alerts = []
@@ -234,7 +243,10 @@ class RuleEngine:
         return alerts
 
     def mark_delivered(self, rule_id: str, alert_id: str, t: float) -> None:
-        """The publisher got the broker's acknowledgement for an alert at wall time `t`: the cooldown restarts."""
+        """The publisher got the broker's acknowledgement for an alert at wall time `t`.
+
+        The cooldown restarts.
+        """
         state = self._states.get(rule_id)
         if state is None:
             return

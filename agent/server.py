@@ -1,4 +1,7 @@
-"""Process entry points: `scissor serve` and `scissor demo` run the Service under uvicorn. No service logic here."""
+"""Process entry points: `scissor serve` and `scissor demo` run the Service under uvicorn.
+
+No service logic here.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Composition root: Service.start()/stop() name every subsystem in order; cameras, rules and questions go through here."""
+"""Composition root: Service.start()/stop() name every subsystem in order.
+
+Cameras, rules and questions go through here.
+"""
 
 from __future__ import annotations
 
@@ -104,7 +107,8 @@ class Service:
         self._answer_pool.shutdown(wait=False, cancel_futures=True)
 
     async def _restore_when_reachable(self) -> None:
-        # Started while Redis was unreachable: once it answers (and is loaded into RAM), restore what it holds.
+        # Started while Redis was unreachable: once it answers (and is loaded into RAM),
+        # restore what it holds.
         while not self.store.healthy:
             await asyncio.sleep(self.settings.state.sync_retry_s)
         log.info("state store reachable: restoring cameras and rules saved by an earlier run")
@@ -502,9 +506,10 @@ ANSWER_THREAD_NICENESS = 10
 
 
 def _lower_thread_priority() -> None:
-    """Run the answer worker at a lower CPU priority than ingest and encoding (Linux threads have their own nice).
+    """Run the answer worker at a lower CPU priority than ingest and encoding.
 
-    Questions are bursty and can wait a little; frames cannot (they are dropped when the encoder falls behind).
+    Linux threads have their own nice. Questions are bursty and can wait a little; frames cannot (they are
+    dropped when the encoder falls behind).
     """
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANSWER_THREAD_NICENESS)

@@ -1,4 +1,7 @@
-"""One settings model for the service (env `SCISSOR_*`, optional YAML/TOML file); never reads files at import."""
+"""One settings model for the service (env `SCISSOR_*`, optional YAML/TOML file).
+
+Never reads files at import.
+"""
 
 from __future__ import annotations
 
@@ -295,7 +298,9 @@ def _unknown_env(environ: Mapping[str, str]) -> list[str]:
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build `Settings` from overrides, the environment, then a config file, refusing unknown `SCISSOR_*` names.
+    """Build `Settings` from overrides, the environment, then a config file.
+
+    Unknown `SCISSOR_*` names are refused.
 
     Args:
         config_file: a YAML or TOML file; when None, the path in `SCISSOR_CONFIG` if set.

@@ -1,4 +1,7 @@
-"""Service state (cameras, rules, rule state, sessions, memory snapshots, alert outbox) in RAM and Redis; no decisions."""
+"""Service state (cameras, rules, rule state, sessions, memory snapshots, alert outbox) in RAM and Redis.
+
+No decisions.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +48,10 @@ class Store(Protocol):
         """Release connections (a no-op in RAM)."""
 
     async def put(self, kind: str, key: str, value: Any) -> None:
-        """Set one value of a keyed kind; None deletes it, and a camera's snapshot or a rule's state with it."""
+        """Set one value of a keyed kind.
+
+        None deletes it, and a camera's snapshot or a rule's state with it.
+        """
         ...
 
     async def all(self, kind: str) -> dict[str, Any]:
@@ -186,8 +192,8 @@ class RedisStore(Store):
     """Redis (redis-py asyncio) under one key prefix `<p>`. Methods raise redis errors when Redis is down.
 
     Keys: hashes `<p>:camera`, `<p>:rule`, `<p>:rule_state`, `<p>:snapshot` (id -> JSON or bytes);
-    `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox `<p>:outbox:ids` (sorted set id -> sequence
-    number), `<p>:outbox:items` (hash id -> JSON), `<p>:outbox:seq` and `<p>:outbox:dropped` (ints).
+    `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox `<p>:outbox:ids` (sorted set id ->
+    sequence number), `<p>:outbox:items` (hash id -> JSON), `<p>:outbox:seq` and `<p>:outbox:dropped` (ints).
     """
 
     # Append and trim atomically, so the set and the hash never disagree on what the outbox holds.
@@ -196,7 +202,8 @@ class RedisStore(Store):
     redis.call('ZADD', KEYS[1], seq, ARGV[1]); redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
     local dropped = {}
     while redis.call('ZCARD', KEYS[1]) > tonumber(ARGV[3]) do
-      local old = redis.call('ZPOPMIN', KEYS[1])[1]; redis.call('HDEL', KEYS[2], old); table.insert(dropped, old)
+      local old = redis.call('ZPOPMIN', KEYS[1])[1]
+      redis.call('HDEL', KEYS[2], old); table.insert(dropped, old)
     end
     redis.call('INCRBY', KEYS[4], #dropped)
     return dropped

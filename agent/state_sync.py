@@ -1,4 +1,7 @@
-"""The store the service uses: RAM first, Redis write-through, resync after an outage. Never blocks on Redis."""
+"""The store the service uses: RAM first, Redis write-through, resync after an outage.
+
+Never blocks on Redis.
+"""
 
 from __future__ import annotations
 
@@ -98,7 +101,8 @@ class ResilientStore(MemoryStore):
             return True
         was_healthy = self.healthy
         if not was_healthy and self._loaded:
-            # Redis may have come back empty (restarted without persistence): write all of RAM, not just changes.
+            # Redis may have come back empty (restarted without persistence):
+            # write all of RAM, not just changes.
             self._mark_all_dirty()
         if not await self._redis(
             lambda b: b.ping(), self._load, self._check_epoch, self._write_dirty, self._set_epoch
@@ -156,7 +160,8 @@ class ResilientStore(MemoryStore):
                     self.maps[kind][key] = value
         for sid, session in (await backend.sessions()).items():
             self.sessions.setdefault(sid, session)
-        # Saved alerts are older than any queued here before Redis was reached: they go first, ours are renumbered.
+        # Saved alerts are older than any queued here before Redis was reached:
+        # they go first, ours are renumbered.
         saved = [
             (seq, a) for seq, a in await backend.outbox_entries(self.outbox_max) if a.id not in self.outbox
         ]

@@ -1,4 +1,7 @@
-"""One task per camera: frames -> shared batched encoder -> TokenMemory -> update hook. The only memory writer."""
+"""One task per camera: frames -> shared batched encoder -> TokenMemory -> update hook.
+
+The only memory writer.
+"""
 
 from __future__ import annotations
 
@@ -126,6 +129,7 @@ class CameraWatcher:
         self._on_status = on_status
         self._restart_backoff_s = restart_backoff_s
         self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float]] | None = None
+        self._status_tasks: set[asyncio.Task[None]] = set()  # held until done, so none is garbage-collected
 
     def start(self) -> None:
         """Start the camera's task."""
@@ -151,7 +155,9 @@ class CameraWatcher:
 
     def _source_status(self, status: Any) -> None:
         # Called by the streamer on the event loop whenever the source's state changes.
-        asyncio.ensure_future(self._status(str(status.state), str(status.reason or "")))
+        task = asyncio.ensure_future(self._status(str(status.state), str(status.reason or "")))
+        self._status_tasks.add(task)
+        task.add_done_callback(self._status_tasks.discard)
 
     async def _run(self) -> None:
         while True:
@@ -194,7 +200,8 @@ class CameraWatcher:
             return update, t, time.perf_counter() - started
 
     def _reject(self, frame: Frame, reason: str) -> None:
-        # One bad frame (NaN/inf tokens) is skipped and counted; it must neither poison memory nor restart ingest.
+        # One bad frame (NaN/inf tokens) is skipped and counted;
+        # it must neither poison memory nor restart ingest.
         camera = self.camera
         camera.frames_rejected += (
             1  # reported as drops with reason "bad_tokens" (service snapshot and status)
@@ -216,8 +223,9 @@ class CameraWatcher:
             return
         # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
         t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
-        # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free. Shielded:
-        # a cancelled watcher still lets a running update finish (stop() waits for it), so none is half applied.
+        # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free.
+        # Shielded: a cancelled watcher still lets a running update finish (stop() waits for it),
+        # so none is half applied.
         self._inflight = asyncio.get_running_loop().run_in_executor(
             None, self._add_frame, tokens, t, frame.index
         )

