@@ -1,4 +1,7 @@
-"""Turns PyAV/OS exceptions into a reason code and an actionable, redacted sentence; never touches the network."""
+"""Turns PyAV/OS exceptions into a reason code and an actionable, redacted sentence.
+
+Never touches the network.
+"""
 
 from __future__ import annotations
 

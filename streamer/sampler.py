@@ -1,11 +1,13 @@
 """Sampling to a target fps from presentation timestamps, and the bounded thread-to-asyncio frame hand-off.
 
-Never blocks the event loop and never grows without bound: the queue drops its oldest frame (counted) when full.
+Never blocks the event loop and never grows without bound: the queue drops its oldest frame (counted)
+when full.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
 from typing import Generic, TypeVar
@@ -120,10 +122,8 @@ class FrameQueue(Generic[T]):
             if self._wake_pending:
                 return
             self._wake_pending = True
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             self._loop.call_soon_threadsafe(self._on_wake)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
 
     def _on_wake(self) -> None:
         with self._cond:

@@ -1,11 +1,13 @@
-"""`open_source()` and `Source`: the asyncio face of one camera; never blocks the event loop or leaks a credential.
+"""`open_source()` and `Source`: the asyncio face of one camera.
 
-Decode runs in one daemon thread per camera (streamer/worker.py) because PyAV's open and read block.
+Never blocks the event loop or leaks a credential. Decode runs in one daemon thread per camera
+(streamer/worker.py) because PyAV's open and read block.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -147,10 +149,8 @@ class Source:
             log.info("camera %s: %s %s", self.camera_id, state.value, status.reason)
         if self._on_status is None or self._loop is None:
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody left to tell
             self._loop.call_soon_threadsafe(self._deliver, status)
-        except RuntimeError:
-            pass  # the event loop is closed: nobody left to tell
 
     def _deliver(self, status: SourceStatus) -> None:
         assert self._on_status is not None

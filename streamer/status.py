@@ -1,4 +1,7 @@
-"""Camera state, status and counters as plain records; never does I/O (the service turns them into metrics/MQTT)."""
+"""Camera state, status and counters as plain records.
+
+Never does I/O (the service turns them into metrics/MQTT).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Camera URL validation and redaction: the only code that parses credentials; it never logs or stores them."""
+"""Camera URL validation and redaction: the only code that parses credentials; never logs or stores them."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ class WorkerConfig:
 
 
 class _StopAwareClock:
-    """Stands in for the `time` module read by PyAV's interrupt callback (av/container/core.py `interrupt_cb`).
+    """Stands in for `time` as read by PyAV's interrupt callback (av/container/core.py `interrupt_cb`).
 
     PyAV aborts a blocking open/read when `time.monotonic()` passes its deadline, and offers no other way to
     interrupt one. Reporting a far-future time to a decode thread whose stop event is set makes `close()` take
@@ -88,7 +88,7 @@ def install_stop_aware_clock() -> bool:
 
 
 class Backoff:
-    """Capped exponential backoff with full jitter: initial, 2x, 4x ... up to `max_s`, each scaled by [0.5, 1)."""
+    """Exponential backoff with full jitter: initial, 2x, 4x ... up to `max_s`, each scaled by [0.5, 1)."""
 
     def __init__(self, initial_s: float, max_s: float) -> None:
         self.initial_s, self.max_s = initial_s, max_s
@@ -106,7 +106,7 @@ class Backoff:
 
 
 class Timeline:
-    """Maps each session's presentation timestamps onto one continuous, strictly increasing source timeline."""
+    """Maps each session's presentation timestamps onto a continuous, strictly increasing source timeline."""
 
     def __init__(self) -> None:
         self.last_s: float | None = None
