@@ -1,4 +1,4 @@
-"""The token-reduction peers SCC is measured against, each `(frames [F, N, D], budget) -> [K, D]`, K <= budget.
+"""Token-reduction peers SCC is measured against, each `(frames [F, N, D], budget) -> [K, D]`, K <= budget.
 
 Pure tensor code in float32 (cast back to the input dtype); never I/O. Selections keep temporal order
 (frame, then position). `with_merge(peer)` adds the paper's final merge step (Table 4b: selection + merge).
@@ -64,7 +64,8 @@ def tome_merge(frames: Tensor, budget: int) -> Tensor:
 
     Each round splits the tokens alternately into A and B, matches every A token to its most similar B token,
     and merges the r most similar pairs with size-weighted means (sums and sizes, as ToMe's `merge_wavg`).
-    Output in order of each merged token's earliest member. Based on facebookresearch/ToMe `bipartite_soft_matching`.
+    Output in order of each merged token's earliest member. Based on facebookresearch/ToMe
+    `bipartite_soft_matching`.
     """
     flat, k = _flat(frames, budget)
     if k == 0:

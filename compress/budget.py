@@ -94,7 +94,7 @@ def compress_to_budget(
     tau_tolerance: float = 1e-4,
     max_steps: int = 24,
 ) -> Tensor:
-    """The paper's compressor at the tau whose output has at most the budget, as close to it as the search finds.
+    """The paper's compressor at the tau whose output fits the budget, as close to it as the search finds.
 
     Args:
         frames: `[F, N, D]` tokens, any float dtype.
@@ -106,8 +106,9 @@ def compress_to_budget(
         max_steps: cap on compressor runs spent searching.
 
     Returns:
-        `[K, D]`, K <= budget, in the input dtype and earliest-token order. The count is never above the budget,
-        even where count(tau) is not monotone (D7); it can be below it when no tried tau lands exactly on it.
+        `[K, D]`, K <= budget, in the input dtype and earliest-token order. The count is never above the
+        budget, even where count(tau) is not monotone (D7); it can be below it when no tried tau lands exactly
+        on it.
 
     Raises:
         ValueError: bad arguments, NaN/inf tokens, or a budget below the fewest tokens any tau reaches

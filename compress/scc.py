@@ -27,7 +27,8 @@ class SccStats:
         spatial_tokens: K1, representatives after the per-frame step.
         output_tokens: K, representatives after the temporal step (and the merge, which keeps K).
         component: LongTensor[F * N], the output index each original token's component became.
-        assignment: LongTensor[F * N], the output index each token was merged into (Eq. 7); `component` if no merge.
+        assignment: LongTensor[F * N], the output index each token was merged into (Eq. 7); `component` if no
+            merge.
     """
 
     input_tokens: int
@@ -66,21 +67,24 @@ def _inverse_norms(tokens: Tensor, what: str) -> tuple[Tensor, Tensor]:
 
 
 def normalize(tokens: Tensor, what: str = "tokens") -> tuple[Tensor, Tensor]:
-    """`[..., N, D]` -> (float32 unit rows, zero rows stay zero; `[..., N]` non-zero mask). NaN/inf: ValueError."""
+    """`[..., N, D]` -> (float32 unit rows, zero rows stay zero; `[..., N]` non-zero mask).
+
+    NaN/inf: ValueError.
+    """
     x, inv = _inverse_norms(tokens, what)
     return x * inv[..., None], inv > 0
 
 
 def cosine_similarity(a: Tensor, b: Tensor) -> Tensor:
-    """`[..., N, D]`, `[..., M, D]` -> `[..., N, M]` float32 cosines; a zero-norm row scores 0 with everything."""
+    """`[..., N, D]`, `[..., M, D]` -> `[..., N, M]` float32 cosines; a zero row scores 0 with everything."""
     return normalize(a)[0] @ normalize(b)[0].transpose(-1, -2)
 
 
 def _union(parent: Tensor, src: Tensor, dst: Tensor) -> Tensor:
     """Join edges (src, dst) into the flat forest `parent` (`[n]` long, each node pointing at its root).
 
-    Rounds hook every larger root under the smallest root it shares an edge with, then pointer-jump until flat;
-    pointers only decrease, so each root stays its tree's lowest index."""
+    Rounds hook every larger root under the smallest root it shares an edge with, then pointer-jump until
+    flat; pointers only decrease, so each root stays its tree's lowest index."""
     while src.numel():
         a, b = parent.gather(0, src), parent.gather(0, dst)  # gather: no thread hand-off on small tensors
         cross = a != b  # edges inside one tree are done: drop them, so rounds shrink
@@ -108,13 +112,16 @@ def _join_block(parent: Tensor, hit: Tensor, row0: int, col0: int, stride: int =
 
 
 def _rank_roots(parent: Tensor) -> tuple[Tensor, int]:
-    """Flat forest (roots = lowest index of their tree) -> (labels 0..K-1 in order of each tree's lowest index, K)."""
+    """Flat forest (roots = lowest index of their tree) -> (labels 0..K-1 in order of the roots, K)."""
     rank = (parent == torch.arange(parent.numel(), device=parent.device)).long().cumsum(0)
     return rank[parent] - 1, int(rank[-1]) if rank.numel() else 0
 
 
 def graph_components(adj: Tensor) -> Tensor:
-    """`[B, n, n]` bool symmetric graphs -> `[B, n]` exact component labels, per graph 0..K-1 in first-node order."""
+    """`[B, n, n]` bool symmetric graphs -> `[B, n]` exact component labels.
+
+    Per graph 0..K-1 in first-node order.
+    """
     b, n, _ = adj.shape
     labels = _rank_roots(_join_block(torch.arange(b * n, device=adj.device), adj.clone(), 0, 0, n))[0].view(
         b, n
@@ -123,7 +130,10 @@ def graph_components(adj: Tensor) -> Tensor:
 
 
 def _frame_forest(x: Tensor, inv: Tensor, tau: float) -> Tensor:
-    """All frames' spatial graphs (one batched matmul, cosines scaled after it; Eq. 1 strict) -> F*N-node forest."""
+    """All frames' spatial graphs -> one F*N-node forest.
+
+    One batched matmul, cosines scaled after it; Eq. 1 strict.
+    """
     f, n, _ = x.shape
     hit = (x @ x.transpose(1, 2)) * inv[:, :, None] * inv[:, None, :] > tau  # [F, N, N]
     if not bool((nonzero := inv > 0).all()):  # D4: a zero-norm token links to nothing
@@ -132,7 +142,10 @@ def _frame_forest(x: Tensor, inv: Tensor, tau: float) -> Tensor:
 
 
 def _token_forest(unit: Tensor, nonzero: Tensor, tau: float) -> Tensor:
-    """One graph over `[n, D]` unit rows -> flat forest; only the upper triangle of the similarity is computed."""
+    """One graph over `[n, D]` unit rows -> flat forest.
+
+    Only the upper triangle of the similarity is computed.
+    """
     n, parent = unit.shape[0], torch.arange(unit.shape[0], device=unit.device)
     rows, all_nonzero = max(256, _BLOCK_ELEMENTS // max(n, 1)), bool(nonzero.all())
     for start, stop in (
@@ -157,7 +170,10 @@ def semantic_components(tokens: Tensor, tau: float) -> Tensor:
 
 
 def frame_components(frames: Tensor, tau: float) -> Tensor:
-    """Spatial SCC of every frame at once (Eq. 5). `[F, N, D]` -> `[F, N]` labels, each frame numbered from 0."""
+    """Spatial SCC of every frame at once (Eq. 5).
+
+    `[F, N, D]` -> `[F, N]` labels, each frame numbered from 0.
+    """
     if frames.dim() != 3:
         raise ValueError(f"frames must be [F, N, D], got shape {tuple(frames.shape)}")
     labels = _rank_roots(_frame_forest(*_inverse_norms(frames, "frames"), check_tau(tau)))[0].view(
@@ -167,7 +183,10 @@ def frame_components(frames: Tensor, tau: float) -> Tensor:
 
 
 def _segment_sum(values: Tensor, labels: Tensor, k: int) -> Tensor:
-    """`[S, C]` float32 rows summed by label into `[k, C]`: a CSR one-hot product, ~3x faster than index_add on CPU."""
+    """`[S, C]` float32 rows summed by label into `[k, C]`.
+
+    A CSR one-hot product, ~3x faster than index_add on CPU.
+    """
     crow = torch.cat([labels.new_zeros(1), torch.bincount(labels, minlength=k).cumsum(0)])  # [k + 1]
     order = torch.argsort(labels, stable=True)  # members of each label in token order: deterministic sums
     ones = values.new_ones(order.shape[0])
@@ -212,12 +231,15 @@ def _nearest(
 
 
 def assign_to_nearest(sources: Tensor, targets: Tensor) -> Tensor:
-    """`[S, D]`, `[K, D]` -> `[S]` most similar target (Eq. 7); never a zero-norm target, -1 for a zero source."""
+    """`[S, D]`, `[K, D]` -> `[S]` most similar target (Eq. 7).
+
+    Never a zero-norm target, -1 for a zero source.
+    """
     return _nearest(*normalize(sources, "sources"), *normalize(targets, "targets"))
 
 
 def _merge(reps: Tensor, sources: Tensor, assignment: Tensor) -> Tensor:
-    """Eq. 8: (rep_j + sum of the sources assigned to j) / (count_j + 1), in float32 (D5); -1 joins nothing."""
+    """Eq. 8: (rep_j + sum of sources assigned to j) / (count_j + 1), in float32 (D5); -1 joins nothing."""
     if not bool((keep := assignment >= 0).all()):
         sources, assignment = sources[keep], assignment[keep]
     sums = reps.float() + _segment_sum(sources.float(), assignment, reps.shape[0])
@@ -225,9 +247,10 @@ def _merge(reps: Tensor, sources: Tensor, assignment: Tensor) -> Tensor:
 
 
 def final_merge(sources: Tensor, reps: Tensor) -> Tensor:
-    """Eqs. 7-8 for `[S, D]` sources and `[K, D]` representatives (Table 4b applies it to peers) -> `[K, D]` float32.
+    """Eqs. 7-8 for `[S, D]` sources and `[K, D]` representatives -> `[K, D]` float32.
 
-    Zero-norm sources join nothing; a zero-norm representative captures nothing (D4)."""
+    Table 4b applies it to peers. Zero-norm sources join nothing; a zero-norm representative captures nothing
+    (D4)."""
     return _merge(reps, sources, assign_to_nearest(sources, reps))
 
 
@@ -264,12 +287,14 @@ def compress_video(frames: Tensor, tau: float = 0.9, merge: bool = True) -> Tens
     """LLaVA-Scissor's two-step compression with the final merge, exactly as PAPER.md §1.2 (exact components).
 
     Args:
-        frames: `[F, N, D]` visual tokens of F frames, any float dtype; all maths in float32, cast back at the end.
+        frames: `[F, N, D]` visual tokens of F frames, any float dtype; all maths in float32, cast back at the
+            end.
         tau: cosine threshold in [-1, 1] for both the spatial and the temporal step (paper default 0.9).
         merge: apply the final merge step (Eqs. 7-8); False returns the temporal representatives.
 
     Returns:
-        `[K, D]` in the input dtype, ordered by each component's earliest original token (frame, then position).
+        `[K, D]` in the input dtype, ordered by each component's earliest original token (frame, then
+        position).
 
     Raises:
         ValueError: wrong rank, NaN/inf tokens (naming how many), tau outside [-1, 1].

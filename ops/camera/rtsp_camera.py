@@ -1,4 +1,6 @@
-"""Sample RTSP camera for the compose stack: serves an H.264 mp4 at rtsp://0.0.0.0:8554/cam, looping; never transcodes.
+"""Sample RTSP camera for the compose stack: serves an H.264 mp4 at rtsp://0.0.0.0:8554/cam, looping.
+
+Never transcodes.
 
 Runs under the system Python with GStreamer's introspection bindings (python3-gi, gir1.2-gst-rtsp-server-1.0).
 Usage: python3 rtsp_camera.py [VIDEO.mp4] [--host 0.0.0.0] [--port 8554] [--mount /cam]
@@ -6,9 +8,9 @@ Env: CAMERA_VIDEO (default /videos/sample.mp4), CAMERA_USER / CAMERA_PASSWORD (o
 Prints `READY rtsp://HOST:PORT/MOUNT` once it listens.
 
 How it loops (tests run this same script through tests/rtsp.py): a reader pipeline demuxes the file
-into access units that are pushed into the served media's appsrc, with timestamps shifted by one file duration on
-every pass, so clients see one endless stream whose timestamps only increase. The media is shared, like a real
-camera: late clients join mid-stream.
+into access units that are pushed into the served media's appsrc, with timestamps shifted by one file duration
+on every pass, so clients see one endless stream whose timestamps only increase. The media is shared, like a
+real camera: late clients join mid-stream.
 """
 
 from __future__ import annotations
