@@ -1,6 +1,7 @@
-"""`scissor bench compress`: the SCC compressor vs its matmul floor vs the reference algorithm, one process, same inputs.
+"""`scissor bench compress`: the SCC compressor vs its matmul floor vs the reference algorithm.
 
-Prints a table and writes JSON (default bench/out/compress.json). Never imported by the product.
+One process, same inputs. Prints a table and writes JSON (default bench/out/compress.json). Never imported
+by the product.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ DENSE_TAUS = (0.9, 0.8)
 
 def camera_like(frames: int, tokens: int, dim: int, seed: int = 0) -> Tensor:
     """A static camera: 4 large regions (horizontal bands) cover most of each frame, 6 small 2x2 objects move,
-    per-position texture and sensor noise with log-uniform spread (so similarity thresholds spread). `[F, N, D]`."""
+    per-position texture and sensor noise with log-uniform spread (so similarity thresholds spread).
+    `[F, N, D]`."""
     g = torch.Generator().manual_seed(seed)
     side = max(2, math.isqrt(tokens))
     region = (torch.arange(tokens) // side * 4 // side).clamp_max(3)  # [N] band of each position
@@ -50,7 +52,7 @@ def camera_like(frames: int, tokens: int, dim: int, seed: int = 0) -> Tensor:
 
 
 def dense_regions(frames: int, tokens: int, dim: int, seed: int = 1) -> Tensor:
-    """Three large uniform regions with light noise: dense per-frame graphs (mean degree ~N/3). `[F, N, D]`."""
+    """Three big uniform regions with light noise: dense per-frame graphs (mean degree ~N/3). `[F, N, D]`."""
     g = torch.Generator().manual_seed(seed)
     region = torch.arange(tokens) * 3 // max(tokens, 1)
     base = torch.randn(3, dim, generator=g)[region]

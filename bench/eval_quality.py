@@ -1,4 +1,4 @@
-"""Quality half of `scissor bench eval`: every method at every retention on one clip's tokens, scored three ways.
+"""Quality half of `scissor bench eval`: every method at every retention on one clip's tokens, scored 3 ways.
 
 Benchmark-only; never imported by the product. Definitions (docs/benchmarks.md repeats them):
 - represent: every original token is represented by the kept token most similar to it (cosine; the paper's
@@ -6,10 +6,11 @@ Benchmark-only; never imported by the product. Definitions (docs/benchmarks.md r
 - coverage: `compress.quality.coverage` (mean over original tokens of the best cosine to any kept token).
 - label recall@5: per frame, top-5 ImageNet classes of the mean of its N tokens vs of the mean of the N kept
   tokens representing them (one per original token, so a kept token weighs by how many it represents).
-- temporal recall: each frame's top-1 class (full tokens) is a concept seen there; a kept token carries a concept
-  when it is in the token's own top-5; the token's time span is the first..last frame of the tokens it
+- temporal recall: each frame's top-1 class (full tokens) is a concept seen there; a kept token carries a
+  concept when it is in the token's own top-5; the token's time span is the first..last frame of the tokens it
   represents (the memory: its entries' first_seen..last_seen). Recall = share of (concept, frame) sightings
-  inside the spans of kept tokens carrying that concept; IoU = sightings covered / union of sightings and spans.
+  inside the spans of kept tokens carrying that concept; IoU = sightings covered / union of sightings and
+  spans.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ Logits = Callable[[Tensor], Tensor]
 
 
 class TauSearch:
-    """Token count of SCC (no merge) per tau on one clip, cached across budgets (count is not monotone: D7)."""
+    """Token count of SCC (no merge) per tau on a clip, cached across budgets (count is not monotone: D7)."""
 
     def __init__(self, x: Tensor, tolerance: float = 2e-3) -> None:
         self.x, self.tolerance = x, tolerance

@@ -29,10 +29,10 @@ def _by(rows: list[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[di
 
 
 def verdict(ours: list[float], rival: list[float]) -> tuple[str, float, float]:
-    """Paired per-clip comparison with the best other method: (verdict, mean gap, 2 x standard error of the gap).
+    """Paired per-clip comparison with the best other method: (verdict, mean gap, 2 x its standard error).
 
-    "clearly best": ahead by more than the noise (2 SE, at least 0.005); "best": ahead by less; "within noise":
-    behind by no more than the noise; else "behind".
+    "clearly best": ahead by more than the noise (2 SE, at least 0.005); "best": ahead by less; "within
+    noise": behind by no more than the noise; else "behind".
     """
     gaps = [a - b for a, b in zip(ours, rival, strict=True)]
     gap = statistics.fmean(gaps)
@@ -45,7 +45,7 @@ def verdict(ours: list[float], rival: list[float]) -> tuple[str, float, float]:
 
 
 def summarise(quality: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per retention and measure: mean of each method over clips, the best peer, and SCC's `verdict` against it."""
+    """Per retention and measure: each method's mean over clips, the best peer, SCC's `verdict` against it."""
     out = []
     for (target,), rows in sorted(_by(quality, "target").items(), reverse=True):
         per_method = _by(rows, "method")

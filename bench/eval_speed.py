@@ -105,7 +105,7 @@ def memory_over_stream(
     checkpoints: Sequence[int] = (32, 128, 512, 2048),
     seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Per-frame `TokenMemory.add_frame` time over a 1 fps stream that replays the real clips with fresh noise.
+    """Per-frame `TokenMemory.add_frame` time over a 1 fps stream replaying the real clips with fresh noise.
 
     Returns one row per checkpoint <= length: median update time of the frames since the previous checkpoint,
     live entries and stored tokens at the checkpoint.
@@ -138,7 +138,10 @@ def memory_over_stream(
 
 
 def ingest_share(path: Path, fps: float = 1.0) -> float | None:
-    """CPU cores one camera's decode + sampling costs at `fps`, from bench/ingest.py's JSON (live mode, 1 source)."""
+    """CPU cores one camera's decode + sampling costs at `fps`.
+
+    Read from bench/ingest.py's JSON (live mode, 1 source).
+    """
     if not path.exists():
         return None
     for row in json.loads(path.read_text())["rows"]:
@@ -156,7 +159,8 @@ def cameras_per_node(
     fps: float = 1.0,
 ) -> dict[str, Any]:
     """Cameras one node sustains at `fps`: each core runs a single-threaded worker; a camera costs encode +
-    memory update per frame plus its decode share (cores busy per camera = fps * (encode + memory) + ingest)."""
+    memory update per frame plus its decode share (cores busy per camera = fps * (encode + memory) +
+    ingest)."""
     per_camera = fps * (encode_s_per_frame + memory_s_per_frame) + (ingest_cores or 0.0)
     return {
         "fps": fps,

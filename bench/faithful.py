@@ -1,7 +1,8 @@
-"""`scissor bench faithful`: incremental TokenMemory vs batch compress_video on the same 32-frame clips, side by side.
+"""`scissor bench faithful`: incremental TokenMemory vs batch compress_video on the same 32-frame clips.
 
-Token counts and coverage of the original tokens for tau in {0.8, 0.85, 0.9, 0.95}, on camera-like synthetic clips
-and (when the embedded encoder is installed) real clips. Prints a table, writes JSON. Never imported by the product.
+Side by side: token counts and coverage of the original tokens for tau in {0.8, 0.85, 0.9, 0.95}, on
+camera-like synthetic clips and (when the embedded encoder is installed) real clips. Prints a table, writes
+JSON. Never imported by the product.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def real_clips(frames: int, names: tuple[str, ...]) -> list[tuple[str, Tensor]]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'clip':<26} {'tau':>5} {'batch K':>8} {'incr K':>7} {'K ratio':>7} {'batch cov':>9} {'incr cov':>8}"
+    head = (
+        f"{'clip':<26} {'tau':>5} {'batch K':>8} {'incr K':>7} {'K ratio':>7} {'batch cov':>9} "
+        f"{'incr cov':>8}"
+    )
     print(head + f" {'cov ratio':>9} {'batch ms':>9} {'incr ms':>8} goal")
     for r in rows:
         print(
@@ -129,9 +133,9 @@ def main(argv: list[str]) -> int:
         "worst_count_ratio": max(r["count_ratio"] for r in rows),
     }
     print(
-        f"\n{summary['rows_meeting_goal']}/{summary['rows']} rows meet the goal (coverage >= {COVERAGE_GOAL} x "
-        f"batch at <= {COUNT_GOAL} x its tokens); worst coverage ratio {summary['worst_coverage_ratio']:.4f}, "
-        f"worst count ratio {summary['worst_count_ratio']:.3f}"
+        f"\n{summary['rows_meeting_goal']}/{summary['rows']} rows meet the goal (coverage >= {COVERAGE_GOAL} "
+        f"x batch at <= {COUNT_GOAL} x its tokens); worst coverage ratio "
+        f"{summary['worst_coverage_ratio']:.4f}, worst count ratio {summary['worst_count_ratio']:.3f}"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     config = {k: v for k, v in vars(args).items() if k != "out"}

@@ -118,8 +118,9 @@ def print_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
     for r in rows:
         print(
             f"{r['mode']:<5} {r['sources']:>4} {r['sample_fps']:>4g} {r['emitted_fps_total']:>10.1f} "
-            f"{r['decoded_fps_total']:>10.1f} {r['decoded_fps_per_camera']:>9.1f} {r['cpu_cores_used']:>9.2f} "
-            f"{r['cpu_share_per_camera']:>7.1%} {r['cameras_per_core']:>9.1f} {'yes' if r['keeps_up'] else 'NO':>8}"
+            f"{r['decoded_fps_total']:>10.1f} {r['decoded_fps_per_camera']:>9.1f} "
+            f"{r['cpu_cores_used']:>9.2f} {r['cpu_share_per_camera']:>7.1%} {r['cameras_per_core']:>9.1f} "
+            f"{'yes' if r['keeps_up'] else 'NO':>8}"
         )
 
 
@@ -166,11 +167,11 @@ def main(argv: list[str]) -> int:
                             live=mode == "live",
                             duration_s=args.duration,
                             warmup_s=args.warmup,
-                            size=size,
+                            size=size,  # type: ignore[arg-type]
                         )
                     )
                     for _ in range(args.repeats)
-                ]  # type: ignore[arg-type]
+                ]
                 rows.append(summarise(runs, mode=mode, sources=sources, fps=fps, native_fps=info["fps"]))
     print_table(rows, info)
     args.out.parent.mkdir(parents=True, exist_ok=True)

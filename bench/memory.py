@@ -1,8 +1,8 @@
 """`scissor bench memory`: TokenMemory per-frame update cost over a long camera-like stream (flat, bounded).
 
-Streams F frames x N tokens x D dims through one memory and compares the median update time of the first and last
-1,000 frames; the share of the embedded encoder's per-frame time is measured in the same process. Prints a table,
-writes JSON. Never imported by the product.
+Streams F frames x N tokens x D dims through one memory and compares the median update time of the first and
+last 1,000 frames; the share of the embedded encoder's per-frame time is measured in the same process. Prints
+a table, writes JSON. Never imported by the product.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ FLAT_GOAL, SHARE_GOAL = 1.3, 0.05
 
 
 class CameraStream:
-    """Camera-like tokens: a drifting background of large regions plus object slots whose objects leave and are
+    """Camera-like tokens: a drifting background of big regions plus object slots whose objects leave and are
     replaced by new ones (or by recently seen ones returning), so concepts appear, vanish and come back."""
 
     def __init__(self, tokens: int, dim: int, *, objects: int = 8, seed: int = 0) -> None:
@@ -41,10 +41,10 @@ class CameraStream:
         return torch.nn.functional.normalize(x, dim=1)
 
     def frame(self) -> Tensor:
-        """Next `[N, D]` frame: each object slot changes with probability 0.3 (a third of changes are returns)."""
+        """Next `[N, D]` frame: each object slot changes with p = 0.3 (a third of changes are returns)."""
         change = torch.rand(self.slots, generator=self.g) < 0.3
         for s in change.nonzero().squeeze(1).tolist():
-            self.seen = (self.seen + [self.objects[s]])[-500:]
+            self.seen = [*self.seen, self.objects[s]][-500:]
             if torch.rand(1, generator=self.g).item() < 1 / 3:
                 self.objects[s] = self.seen[int(torch.randint(0, len(self.seen), (1,), generator=self.g))]
             else:
@@ -107,7 +107,7 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
 def side_by_side(
     early: TokenMemory, late: TokenMemory, stream: CameraStream, args: argparse.Namespace
 ) -> dict[str, float]:
-    """Early vs late memory fed the same next frames, alternating frame by frame: a ratio immune to load drift."""
+    """Early vs late memory fed the same next frames, alternating per frame: a ratio immune to load drift."""
     times: dict[str, list[float]] = {"early": [], "late": []}
     for f in range(args.replay):
         tokens, t = stream.frame(), (args.frames + f) / args.fps
@@ -190,8 +190,9 @@ def main(argv: list[str]) -> int:
         result.update(enc, encoder_share=result["last_median_ms"] / enc["encoder_ms_per_frame"])
     result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL and result["replay_ratio"] <= FLAT_GOAL
     print(
-        f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity {args.capacity}, "
-        f"window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, {args.threads} thread(s)"
+        f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity "
+        f"{args.capacity}, window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, "
+        f"{args.threads} thread(s)"
     )
     rows = [
         (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),

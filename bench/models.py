@@ -130,7 +130,8 @@ def similarity(taus: tuple[float, ...] = (0.7, 0.75, 0.8, 0.85, 0.9)) -> list[di
         within = torch.cat([(u @ u.T)[iu[0], iu[1]] for u in unit])
         same_pos = (unit[1:] * unit[:-1]).sum(-1).flatten()
         best = torch.cat([(unit[f + 1] @ unit[f].T).max(-1).values for f in range(PAPER_FRAMES - 1)])
-        row: dict[str, Any] = {"clip": clip, "quantiles": q.tolist(), "within_frame": within.quantile(q).tolist(),
+        row: dict[str, Any] = {"clip": clip, "quantiles": q.tolist(),
+                               "within_frame": within.quantile(q).tolist(),
                                "consecutive_same_position": same_pos.quantile(q).tolist(),
                                "consecutive_best_match": best.quantile(q).tolist(), "tau": {}}  # fmt: skip
         for tau in taus:
@@ -178,7 +179,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                                          "python": platform.python_version(), "torch": torch.__version__}}  # fmt: skip
+                                          "python": platform.python_version(),
+                                          "torch": torch.__version__}}  # fmt: skip
     report["encoders"] = bench_encoders(args.runs)
     report["answers"] = bench_answers(args.runs, args.max_new_tokens)
     report["flops"] = flops_table()

@@ -1,10 +1,10 @@
-"""A faithful re-expression of LLaVA-Scissor's reference algorithm from PAPER.md's description, for benchmarks only.
+"""A faithful re-expression of LLaVA-Scissor's reference algorithm from PAPER.md, for benchmarks only.
 
-Written from PAPER.md §1 and D1-D8 (not copied from HumanMLLM/LLaVA-Scissor): NumPy boolean adjacency moved off
-the device, a Python union-find with path halving and union by rank, vertex sampling with
+Written from PAPER.md §1 and D1-D8 (not copied from HumanMLLM/LLaVA-Scissor): NumPy boolean adjacency moved
+off the device, a Python union-find with path halving and union by rank, vertex sampling with
 N' = min(N, ceil(ln N / eps^2)), members collected from the raw parent array (D1, so members get dropped), the
-highest-degree sort key, plain means, and the final merge (Eqs. 7-8) with no norm epsilon. It must never be used
-by the product: it exists to time the paper's implementation strategy and to count the members it drops.
+highest-degree sort key, plain means, and the final merge (Eqs. 7-8) with no norm epsilon. It must never be
+used by the product: it exists to time the paper's implementation strategy and to count the members it drops.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class RefCounts:
 def approximate_components(
     adj: np.ndarray, eps: float, rng: np.random.RandomState
 ) -> tuple[list[np.ndarray], int]:
-    """Components as the reference collects them (Alg. 2 + D1); returns (sorted member lists, dropped count)."""
+    """Components as the reference collects them (Alg. 2 + D1) -> (sorted member lists, dropped count)."""
     n = adj.shape[0]
     n_sample = min(n, math.ceil(math.log(n) / eps**2)) if n else 0
     sampled = rng.choice(n, n_sample, replace=False)

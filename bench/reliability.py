@@ -1,9 +1,9 @@
-"""`scissor bench reliability`: the load run: N cameras from a real RTSP server + concurrent questions against `scissor serve`.
+"""`scissor bench reliability`: N cameras from a real RTSP server + concurrent questions to `scissor serve`.
 
-Measures only: a real `scissor serve` process (embedded backend, real Redis and Mosquitto), cameras pulled from a
-real GStreamer RTSP server, and concurrent askers over HTTP. Reports errors, peak RSS of the service process,
-answer latency p50/p95, frames encoded and frames dropped by reason. Run it from the repository root (it uses the
-test launchers in tests/). Never changes the service's behaviour.
+The load run. Measures only: a real `scissor serve` process (embedded backend, real Redis and Mosquitto),
+cameras pulled from a real GStreamer RTSP server, and concurrent askers over HTTP. Reports errors, peak RSS of
+the service process, answer latency p50/p95, frames encoded and frames dropped by reason. Run it from the
+repository root (it uses the test launchers in tests/). Never changes the service's behaviour.
 """
 
 from __future__ import annotations
