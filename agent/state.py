@@ -116,6 +116,12 @@ class MemoryStore(Store):
         self.outbox: OrderedDict[str, tuple[int, Alert]] = OrderedDict()  # id -> (sequence number, alert)
         self.seq = self.dropped = 0
 
+    async def ping(self) -> None:
+        """RAM is always reachable."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
     async def _changed(self, kind: str, key: str = "") -> None:
         """Hook called after every change (ResilientStore writes it through to Redis)."""
 

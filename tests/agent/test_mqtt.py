@@ -73,7 +73,7 @@ async def subscribed(
 @asynccontextmanager
 async def publisher(server: MosquittoServer, root: str, **kw: object) -> AsyncIterator[MqttPublisher]:
     options: dict[str, object] = {
-        "store": MemoryStore(),  # type: ignore[abstract]  # ping/close: Store's no-op bodies
+        "store": MemoryStore(),
         "topic_root": root,
         "client_id": root,
         "backoff_initial_s": 0.05,
@@ -182,7 +182,7 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_and_reported(
         # subscriber reconnects first after the outage, the subscriber receives what was delivered.
         async with subscribed(server, f"{prefix}/#", identifier=f"{prefix}-sub") as sub:
             server.stop()
-            store = MemoryStore(outbox_max=3)  # type: ignore[abstract]  # ping/close: Store's no-op bodies
+            store = MemoryStore(outbox_max=3)
             async with publisher(server, prefix, store=store, on_dropped=dropped.append) as pub:
                 alerts = [alert(i) for i in range(5)]
                 for a in alerts:
@@ -227,7 +227,7 @@ async def test_broker_credentials_are_used_and_never_logged(
         async with publisher(server, prefix) as good:
             await Subscriber(server, "x").wait(lambda: good.connected)
         wrong = server.url.replace("s3cret-pass", "wrong-pass")
-        store = MemoryStore()  # type: ignore[abstract]  # ping/close: Store's no-op bodies
+        store = MemoryStore()
         pub = MqttPublisher(wrong, store=store, topic_root=prefix, backoff_initial_s=0.05, backoff_max_s=0.1)
         await pub.start()
         await Subscriber(server, "x").wait(lambda: pub.stats.failed >= 2)

@@ -35,7 +35,7 @@ async def store(
     request: pytest.FixtureRequest, redis_server: RedisServer, prefix: str
 ) -> AsyncIterator[Store]:
     if request.param == "memory":
-        made: Store = MemoryStore(outbox_max=3, session_max_turns=2)  # type: ignore[abstract]  # ping/close: Store's no-op bodies
+        made: Store = MemoryStore(outbox_max=3, session_max_turns=2)
     elif request.param == "redis":
         made = RedisStore(
             aioredis.from_url(redis_server.url), prefix=prefix, outbox_max=3, session_max_turns=2
@@ -92,7 +92,7 @@ async def test_every_store_keeps_the_last_turns_of_a_session(store: Store) -> No
 
 
 async def test_memory_session_expires_after_its_idle_ttl_and_reading_it_slides_the_ttl() -> None:
-    store = MemoryStore()  # type: ignore[abstract]  # ping/close: Store's no-op bodies
+    store = MemoryStore()
     await store.append_turn("s1", Turn(question="q", answer="a"), ttl_s=0.3)
     await asyncio.sleep(0.2)
     assert len(await store.turns("s1")) == 1  # read at 0.2 s: expires at 0.5 s now
