@@ -21,6 +21,8 @@ class Frame:
             with the wall time that passed).
         wall_time: `time.time()` when the frame was decoded.
         rgb: pixels, uint8 [H, W, 3] in RGB order, C-contiguous.
+        source_aspect: width / height of the picture as the camera sent it (a model's square input squashes
+            it; keyframes for people restore it), counting the stream's sample aspect ratio; None if unknown.
     """
 
     camera_id: str
@@ -28,6 +30,7 @@ class Frame:
     pts_s: float
     wall_time: float
     rgb: npt.NDArray[np.uint8]
+    source_aspect: float | None = None
 
     @property
     def height(self) -> int:

@@ -155,6 +155,7 @@ class CameraWorker:
         self.timeline = Timeline()
         self.sampler = FpsSampler(cfg.fps)
         self.index = 0
+        self.pixel_aspect = 1.0  # the open stream's sample aspect ratio (1 for square pixels)
         self.state = State.CONNECTING
         self.recent_pts: deque[float] = deque(maxlen=32)
         self.last_frame_mono: float | None = None
@@ -295,6 +296,10 @@ class CameraWorker:
                 retryable=False,
             )
         stream.codec_context.thread_count = self.cfg.decode_threads
+        sar = stream.sample_aspect_ratio
+        self.pixel_aspect = (
+            float(sar) if sar is not None and sar.numerator > 0 and sar.denominator > 0 else 1.0
+        )
         return stream
 
     def _decode_all(self, container: av.container.InputContainer, stream: av.VideoStream) -> bool:
@@ -366,7 +371,8 @@ class CameraWorker:
         # swscale converts and resizes in C, only for the frames the sampler kept.
         rgb = cast(npt.NDArray[np.uint8], frame.to_ndarray(format="rgb24", width=width, height=height))
         self.stats.decode_seconds += time.perf_counter() - started
-        item = Frame(self.cfg.camera_id, self.index, pts_s, wall_time, rgb)
+        aspect = frame.width * self.pixel_aspect / frame.height if frame.width and frame.height else None
+        item = Frame(self.cfg.camera_id, self.index, pts_s, wall_time, rgb, aspect)
         self.index += 1
         self.stats.frames_sampled += 1
         # Files read faster than real time wait for the consumer; live sources drop the oldest frame.
