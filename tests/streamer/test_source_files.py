@@ -36,7 +36,9 @@ async def test_frames_are_resized_at_decode_to_the_requested_size(videos: Path) 
 
 
 async def test_a_squashed_frame_still_knows_the_pictures_aspect_ratio(videos: Path) -> None:
-    async with streamer.open_source(str(videos / "bikes.mp4"), camera_id="c", fps=1, size=(448, 448)) as source:
+    async with streamer.open_source(
+        str(videos / "bikes.mp4"), camera_id="c", fps=1, size=(448, 448)
+    ) as source:
         frames = await collect(source, count=1)
     assert frames[0].rgb.shape == (448, 448, 3)
     assert frames[0].source_aspect == pytest.approx(640 / 272)
