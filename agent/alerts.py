@@ -143,8 +143,16 @@ class AlertRouter:
             for label in wanted
         }
 
-    def _evidence(self, camera: CameraRuntime, t: float) -> tuple[list[Evidence], str]:
-        url = f"/cameras/{camera.id}/snapshot?t={t:.1f}"
+    def _evidence(
+        self, camera: CameraRuntime, t: float, frame: int | None
+    ) -> tuple[list[Evidence], str | None]:
+        """The alert's evidence: the moment it fired and the keyframe of that frame, pinned so the alert's
+        link stays valid after the memory stops naming the frame (no link when the frame was not kept)."""
+        if frame is None:
+            latest = camera.keyframes.latest()
+            frame = None if latest is None else latest.frame
+        kept = frame is not None and camera.keyframes.pin(frame)
+        url = f"/cameras/{camera.id}/snapshot?frame={frame}" if kept else None
         span = Evidence.model_validate(
             {"camera": camera.id, "from": max(0.0, t - 2.0), "to": t, "snapshot_url": url}
         )
@@ -163,7 +171,7 @@ class AlertRouter:
             )
         if not self.engine.rules(camera.id):
             return
-        evidence, url = self._evidence(camera, update.t)
+        evidence, url = self._evidence(camera, update.t, frame.index)
         obs = rule_logic.Observation(
             camera_id=camera.id,
             now=time.time(),
@@ -200,7 +208,7 @@ class AlertRouter:
             log.exception("prompt rule %s failed", rule.id)
             return
         yes = result.answer.strip().lower().startswith(YES_WORDS)
-        evidence, url = self._evidence(camera, t)
+        evidence, url = self._evidence(camera, t, None)
         obs = rule_logic.Observation(
             camera_id=camera.id,
             now=time.time(),

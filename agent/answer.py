@@ -36,6 +36,7 @@ class EvidenceSpan:
     to_s: float
     from_wall: float
     to_wall: float
+    frame: int | None = None  # the kept keyframe that shows it, if any
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,12 @@ def gather(
         shift = camera.added_at - base
         for i, entry in enumerate(entries):
             raw += entry.count
-            moved = replace(entry, first_seen=entry.first_seen + shift, last_seen=entry.last_seen + shift)
+            moved = replace(
+                entry,
+                first_seen=entry.first_seen + shift,
+                last_seen=entry.last_seen + shift,
+                intervals=tuple((a + shift, b + shift) for a, b in entry.intervals),
+            )
             rows.append((moved.first_seen, len(rows), tokens[i], moved, camera.id))
     if not rows:
         dim = cameras[0].memory.dim
@@ -113,16 +119,28 @@ def _evidence(
     owners: list[str],
     cameras: Sequence[CameraRuntime],
 ) -> list[EvidenceSpan]:
-    """Attribute every answer span to the cameras whose entries overlap it, in each camera's own seconds."""
+    """Attribute every answer span to the cameras whose entries were on camera in it (their presence
+    intervals overlap it), in each camera's own seconds, each with the keyframe that shows it best."""
     by_id = {c.id: c for c in cameras}
     base = cameras[0].added_at
     out: list[EvidenceSpan] = []
     for start, end in spans:
-        for camera_id in dict.fromkeys(
-            o for e, o in zip(entries, owners, strict=True) if e.first_seen <= end and e.last_seen >= start
-        ):
-            shift = by_id[camera_id].added_at - base
-            out.append(EvidenceSpan(camera_id, start - shift, end - shift, base + start, base + end))
+        seen: dict[
+            str, list[tuple[int, int]]
+        ] = {}  # camera -> (support, evidence frame) of overlapping intervals
+        for entry, owner in zip(entries, owners, strict=True):
+            for (a, b), frame in zip(entry.intervals, entry.interval_frames, strict=True):
+                if a <= end and b >= start:
+                    seen.setdefault(owner, []).append((entry.count, frame))
+        for camera_id, candidates in seen.items():
+            camera = by_id[camera_id]
+            shift = camera.added_at - base
+            kept = (f for _, f in sorted(candidates, reverse=True) if camera.keyframes.get(f) is not None)
+            out.append(
+                EvidenceSpan(
+                    camera_id, start - shift, end - shift, base + start, base + end, next(kept, None)
+                )
+            )
     return out
 
 

@@ -46,6 +46,19 @@ class UnknownRule(AgentError):
         self.rule_id = rule_id
 
 
+class KeyframeGone(AgentError):
+    """A keyframe link names a frame the camera no longer keeps (its memory stopped naming it as evidence)."""
+
+    status = 404
+
+    def __init__(self, camera_id: str, what: str) -> None:
+        super().__init__(
+            f"camera {camera_id!r} keeps no keyframe {what}: it is not, or no longer, evidence of its memory",
+            camera_id=camera_id,
+        )
+        self.camera_id = camera_id
+
+
 class CameraExists(AgentError):
     """A camera with this id is already registered."""
 

@@ -62,6 +62,7 @@ class KeyframeStore:
         self._frames: dict[int, Keyframe] = {}
         self._support: dict[int, int] = {}
         self._latest: Keyframe | None = None
+        self._pins: dict[int, None] = {}  # frames alerts link to, oldest first
         self._bytes = 0
         self._lock = threading.Lock()
         self.dropped_total = 0  # frames dropped for the budget while still named as evidence
@@ -83,13 +84,28 @@ class KeyframeStore:
                 self._support[keyframe.frame] = 0
                 self._bytes += len(keyframe.jpeg)
 
+    def pin(self, frame: int, max_pins: int = 256) -> bool:
+        """Keep a kept frame although no interval names it (an alert links to it), until `max_pins` newer
+        pins push it out; False when the frame is not kept (nothing to pin)."""
+        with self._lock:
+            if frame not in self._frames:
+                return False
+            self._pins.pop(frame, None)
+            self._pins[frame] = None
+            while len(self._pins) > max_pins:
+                del self._pins[next(iter(self._pins))]
+            return True
+
     def retain(self, wanted: Mapping[int, int]) -> None:
         """Keep only the frames `wanted` names (`TokenMemory.live_evidence()`: frame index -> support in
-        tokens), then shrink to the budget: the least-supported, oldest frames go first."""
+        tokens) and the pinned ones, then shrink to the budget: the least-supported, oldest frames go first
+        (pins count as the best supported)."""
         with self._lock:
-            for gone in [f for f in self._frames if f not in wanted]:
+            pinned = max(wanted.values(), default=0) + 1
+            for gone in [f for f in self._frames if f not in wanted and f not in self._pins]:
                 self._bytes -= len(self._frames.pop(gone).jpeg)
-            self._support = {f: int(wanted[f]) for f in self._frames}
+            self._pins = {f: None for f in self._pins if f in self._frames}
+            self._support = {f: pinned if f in self._pins else int(wanted[f]) for f in self._frames}
             if self._bytes > self.budget_bytes or len(self._frames) > self.max_frames:
                 self._shrink()
 
@@ -101,6 +117,7 @@ class KeyframeStore:
                 break
             self._bytes -= len(self._frames.pop(frame).jpeg)
             del self._support[frame]
+            self._pins.pop(frame, None)
             self.dropped_total += 1
 
     def get(self, frame: int) -> Keyframe | None:

@@ -20,8 +20,9 @@ from agent.alerts import AlertRouter
 from agent.answer import QuestionResult, TimeRange, ask, resolve_range
 from agent.batcher import EncodeBatcher
 from agent.camera_options import split_options
-from agent.errors import CameraExists, InvalidRequest, TooBusy, UnknownCamera, UnknownRule
+from agent.errors import CameraExists, InvalidRequest, KeyframeGone, TooBusy, UnknownCamera, UnknownRule
 from agent.events import EventBus
+from agent.keyframes import Keyframe, KeyframeStore
 from agent.metrics import CameraSnapshot, Metrics, ServiceSnapshot
 from agent.models import Backend, load_backend
 from agent.mqtt import make_publisher
@@ -173,7 +174,12 @@ class Service:
             added_at=restored.added_at if restored else time.time(),
             memory=memory,
         )
-        camera.snapshots = camera.snapshots.__class__(capacity=self.settings.camera.keyframes_kept)
+        defaults = self.settings.camera
+        camera.keyframes = KeyframeStore(
+            budget_bytes=defaults.keyframe_budget_bytes,
+            max_frames=defaults.keyframes_kept,
+            max_side=defaults.keyframe_max_side,
+        )
         watcher = CameraWatcher(
             camera,
             batcher=self.batcher,
@@ -327,10 +333,16 @@ class Service:
             "items": items,
         }
 
-    def snapshot(self, camera_id: str, t: float | None) -> tuple[float, bytes]:
-        found = self.camera(camera_id).snapshots.nearest(t)
+    def keyframe(self, camera_id: str, *, frame: int | None = None, t: float | None = None) -> Keyframe:
+        """The kept keyframe of frame index `frame`, or taken at stream second `t`, or the newest one; never
+        another moment's picture: KeyframeGone (404) when that frame is not kept."""
+        if frame is not None and t is not None:
+            raise InvalidRequest("frame", "give frame or t, not both")
+        store = self.camera(camera_id).keyframes
+        found = store.get(frame) if frame is not None else store.at(t) if t is not None else store.latest()
         if found is None:
-            raise InvalidRequest("t", "no keyframe kept yet for this camera")
+            what = f"of frame {frame}" if frame is not None else f"at t={t}" if t is not None else "yet"
+            raise KeyframeGone(camera_id, what)
         return found
 
     async def save_memory(self, camera_id: str) -> dict[str, Any]:
@@ -435,14 +447,14 @@ class Service:
         def iso(ts: float) -> str:
             return datetime.fromtimestamp(ts, UTC).isoformat()
 
-        mid = (span.from_s + span.to_s) / 2
+        url = None if span.frame is None else f"/cameras/{span.camera_id}/snapshot?frame={span.frame}"
         return {
             "camera": span.camera_id,
             "from": span.from_s,
             "to": span.to_s,
             "from_time": iso(span.from_wall),
             "to_time": iso(span.to_wall),
-            "snapshot_url": f"/cameras/{span.camera_id}/snapshot?t={mid:.1f}",
+            "snapshot_url": url,
         }
 
     # ----------------------------------------------------------------------------------------- rules

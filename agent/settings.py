@@ -64,7 +64,16 @@ class CameraDefaults(Section):
     capacity_entries: int = Field(2048, ge=1, le=1_000_000, description="most memory entries kept per camera")
     window_s: float = Field(600.0, gt=0.0, description="seconds of footage each camera's memory covers")
     keyframes_kept: int = Field(
-        32, ge=1, le=10_000, description="recent JPEG keyframes kept per camera as evidence"
+        1024, ge=1, le=100_000, description="most JPEG keyframes kept per camera as evidence"
+    )
+    keyframe_max_side: int = Field(
+        640, ge=64, le=4096, description="longest side of a keyframe, in pixels (the camera's aspect ratio)"
+    )
+    keyframe_budget_bytes: int = Field(
+        16 << 20,
+        ge=64 << 10,
+        le=1 << 34,
+        description="JPEG bytes of evidence keyframes kept per camera (least-supported, oldest go first)",
     )
 
 

@@ -6,8 +6,6 @@ The only memory writer.
 from __future__ import annotations
 
 import asyncio
-import bisect
-import io
 import logging
 import threading
 import time
@@ -16,57 +14,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 
 from agent.batcher import EncodeBatcher
+from agent.keyframes import KeyframeStore
 from compress.memory import MemoryUpdate, TokenMemory
 from streamer import Frame, open_source, redact
 
 log = logging.getLogger(__name__)
 
+RETAIN_EVERY = 8  # frames between checks of which keyframes the memory still names as evidence
+
 UpdateHook = Callable[["CameraRuntime", Frame, MemoryUpdate, float, float], Awaitable[None]]
 StatusHook = Callable[["CameraRuntime"], Awaitable[None] | None]
-
-
-class SnapshotRing:
-    """The last few JPEG frames of a camera, by stream second: the evidence behind answers and alerts."""
-
-    def __init__(self, *, capacity: int = 120, every_s: float = 2.0, quality: int = 80, max_side: int = 640):
-        self._times: deque[float] = deque(maxlen=capacity)
-        self._jpegs: deque[bytes] = deque(maxlen=capacity)
-        self._every_s = every_s
-        self._quality = quality
-        self._max_side = max_side
-
-    def due(self, t: float) -> bool:
-        """True when no snapshot was kept in the last `every_s` stream seconds."""
-        return not self._times or t - self._times[-1] >= self._every_s
-
-    def add(self, t: float, rgb: np.ndarray) -> None:
-        """Encode `rgb` [H, W, 3] uint8 as JPEG and keep it at stream second `t`."""
-        image = Image.fromarray(rgb)
-        image.thumbnail((self._max_side, self._max_side))
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=self._quality)
-        self._times.append(t)
-        self._jpegs.append(buf.getvalue())
-
-    def nearest(self, t: float | None) -> tuple[float, bytes] | None:
-        """The snapshot closest to stream second `t` (the newest when `t` is None), or None when empty."""
-        if not self._times:
-            return None
-        times = list(self._times)
-        if t is None:
-            return times[-1], self._jpegs[-1]
-        i = bisect.bisect_left(times, t)
-        candidates = [j for j in (i - 1, i) if 0 <= j < len(times)]
-        best = min(candidates, key=lambda j: abs(times[j] - t))
-        return times[best], self._jpegs[best]
-
-    def __len__(self) -> int:
-        return len(self._times)
 
 
 @dataclass
@@ -81,7 +41,7 @@ class CameraRuntime:
     memory: TokenMemory
     # Held while the memory changes (add_frame, in a worker thread) or is read: readers see whole updates.
     memory_lock: threading.Lock = field(default_factory=threading.Lock)
-    snapshots: SnapshotRing = field(default_factory=SnapshotRing)
+    keyframes: KeyframeStore = field(default_factory=KeyframeStore)
     source: Any = None  # streamer.Source while connected
     state: str = "connecting"
     reason: str = ""
@@ -188,8 +148,19 @@ class CameraWatcher:
                 camera.source = None
         await self._status("down", "stream ended")
 
-    def _add_frame(self, tokens: torch.Tensor, t: float, index: int) -> tuple[MemoryUpdate, float, float]:
-        """(update, stream seconds used, seconds taken) of one add_frame under the camera's memory lock."""
+    def _add_frame(self, tokens: torch.Tensor, t: float, frame: Frame) -> tuple[MemoryUpdate, float, float]:
+        """(update, stream seconds used, seconds taken) of one add_frame under the camera's memory lock, then
+        the frame's keyframe (kept while the memory names it as evidence)."""
+        update, t, update_s = self._update_memory(tokens, t, frame.index)
+        camera = self.camera
+        camera.keyframes.add(camera.keyframes.encode(frame.index, t, frame.rgb, frame.source_aspect))
+        if camera.frames_processed % RETAIN_EVERY == 0:
+            with camera.memory_lock:
+                wanted = camera.memory.live_evidence()
+            camera.keyframes.retain(wanted)
+        return update, t, update_s
+
+    def _update_memory(self, tokens: torch.Tensor, t: float, index: int) -> tuple[MemoryUpdate, float, float]:
         memory = self.camera.memory
         with self.camera.memory_lock:
             t = max(
@@ -226,14 +197,10 @@ class CameraWatcher:
         # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free.
         # Shielded: a cancelled watcher still lets a running update finish (stop() waits for it),
         # so none is half applied.
-        self._inflight = asyncio.get_running_loop().run_in_executor(
-            None, self._add_frame, tokens, t, frame.index
-        )
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, self._add_frame, tokens, t, frame)
         update, t, update_s = await asyncio.shield(self._inflight)
         camera.last_t = t
         camera.frames_processed += 1
         camera.processed_times.append(time.monotonic())
         camera.last_update = update
-        if camera.snapshots.due(t):
-            camera.snapshots.add(t, frame.rgb)
         await self._on_update(camera, frame, update, encode_s, update_s)

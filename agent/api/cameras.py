@@ -97,11 +97,16 @@ async def camera_memory(
 async def camera_snapshot(
     camera_id: str,
     service: ServiceDep,
-    t: float | None = Query(None, ge=0.0, le=1e9, description="stream seconds; newest when omitted"),
+    frame: int | None = Query(None, ge=0, le=1 << 62, description="frame index (evidence links name one)"),
+    t: float | None = Query(
+        None, ge=0.0, le=1e9, description="stream seconds of a kept keyframe (within 0.05 s)"
+    ),
 ) -> Response:
-    """The kept JPEG keyframe nearest to stream second `t`."""
-    shot_t, jpeg = service.snapshot(camera_id, t)
-    return Response(jpeg, media_type="image/jpeg", headers={"X-Stream-Seconds": f"{shot_t:.3f}"})
+    """One kept JPEG keyframe: of frame `frame`, or taken at stream second `t`, or the newest one when
+    neither is given. 404 when that frame is not (or no longer) kept: never another moment's picture."""
+    found = service.keyframe(camera_id, frame=frame, t=t)
+    headers = {"X-Stream-Seconds": f"{found.t:.3f}", "X-Frame-Index": str(found.frame)}
+    return Response(found.jpeg, media_type="image/jpeg", headers=headers)
 
 
 @router.post("/{camera_id}/memory/snapshot", status_code=202)

@@ -54,8 +54,8 @@ class Answer:
 
 
 def evidence_spans(entries: Sequence[EntryInfo], gap_s: float = 1.0) -> list[tuple[float, float]]:
-    """Merge entries' (first_seen, last_seen) spans that overlap or lie within `gap_s` of each other."""
-    spans = sorted((float(e.first_seen), float(e.last_seen)) for e in entries)
+    """Merge entries' presence intervals that overlap or lie within `gap_s` of each other."""
+    spans = sorted((float(a), float(b)) for e in entries for a, b in e.intervals)
     merged: list[tuple[float, float]] = []
     for start, end in spans:
         if merged and start <= merged[-1][1] + gap_s:

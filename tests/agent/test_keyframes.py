@@ -73,3 +73,17 @@ def test_the_frame_count_cap_holds_too() -> None:
 def test_invalid_settings_are_refused(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="need budget_bytes"):
         KeyframeStore(**bad)
+
+
+def test_a_pinned_frame_outlives_its_interval_until_newer_pins_push_it_out() -> None:
+    store = KeyframeStore()
+    for i in range(4):
+        store.add(store.encode(i, float(i), pixels(i), None))
+    assert store.pin(1, max_pins=2) and store.pin(2, max_pins=2)
+    assert not store.pin(99)  # never kept: nothing to pin
+    store.retain({3: 4})
+    assert store.kept() == [1, 2, 3]
+    store.add(store.encode(4, 4.0, pixels(4), None))
+    store.pin(4, max_pins=2)  # frame 1 is the oldest pin: it goes at the next retain
+    store.retain({3: 4})
+    assert store.kept() == [2, 3, 4]

@@ -4,9 +4,11 @@ sessions."""
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 
 import pytest
+from PIL import Image
 from torch import Tensor
 
 from agent.models import Backend, load_backend
@@ -42,9 +44,15 @@ async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_eviden
         for span in body["evidence"]:
             assert span["from"] <= span["to"]
             assert span["camera"] == "cam1"
-        shot = await run.client.get(body["evidence"][0]["snapshot_url"])
+        url = body["evidence"][0]["snapshot_url"]
+        shot = await run.client.get(url)
         assert shot.status_code == 200
         assert shot.content[:2] == b"\xff\xd8"  # a JPEG
+        assert url.endswith(f"?frame={shot.headers['X-Frame-Index']}")  # the link names one frame
+        with Image.open(io.BytesIO(shot.content)) as picture:
+            assert abs(picture.width / picture.height - 16 / 9) < 0.02  # the clip's 1280x720, not the model's
+        gone = await run.client.get("/cameras/cam1/snapshot?frame=987654")
+        assert gone.status_code == 404 and gone.json()["error"] == "KeyframeGone"
 
         memory = (await run.client.get("/cameras/cam1/memory")).json()
         assert memory["entries"] == status["memory_entries"] or memory["entries"] > 0

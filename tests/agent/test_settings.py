@@ -179,3 +179,10 @@ def test_the_markdown_table_lists_every_setting_with_its_env_name_and_descriptio
     ):
         assert f"| `{name}` |" in table
     assert all(row.count("|") >= 4 and not row.endswith("|  |") for row in table.splitlines())
+
+
+def test_ops_readme_carries_the_generated_settings_table_verbatim() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "ops" / "README.md").read_text()
+    assert settings_markdown_table().strip() in readme, (
+        "regenerate ops/README.md's table (settings_markdown_table)"
+    )
