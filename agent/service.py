@@ -317,6 +317,8 @@ class Service:
                 "tokens": e.count,
                 "frames": e.frames,
                 "evidence_frames": list(e.evidence),
+                "intervals": [list(span) for span in e.intervals],
+                "interval_frames": list(e.interval_frames),
                 "labels": labels[i] if labels else [],
             }
             for i, e in enumerate(entries)

@@ -33,6 +33,12 @@ class MemoryEntry(Record):
     tokens: int = Field(description="member tokens merged into the entry")
     frames: int
     evidence_frames: list[int]
+    intervals: list[tuple[float, float]] = Field(
+        default_factory=list, description="stream-second intervals in which the entry was on camera"
+    )
+    interval_frames: list[int] = Field(
+        default_factory=list, description="per interval, its evidence frame (`snapshot?frame=N`)"
+    )
     labels: list[tuple[str, float]] = Field(default_factory=list, description="top labels (embedded backend)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import threading
 
 import pytest
@@ -57,6 +58,11 @@ async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_eviden
         memory = (await run.client.get("/cameras/cam1/memory")).json()
         assert memory["entries"] == status["memory_entries"] or memory["entries"] > 0
         assert memory["items"][0]["labels"], "the embedded backend labels memory entries"
+        for item in memory["items"]:
+            spans = item["intervals"]
+            assert spans[0][0] == item["first_seen_s"] and spans[-1][1] == item["last_seen_s"]
+            assert all(a <= b < c for (a, b), (c, _) in itertools.pairwise(spans))
+            assert len(item["interval_frames"]) == len(spans)
 
 
 async def test_follow_up_questions_in_a_session_are_kept(embedded: Backend) -> None:
