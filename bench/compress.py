@@ -59,11 +59,19 @@ def dense_regions(frames: int, tokens: int, dim: int, seed: int = 1) -> Tensor:
     return base + 0.25 * torch.randn(frames, tokens, dim, generator=g)
 
 
-def _median_time(fn: Callable[[], object], runs: int) -> float:
+def _sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer on the host measures the work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn: Callable[[], object], runs: int, device: torch.device) -> float:
     times = []
     for _ in range(runs):
+        _sync(device)
         start = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -85,10 +93,10 @@ def measure(video: Tensor, tau: float, runs: int, ref_runs: int) -> dict[str, An
     ours_t, floor_t, ref_t = [], [], []
     ref_counts = reference_compress(video, tau)[1]
     for i in range(runs):  # interleaved so machine load hits all three alike
-        ours_t.append(_median_time(lambda: compress_video(video, tau), 1))
-        floor_t.append(_median_time(floor, 1))
+        ours_t.append(_median_time(lambda: compress_video(video, tau), 1, video.device))
+        floor_t.append(_median_time(floor, 1, video.device))
         if i < ref_runs:
-            ref_t.append(_median_time(lambda: reference_compress(video, tau), 1))
+            ref_t.append(_median_time(lambda: reference_compress(video, tau), 1, video.device))
     ours, fl, ref = statistics.median(ours_t), statistics.median(floor_t), statistics.median(ref_t)
     return {
         "tau": tau,
@@ -105,6 +113,11 @@ def measure(video: Tensor, tau: float, runs: int, ref_runs: int) -> dict[str, An
         "reference_output_tokens": ref_counts.output_tokens,
         "reference_dropped_members": ref_counts.dropped,
     }
+
+
+def _device_name(device: torch.device) -> str:
+    """`cpu`, or the GPU's name (`cuda: NVIDIA H200`)."""
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -134,6 +147,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", type=int, default=5, help="timed runs of ours and the floor (median)")
     p.add_argument("--ref-runs", type=int, default=3, help="timed runs of the reference (median)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
+    p.add_argument("--device", default="cpu", help="torch device the inputs and the compressor run on (cuda)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, one run: a smoke test in seconds")
     p.add_argument("--out", type=Path, default=Path("bench/out/compress.json"))
     args = p.parse_args(argv)
@@ -143,7 +157,8 @@ def main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     shape = (args.frames, args.tokens, args.dim)
     rows: list[dict[str, Any]] = []
-    camera = camera_like(*shape)
+    device = torch.device(args.device)
+    camera = camera_like(*shape).to(device)
     for target in RETENTIONS[:1] if args.quick else RETENTIONS:
         tau = compress_to_budget_with_stats(
             camera, retention=target, merge=False, tau_tolerance=2e-3, max_steps=14
@@ -155,17 +170,26 @@ def main(argv: list[str]) -> int:
                 **measure(camera, tau, args.runs, args.ref_runs),
             }
         )
-    dense = dense_regions(*shape)
+    dense = dense_regions(*shape).to(device)
     for tau in DENSE_TAUS[:1] if args.quick else DENSE_TAUS:
         rows.append({"workload": "dense", **measure(dense, tau, args.runs, args.ref_runs)})
     print(
         f"compress_video vs floor (3 matmuls) vs reference; F x N x D = {shape}, torch threads "
-        f"{torch.get_num_threads()}, medians of {args.runs} (reference {args.ref_runs})"
+        f"{torch.get_num_threads()}, medians of {args.runs} (reference {args.ref_runs}), "
+        f"on {_device_name(device)}"
     )
     print(_table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"shape": shape, "threads": torch.get_num_threads(), "rows": rows}, indent=2)
+        json.dumps(
+            {
+                "shape": shape,
+                "threads": torch.get_num_threads(),
+                "device": _device_name(device),
+                "rows": rows,
+            },
+            indent=2,
+        )
     )
     print(f"wrote {args.out}")
     return 0
