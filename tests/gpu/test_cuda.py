@@ -1,0 +1,65 @@
+"""On a CUDA device: the compressor, the memory and the embedded encoder give what they give on the CPU.
+
+Marked `gpu` (left out of the default run); `scripts/gpu-check` runs them. Without a CUDA device they fail
+with that reason rather than skip: a GPU check that checked nothing must not read as passed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from agent.models import load_backend
+from compress.memory import TokenMemory
+from compress.scc import compress_video
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def cuda() -> torch.device:
+    assert torch.cuda.is_available(), "no CUDA device: run the gpu tests on a machine with one"
+    return torch.device("cuda")
+
+
+def clustered(frames: int, tokens: int = 196, dim: int = 256, seed: int = 0) -> Tensor:
+    """`[F, N, D]` tokens around a few slowly changing concepts, as a camera's are."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(12, dim, generator=g)
+    which = torch.randint(0, 12, (frames, tokens), generator=g)
+    return centres[which] + 0.05 * torch.randn(frames, tokens, dim, generator=g)
+
+
+def test_compress_video_on_cuda_equals_the_cpu(cuda: torch.device) -> None:
+    video = clustered(16)
+    cpu = compress_video(video, 0.9)
+    gpu = compress_video(video.to(cuda), 0.9)
+    assert gpu.device.type == "cuda" and gpu.shape == cpu.shape
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-4)
+
+
+def test_the_memory_on_cuda_keeps_the_same_entries_and_intervals(cuda: torch.device) -> None:
+    video = clustered(120, seed=1)
+    memories = [TokenMemory(256, 0.9, capacity=64, device=d) for d in ("cpu", cuda)]
+    for i, frame in enumerate(video):
+        for memory in memories:
+            memory.add_frame(frame, 0.5 * i, i)
+    (cpu_means, cpu_info), (gpu_means, gpu_info) = (m.tokens() for m in memories)
+    assert gpu_means.device.type == "cuda"
+    assert [(e.id, e.count, e.intervals) for e in gpu_info] == [
+        (e.id, e.count, e.intervals) for e in cpu_info
+    ]
+    assert torch.allclose(gpu_means.cpu(), cpu_means, atol=1e-4)
+    copy = TokenMemory.from_bytes(memories[1].to_bytes(), device=cuda)
+    assert [e.intervals for e in copy.tokens()[1]] == [e.intervals for e in gpu_info]
+
+
+def test_the_embedded_encoder_on_cuda_matches_the_cpu_and_auto_picks_cuda(cuda: torch.device) -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (448, 448, 3), dtype=np.uint8)
+    cpu = load_backend("embedded", device="cpu").encoder.encode([frame])
+    auto = load_backend("embedded", device="auto")
+    gpu = auto.encoder.encode([frame])
+    assert gpu.shape == cpu.shape
+    assert torch.allclose(gpu.float().cpu(), cpu, atol=5e-2, rtol=5e-2)  # float16 on CUDA by default
