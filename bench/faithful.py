@@ -71,7 +71,7 @@ def real_clips(frames: int, names: tuple[str, ...]) -> list[tuple[str, Tensor]]:
     """Embedded-encoder tokens of sample videos, or [] when the encoder or its weights are missing."""
     try:
         from agent.models import load_backend
-        from bench.eval_data import encode_clip, video_clip
+        from bench.eval.data import encode_clip, video_clip
 
         backend = load_backend("embedded", device="cpu")
     except (ImportError, FileNotFoundError) as error:  # WeightsNotFound is a FileNotFoundError

@@ -3,7 +3,7 @@
 The load run. Measures only: a real `scissor serve` process (embedded backend, real Redis and Mosquitto),
 cameras pulled from a real GStreamer RTSP server, and concurrent askers over HTTP. Reports errors, peak RSS of
 the service process, answer latency p50/p95, frames encoded and frames dropped by reason. Run it from the
-repository root (it uses the test launchers in tests/). Never changes the service's behaviour.
+repository root (the launchers in harness/ find ops/camera there). Never changes the service's behaviour.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from harness.ports import free_port
+from harness.rtsp import RtspServer
+from harness.serve import ServeProcess
+from harness.servers import MosquittoServer, RedisServer
 
 DEFAULT_OUT = Path(__file__).with_name("out") / "reliability.json"
 QUESTIONS = (
@@ -186,15 +191,6 @@ def summarise(phase: dict[str, Any], pid: int, log: str) -> dict[str, Any]:
 
 def run_once(args: argparse.Namespace, video: Path) -> dict[str, Any]:
     """Start Redis, Mosquitto, the RTSP camera and `scissor serve`; add the cameras; run the load phase."""
-    import sys
-
-    # The real servers come from the test helpers beside this file in the checkout (tests/ is not installed).
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.ports import free_port
-    from tests.rtsp import RtspServer
-    from tests.serve import ServeProcess
-    from tests.servers import MosquittoServer, RedisServer
-
     workdir = Path(tempfile.mkdtemp(prefix="scissor-bench-reliability-"))
     with RedisServer() as redis, MosquittoServer() as broker, RtspServer() as camera:
         camera.start(video)

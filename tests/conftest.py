@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.servers import MosquittoServer, PrometheusServer, RedisServer
+from harness.servers import MosquittoServer, PrometheusServer, RedisServer
 
 
 @pytest.fixture

@@ -1,12 +1,5 @@
-"""Free loopback ports for the real servers tests start."""
+"""Kept for tests/streamer, which still imports it from here: the launcher lives in harness/ports.py."""
 
-from __future__ import annotations
+from harness.ports import free_port
 
-import socket
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["free_port"]

@@ -7,10 +7,10 @@ Usage: python3 rtsp_camera.py [VIDEO.mp4] [--host 0.0.0.0] [--port 8554] [--moun
 Env: CAMERA_VIDEO (default /videos/sample.mp4), CAMERA_USER / CAMERA_PASSWORD (optional basic auth).
 Prints `READY rtsp://HOST:PORT/MOUNT` once it listens.
 
-How it loops (tests run this same script through tests/rtsp.py): a reader pipeline demuxes the file
-into access units that are pushed into the served media's appsrc, with timestamps shifted by one file duration
-on every pass, so clients see one endless stream whose timestamps only increase. The media is shared, like a
-real camera: late clients join mid-stream.
+How it loops (tests and benchmarks run this same script through harness/rtsp.py): a reader pipeline demuxes
+the file into access units that are pushed into the served media's appsrc, with timestamps shifted by one file
+duration on every pass, so clients see one endless stream whose timestamps only increase. The media is shared,
+like a real camera: late clients join mid-stream.
 """
 
 from __future__ import annotations

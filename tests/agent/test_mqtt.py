@@ -18,7 +18,7 @@ from agent.events import EventBus
 from agent.mqtt import MqttPublisher, NullPublisher
 from agent.records import Alert, CameraStatus, Event
 from agent.state import MemoryStore
-from tests.servers import MosquittoServer
+from harness.servers import MosquittoServer
 
 
 class Subscriber:

@@ -14,7 +14,7 @@ from agent.records import Alert, CameraSpec, Rule, Turn
 from agent.settings import Settings
 from agent.state import MemoryStore, RedisStore, Store
 from agent.state_sync import ResilientStore
-from tests.servers import RedisServer
+from harness.servers import RedisServer
 
 
 def alert(n: int) -> Alert:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from bench.eval import main
-from bench.eval_quality import INCREMENTAL, METHODS, SCC
-from bench.eval_report import verdict
+from bench.eval.quality import INCREMENTAL, METHODS, SCC
+from bench.eval.report import verdict
 from bench.models import flops_eq9
 
 

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from agent.server import sample_video
-from tests.ports import free_port
-from tests.serve import ServeProcess
+from harness.ports import free_port
+from harness.serve import ServeProcess
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.ports import free_port
+from harness.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

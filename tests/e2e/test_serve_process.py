@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from agent.server import sample_video
-from tests.ports import free_port
-from tests.rtsp import RtspServer
-from tests.serve import ServeProcess
-from tests.servers import MosquittoServer, RedisServer
+from harness.ports import free_port
+from harness.rtsp import RtspServer
+from harness.serve import ServeProcess
+from harness.servers import MosquittoServer, RedisServer
 
 CAMERA_PASSWORD = "pa55-w0rd-never-logged"
 

@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from agent.server import sample_video
-from tests.ports import free_port
-from tests.servers import PrometheusServer
+from harness.ports import free_port
+from harness.servers import PrometheusServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_PROMETHEUS_YML = ROOT / "ops" / "prometheus" / "prometheus.yml"
@@ -41,7 +41,7 @@ class MetricsTarget:
 
 
 class ShippedConfigPrometheus(PrometheusServer):
-    """tests/servers.py's Prometheus, but configured from ops/prometheus/prometheus.yml (see
+    """harness/servers.py's Prometheus, but configured from ops/prometheus/prometheus.yml (see
     derived_prometheus_config)."""
 
     def __init__(self, target: MetricsTarget) -> None:

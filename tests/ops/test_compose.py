@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from agent.settings import env_names
-from tests.servers import MosquittoServer
+from harness.servers import MosquittoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -18,11 +18,11 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from agent.models import Backend
+from harness.ports import free_port
+from harness.rtsp import RtspServer
+from harness.serve import ServeProcess
 from tests.agent.service_harness import running_service, wait_until
-from tests.ports import free_port
 from tests.reliability.conftest import metric_value
-from tests.rtsp import RtspServer
-from tests.serve import ServeProcess
 
 EXAMPLES_PER_OPERATION = 20  # 13 operations: a few hundred cases in total
 TRACE_MARKERS = ("Traceback", 'File "/', "site-packages", "Exception:")

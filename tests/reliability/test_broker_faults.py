@@ -12,10 +12,10 @@ import aiomqtt
 
 from agent.models import Backend
 from agent.records import Alert
+from harness.rtsp import RtspServer
+from harness.servers import MosquittoServer, RedisServer
 from tests.agent.service_harness import Running, running_service, wait_until
 from tests.reliability.conftest import Census, metric_value
-from tests.rtsp import RtspServer
-from tests.servers import MosquittoServer, RedisServer
 
 OUTAGE_S = 30.0
 # Novelty >= 0 holds on every frame; with no cooldown and repeat_s under the frame period, every frame alerts.

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.models import Backend
+from harness.rtsp import RtspServer
 from tests.agent.service_harness import Running, running_service, wait_until
 from tests.reliability.conftest import SMALL_VIDEO, Census, video_path
-from tests.rtsp import RtspServer
 
 FAST_RETRY = {"read_timeout_s": 2.0, "open_timeout_s": 3.0, "backoff_max_s": 1.0}
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agent.models import Backend
+from harness.rtsp import RtspServer
+from harness.servers import RedisServer
 from tests.agent.service_harness import running_service, wait_until
-from tests.rtsp import RtspServer
-from tests.servers import RedisServer
 
 
 async def test_a_redis_outage_degrades_readiness_but_not_answers_and_state_survives_a_later_restart(

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 
-from tests.ports import free_port
-from tests.rtsp import RtspServer
-from tests.serve import ServeProcess
-from tests.servers import RedisServer
+from harness.ports import free_port
+from harness.rtsp import RtspServer
+from harness.serve import ServeProcess
+from harness.servers import RedisServer
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -13,10 +13,10 @@ from typing import Any
 import aiomqtt
 import httpx
 
-from tests.ports import free_port
-from tests.rtsp import RtspServer
-from tests.serve import ServeProcess
-from tests.servers import MosquittoServer, RedisServer
+from harness.ports import free_port
+from harness.rtsp import RtspServer
+from harness.serve import ServeProcess
+from harness.servers import MosquittoServer, RedisServer
 
 TOKEN = "tok-7f3a9c1e5b2d4f6a8e0c"
 CAMERA_PASSWORD = "cam-pw-9d8c7b6a"

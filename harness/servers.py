@@ -1,4 +1,5 @@
-"""Real redis-server, mosquitto and prometheus subprocesses on free loopback ports for tests; never a mock."""
+"""Real redis-server, mosquitto and prometheus subprocesses on free loopback ports for tests and benchmarks;
+never a mock."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
-from tests.ports import free_port
+from harness.ports import free_port
 
 READY_TIMEOUT_S = 15.0
 

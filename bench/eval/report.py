@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench.eval_quality import INCREMENTAL, SCC
+from bench.eval.quality import INCREMENTAL, SCC
 
 MEASURES = {
     "coverage": "coverage",

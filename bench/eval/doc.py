@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.eval_quality import INCREMENTAL, SCC
-from bench.eval_report import MEASURES
+from bench.eval.quality import INCREMENTAL, SCC
+from bench.eval.report import MEASURES
 
 DEFINITIONS = """\
 - **Tokens**: the `embedded` backend (EfficientNet-Lite0, real ImageNet weights): each frame at {px} px gives

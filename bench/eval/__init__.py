@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench import eval_doc, eval_report
-from bench.eval_data import SLIDESHOWS, VIDEOS, Clip, encode_clip, load_clips
-from bench.eval_quality import METHODS, evaluate_clip
-from bench.eval_speed import (
+from bench.eval import doc, report
+from bench.eval.data import SLIDESHOWS, VIDEOS, Clip, encode_clip, load_clips
+from bench.eval.quality import METHODS, evaluate_clip
+from bench.eval.speed import (
     cameras_per_node,
     compress_vs_reference,
     flops_table,
@@ -136,9 +136,9 @@ def _speed(tokens: list[Tensor], encode_s: list[float], args: argparse.Namespace
 
 def write(result: dict[str, Any], out_dir: Path) -> None:
     """Write benchmarks.md, eval_quality.png and eval_speed.png into `out_dir`."""
-    eval_report.plot_quality(result, out_dir / "eval_quality.png")
-    eval_report.plot_speed(result, out_dir / "eval_speed.png")
-    (out_dir / "benchmarks.md").write_text(eval_doc.markdown(result))
+    report.plot_quality(result, out_dir / "eval_quality.png")
+    report.plot_speed(result, out_dir / "eval_speed.png")
+    (out_dir / "benchmarks.md").write_text(doc.markdown(result))
 
 
 def main(argv: list[str]) -> int:
@@ -176,11 +176,11 @@ def main(argv: list[str]) -> int:
         "wall_s": time.perf_counter() - started,
         "json": str(args.out),
     }
-    result = {"meta": meta, "quality": quality, "summary": eval_report.summarise(quality), "speed": speed}
+    result = {"meta": meta, "quality": quality, "summary": report.summarise(quality), "speed": speed}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write(result, args.out_dir)
-    print(eval_report.headline(result))
+    print(report.headline(result))
     print(f"wrote {args.out}, {args.out_dir / 'benchmarks.md'} and plots in {args.out_dir}")
     return 0
