@@ -17,6 +17,7 @@ from typing import Self
 
 from streamer.errors import SourceClosed
 from streamer.frame import Frame
+from streamer.policy import TargetPolicy, default_ca_file
 from streamer.sampler import FrameQueue
 from streamer.status import SourceStats, SourceStatus, State
 from streamer.urls import is_file_url, redact, validate_url
@@ -181,6 +182,9 @@ def open_source(
     stop_timeout_s: float = 2.0,
     allow_files: bool = True,
     ffmpeg_options: Mapping[str, str] | None = None,
+    policy: TargetPolicy | None = None,
+    insecure_tls: bool = False,
+    ca_file: str | None = None,
 ) -> Source:
     """Validate a camera URL and options and return a (not yet started) `Source`.
 
@@ -204,13 +208,21 @@ def open_source(
         decode_threads: FFmpeg decoder threads per camera (1 suits many cameras per core; 0 = auto).
         stop_timeout_s: how long `close()` waits for the decode thread.
         allow_files: accept local files (an API may refuse server-side paths).
-        ffmpeg_options: extra demuxer options passed to FFmpeg as they are.
+        ffmpeg_options: extra demuxer options passed to FFmpeg (never the guards below: those win).
+        policy: the networks the camera may be in (`streamer.policy.TargetPolicy`), checked on the URL now
+            and on every connection and redirect hop; None checks no addresses (a library user's own
+            cameras). Whatever it is, FFmpeg only gets camera protocols and demuxers, and no redirects of
+            its own.
+        insecure_tls: accept any certificate from an rtsps:// or https:// camera (default: verify).
+        ca_file: CA bundle to verify camera certificates against (default: the system's).
 
     Raises:
         InvalidCameraURL: the URL is unusable (checked before any connection).
         ValueError: an option is out of range.
     """
     target = validate_url(url, allow_files=allow_files)
+    if policy is not None and not is_file_url(url):
+        policy.check(url)  # blocking DNS: callers on an event loop run open_source in a thread or pass IPs
     if size is not None:
         if width is not None or height is not None:
             raise ValueError("give either size=(w, h) or width/height, not both")
@@ -244,6 +256,9 @@ def open_source(
         backoff_max_s=backoff_max_s,
         decode_threads=decode_threads,
         ffmpeg_options=tuple((str(k), str(v)) for k, v in (ffmpeg_options or {}).items()),
+        policy=policy,
+        tls_verify=not insecure_tls,
+        ca_file=ca_file or default_ca_file(),
     )
     return Source(cfg, queue_size=queue_size, on_status=on_status, stop_timeout_s=stop_timeout_s)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -16,12 +17,14 @@ from typing import Any, cast
 
 import av
 import av.container.core
+import httpx
 import numpy as np
 import numpy.typing as npt
 
 from streamer.errors import CameraUnreachable
 from streamer.failures import AV_ERRORS, classify
 from streamer.frame import Frame
+from streamer.policy import TargetPolicy, TargetRefused, ffmpeg_guard_options, follow_redirects
 from streamer.sampler import FpsSampler, FrameQueue, QueueClosed
 from streamer.status import SourceStats, State
 from streamer.urls import host_and_port, is_file_url, redact
@@ -52,6 +55,9 @@ class WorkerConfig:
     backoff_max_s: float
     decode_threads: int
     ffmpeg_options: tuple[tuple[str, str], ...]
+    policy: TargetPolicy | None = None  # None: no address checks (files, or a library user's own cameras)
+    tls_verify: bool = True
+    ca_file: str | None = None
 
 
 class _StopAwareClock:
@@ -235,14 +241,17 @@ class CameraWorker:
 
     def _open(self) -> av.container.InputContainer:
         cfg = self.cfg
+        target = cfg.target
         if not self.local:
             self._resolve()
+            target = self._checked_target()
         options = dict(cfg.ffmpeg_options)
         if not self.local:
             options = self._network_options() | options
+        options |= ffmpeg_guard_options(local=self.local, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file)
         started = time.monotonic()
         try:  # blocking: this is why decode runs in its own thread (PyAV releases the GIL while it waits)
-            return av.open(cfg.target, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
+            return av.open(target, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
         except AV_ERRORS as exc:
             self.stats.connect_failures += 1
             # While opening, FFmpeg's socket timeout (the read timeout) applies as well as the open timeout.
@@ -255,6 +264,35 @@ class CameraWorker:
                 timeout_s=limit,
                 phase="open",
             ) from None
+
+    def _checked_target(self) -> str:
+        """The URL to open after the policy's checks: each connection's addresses and each redirect hop (a
+        refused target is reported as plainly unreachable, never with what answered there)."""
+        cfg = self.cfg
+        if cfg.policy is None:
+            return cfg.target
+        try:
+            return follow_redirects(cfg.target, cfg.policy, self._http_location)
+        except TargetRefused:
+            self.stats.connect_failures += 1
+            raise CameraUnreachable(
+                cfg.camera_id, "unreachable", "camera unreachable (outside the camera-target policy)"
+            ) from None
+
+    def _http_location(self, url: str) -> str | None:
+        """A redirect's Location for `url`, or None (not a redirect, or no answer: FFmpeg reports that)."""
+        cfg = self.cfg
+        verify: bool | ssl.SSLContext = False
+        if cfg.tls_verify:
+            verify = ssl.create_default_context(cafile=cfg.ca_file)
+        try:
+            with (
+                httpx.Client(verify=verify, follow_redirects=False, timeout=cfg.open_timeout_s) as client,
+                client.stream("GET", url) as response,
+            ):
+                return response.headers.get("location") if response.is_redirect else None
+        except httpx.HTTPError:
+            return None
 
     def _resolve(self) -> None:
         host, port = host_and_port(self.cfg.url)
