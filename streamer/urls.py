@@ -26,13 +26,27 @@ SECRET_PARAMS = frozenset(
         "signature",
         "sig",
         "access_token",
+        "pw",
+        "psw",
+        "loginpas",
+        "loginpass",
+        "loginpwd",
+        "user_pwd",
+        "passphrase",
+        "credential",
+        "credentials",
+        "client_secret",
+        "private_key",
+        "session",
+        "sessionid",
     }
 )
 # `scheme://user[:password]@` anywhere in free text (FFmpeg error messages repeat the URL they opened).
-# Greedy up to the last `@` before the path, as urlsplit does, so an unescaped `@` in a password can't leak.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s'\"]+)@")
+# Greedy up to the last `@` of the run of non-space characters, so a password holding an unescaped `@`, `/`,
+# `#`, `?` or a quote cannot leak (a path with an `@` in it is redacted too: the safe side).
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>\S+)@")
 _SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)(?P<value>[^&;#\s'\"]*)", re.IGNORECASE
+    r"(?P<key>[?&;](?:" + "|".join(sorted(SECRET_PARAMS)) + r")=)(?P<value>[^&;#\s]*)", re.IGNORECASE
 )
 
 
