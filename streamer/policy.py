@@ -8,7 +8,8 @@ the URL is a trust boundary. The policy:
 - every address a host name resolves to must lie in the allowed networks (`allow_nets`; the default suits a
   camera LAN: the private IPv4 ranges, carrier-grade NAT and IPv6 unique-local), and never in the link-local
   or cloud-metadata ranges, whatever `allow_nets` says;
-- HTTP redirects are followed here, hop by hop, each hop checked; FFmpeg itself follows none.
+- HTTP redirects are followed by `streamer.fetch`, hop by hop, each hop checked; FFmpeg itself follows none,
+  and HLS playlists and segments are fetched there too, each entry checked.
 A refusal names the setting that governs it, so an operator knows what to change; what a refused target
 would have answered is never reported.
 """
@@ -19,7 +20,6 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
 
 from streamer.errors import InvalidCameraURL
 from streamer.urls import host_and_port, redact
@@ -64,6 +64,7 @@ CAMERA_FORMATS = (
     "rtsp", "sdp", "rtp", "mov", "mp4", "matroska", "webm", "mpegts", "hls", "applehttp", "mjpeg", "mpjpeg",
     "flv", "h264", "hevc", "avi", "m4v", "mpeg", "ivf",
 )  # fmt: skip
+HLS_FORMATS = ("hls", "applehttp")
 MAX_REDIRECTS = 5
 
 
@@ -134,45 +135,22 @@ class TargetPolicy:
                 raise TargetRefused(redact(url), reason, self.setting)
 
 
-def ffmpeg_guard_options(*, local: bool, tls_verify: bool, ca_file: str | None) -> dict[str, str]:
-    """FFmpeg options that hold it to the policy: protocol and demuxer whitelists, no redirects of its own,
-    and certificate verification (against `ca_file`, or the system's CAs) unless `tls_verify` is False."""
+def ffmpeg_guard_options(
+    *, local: bool, tls_verify: bool, ca_file: str | None, hls: bool = False
+) -> dict[str, str]:
+    """FFmpeg options that hold it to the policy: protocol and demuxer whitelists (the HLS demuxer only for a
+    target known to be a playlist, whose nested opens then go through `streamer.fetch`), no redirects of its
+    own, and certificate verification (against `ca_file`, or the system's CAs) unless `tls_verify` is
+    False."""
     protocols = ("file",) if local else NETWORK_PROTOCOLS
-    options = {"protocol_whitelist": ",".join(protocols), "format_whitelist": ",".join(CAMERA_FORMATS)}
+    formats = CAMERA_FORMATS if hls else tuple(f for f in CAMERA_FORMATS if f not in HLS_FORMATS)
+    options = {"protocol_whitelist": ",".join(protocols), "format_whitelist": ",".join(formats)}
     if not local:
         options["max_redirects"] = "0"
         options["tls_verify"] = "1" if tls_verify else "0"
         if tls_verify and ca_file:
             options["ca_file"] = ca_file
     return options
-
-
-def follow_redirects(
-    url: str,
-    policy: TargetPolicy,
-    fetch_location: Callable[[str], str | None],
-    resolve: Resolver = system_resolver,
-) -> str:
-    """The URL FFmpeg should open: `url` after following its HTTP redirects hop by hop, each hop checked
-    against `policy`. `fetch_location(u)` returns a hop's `Location` (None when `u` is not a redirect).
-
-    Raises:
-        TargetRefused: a hop is outside the policy, leaves http(s), or there are more than MAX_REDIRECTS.
-    """
-    policy.check(url, resolve)
-    current = url
-    for _ in range(MAX_REDIRECTS):
-        if urlsplit(current).scheme.lower() not in ("http", "https"):
-            return current
-        location = fetch_location(current)
-        if location is None:
-            return current
-        nxt = urljoin(current, location)
-        if urlsplit(nxt).scheme.lower() not in ("http", "https"):
-            raise TargetRefused(redact(url), "it redirects to a scheme other than http(s)")
-        policy.check(nxt, resolve)
-        current = nxt
-    raise TargetRefused(redact(url), f"more than {MAX_REDIRECTS} redirects")
 
 
 def default_ca_file() -> str | None:

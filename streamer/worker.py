@@ -6,25 +6,24 @@ from __future__ import annotations
 import logging
 import random
 import socket
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import av
 import av.container.core
-import httpx
 import numpy as np
 import numpy.typing as npt
 
 from streamer.errors import CameraUnreachable
 from streamer.failures import AV_ERRORS, classify
+from streamer.fetch import PolicedHTTP, Target
 from streamer.frame import Frame
-from streamer.policy import TargetPolicy, TargetRefused, ffmpeg_guard_options, follow_redirects
+from streamer.policy import TargetPolicy, TargetRefused, ffmpeg_guard_options
 from streamer.sampler import FpsSampler, FrameQueue, QueueClosed
 from streamer.status import SourceStats, State
 from streamer.urls import host_and_port, is_file_url, redact
@@ -33,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Consecutive packets the decoder may reject before the stream counts as broken.
 MAX_DECODE_ERRORS = 50
+_T = TypeVar("_T")
 _THREAD = threading.local()
 
 
@@ -161,6 +161,9 @@ class CameraWorker:
         self.timeline = Timeline()
         self.sampler = FpsSampler(cfg.fps)
         self.index = 0
+        self.http = PolicedHTTP(
+            cfg.policy, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file, timeout_s=cfg.open_timeout_s
+        )
         self.pixel_aspect = 1.0  # the open stream's sample aspect ratio (1 for square pixels)
         self.state = State.CONNECTING
         self.recent_pts: deque[float] = deque(maxlen=32)
@@ -241,17 +244,25 @@ class CameraWorker:
 
     def _open(self) -> av.container.InputContainer:
         cfg = self.cfg
-        target = cfg.target
+        target = Target(cfg.target, hls=False)
         if not self.local:
             self._resolve()
             target = self._checked_target()
         options = dict(cfg.ffmpeg_options)
         if not self.local:
             options = self._network_options() | options
-        options |= ffmpeg_guard_options(local=self.local, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file)
+        options |= ffmpeg_guard_options(
+            local=self.local, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file, hls=target.hls
+        )
+        io_open = self.http.io_open if target.hls else None  # every playlist entry fetched and checked here
         started = time.monotonic()
         try:  # blocking: this is why decode runs in its own thread (PyAV releases the GIL while it waits)
-            return av.open(target, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
+            return av.open(
+                target.url,
+                options=options,
+                timeout=(cfg.open_timeout_s, cfg.read_timeout_s),
+                io_open=io_open,
+            )
         except AV_ERRORS as exc:
             self.stats.connect_failures += 1
             # While opening, FFmpeg's socket timeout (the read timeout) applies as well as the open timeout.
@@ -265,34 +276,24 @@ class CameraWorker:
                 phase="open",
             ) from None
 
-    def _checked_target(self) -> str:
-        """The URL to open after the policy's checks: each connection's addresses and each redirect hop (a
-        refused target is reported as plainly unreachable, never with what answered there)."""
+    def _checked_target(self) -> Target:
+        """Where to open after the policy's checks on each redirect hop (a refused target is reported as
+        plainly unreachable, never with what answered there)."""
         cfg = self.cfg
-        if cfg.policy is None:
-            return cfg.target
+        if not cfg.target.lower().startswith(("http://", "https://")):
+            if cfg.policy is not None:
+                self._check_policy(cfg.policy.check, cfg.target)
+            return Target(cfg.target, hls=False)
+        return self._check_policy(self.http.resolve, cfg.target)
+
+    def _check_policy(self, check: Callable[[str], _T], url: str) -> _T:
         try:
-            return follow_redirects(cfg.target, cfg.policy, self._http_location)
+            return check(url)
         except TargetRefused:
             self.stats.connect_failures += 1
             raise CameraUnreachable(
-                cfg.camera_id, "unreachable", "camera unreachable (outside the camera-target policy)"
+                self.cfg.camera_id, "unreachable", "camera unreachable (outside the camera-target policy)"
             ) from None
-
-    def _http_location(self, url: str) -> str | None:
-        """A redirect's Location for `url`, or None (not a redirect, or no answer: FFmpeg reports that)."""
-        cfg = self.cfg
-        verify: bool | ssl.SSLContext = False
-        if cfg.tls_verify:
-            verify = ssl.create_default_context(cafile=cfg.ca_file)
-        try:
-            with (
-                httpx.Client(verify=verify, follow_redirects=False, timeout=cfg.open_timeout_s) as client,
-                client.stream("GET", url) as response,
-            ):
-                return response.headers.get("location") if response.is_redirect else None
-        except httpx.HTTPError:
-            return None
 
     def _resolve(self) -> None:
         host, port = host_and_port(self.cfg.url)

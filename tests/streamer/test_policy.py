@@ -158,6 +158,50 @@ async def test_a_redirect_inside_the_policy_is_followed_hop_by_hop(site: Site) -
     assert frames == 1 and site.hits[:2] == ["/a", "/b"]
 
 
+def playlist(*segments: str) -> bytes:
+    lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:10", "#EXT-X-MEDIA-SEQUENCE:0"]
+    for segment in segments:
+        lines += ["#EXTINF:10.0,", segment]
+    return ("\n".join([*lines, "#EXT-X-ENDLIST"]) + "\n").encode()
+
+
+async def test_an_hls_camera_plays_with_every_playlist_entry_fetched_on_the_policys_terms(
+    site: Site, root: Path
+) -> None:
+    (root / "live.m3u8").write_bytes(playlist("bikes.ts"))
+    source = streamer.open_source(f"{site.base}/live.m3u8", camera_id="hls", fps=1, policy=LOOPBACK)
+    frames, state, *_ = await first_frame_or_status(source)
+    assert frames == 1 and state == State.UP
+    assert "/bikes.ts" in site.hits
+
+
+async def test_an_hls_entry_on_a_host_outside_the_policy_is_never_fetched(site: Site, root: Path) -> None:
+    elsewhere = Site(root, host="127.0.0.2")
+    try:
+        (root / "live.m3u8").write_bytes(playlist(f"{elsewhere.base}/bikes.ts"))
+        source = streamer.open_source(f"{site.base}/live.m3u8", camera_id="hls", fps=1, policy=LOOPBACK)
+        frames, *_ = await first_frame_or_status(source)
+        assert frames == 0
+        assert elsewhere.hits == [], "a playlist entry reached a host outside the policy"
+    finally:
+        elsewhere.close()
+
+
+async def test_a_playlist_behind_a_plain_url_is_not_demuxed_as_hls_by_ffmpeg_itself(
+    site: Site, root: Path
+) -> None:
+    """FFmpeg's own HLS demuxer would fetch entries past every check: it is only allowed for targets we
+    recognised as playlists, whose entries we fetch ourselves."""
+    elsewhere = Site(root, host="127.0.0.2")
+    try:
+        (root / "plain").write_bytes(playlist(f"{elsewhere.base}/bikes.ts"))
+        source = streamer.open_source(f"{site.base}/plain", camera_id="hls", fps=1, policy=LOOPBACK)
+        frames, *_ = await first_frame_or_status(source)
+        assert frames == 0 and elsewhere.hits == []
+    finally:
+        elsewhere.close()
+
+
 async def test_tls_is_verified_by_default_and_the_opt_out_is_explicit(
     root: Path, certificate: tuple[Path, Path]
 ) -> None:
