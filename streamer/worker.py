@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # Consecutive packets the decoder may reject before the stream counts as broken.
 MAX_DECODE_ERRORS = 50
 _T = TypeVar("_T")
+FAILURE_LOG_EVERY_S = 300.0  # a failure repeating the same reason is logged again after this long
 _THREAD = threading.local()
 
 
@@ -164,6 +165,7 @@ class CameraWorker:
         self.http = PolicedHTTP(
             cfg.policy, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file, timeout_s=cfg.open_timeout_s
         )
+        self._failure_log: tuple[str, float, int] = ("", 0.0, 0)  # (reason, when logged, repeats since)
         self.pixel_aspect = 1.0  # the open stream's sample aspect ratio (1 for square pixels)
         self.state = State.CONNECTING
         self.recent_pts: deque[float] = deque(maxlen=32)
@@ -203,12 +205,24 @@ class CameraWorker:
         """Record a failed session; whether to try again."""
         if self.stop.is_set():
             return False
-        log.warning("camera %s: %s", self.cfg.camera_id, err.reason)
+        self._log_failure(err.reason)
         if not err.retryable:
             self._status(State.STOPPED, err.reason, err.code)
             return False
         self._status(State.DOWN, err.reason, err.code)
         return True
+
+    def _log_failure(self, reason: str) -> None:
+        """Warn when the reason changes, then at most once per FAILURE_LOG_EVERY_S with the repeat count:
+        a camera that stays down cannot fill the log."""
+        now = time.monotonic()
+        last_reason, last_at, repeats = self._failure_log
+        if reason == last_reason and now - last_at < FAILURE_LOG_EVERY_S:
+            self._failure_log = (reason, last_at, repeats + 1)
+            return
+        again = f" (again, {repeats} more times since)" if reason == last_reason and repeats else ""
+        log.warning("camera %s: %s%s", self.cfg.camera_id, reason, again)
+        self._failure_log = (reason, now, 0)
 
     def _on_end_of_stream(self, ended: bool) -> bool:
         """A session ended without error; whether to go on (loop a file, reconnect a live camera)."""
