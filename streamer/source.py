@@ -185,6 +185,7 @@ def open_source(
     policy: TargetPolicy | None = None,
     insecure_tls: bool = False,
     ca_file: str | None = None,
+    max_pixels: int = 7680 * 4320,
 ) -> Source:
     """Validate a camera URL and options and return a (not yet started) `Source`.
 
@@ -215,12 +216,15 @@ def open_source(
             its own.
         insecure_tls: accept any certificate from an rtsps:// or https:// camera (default: verify).
         ca_file: CA bundle to verify camera certificates against (default: the system's).
+        max_pixels: largest picture (width x height) accepted; a larger source stops as `unsupported`.
 
     Raises:
         InvalidCameraURL: the URL is unusable (checked before any connection).
         ValueError: an option is out of range.
     """
     target = validate_url(url, allow_files=allow_files)
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
     if policy is not None and not is_file_url(url):
         policy.check(url)  # blocking DNS: callers on an event loop run open_source in a thread or pass IPs
     if size is not None:
@@ -259,6 +263,7 @@ def open_source(
         policy=policy,
         tls_verify=not insecure_tls,
         ca_file=ca_file or default_ca_file(),
+        max_pixels=max_pixels,
     )
     return Source(cfg, queue_size=queue_size, on_status=on_status, stop_timeout_s=stop_timeout_s)
 

@@ -59,6 +59,7 @@ class WorkerConfig:
     policy: TargetPolicy | None = None  # None: no address checks (files, or a library user's own cameras)
     tls_verify: bool = True
     ca_file: str | None = None
+    max_pixels: int = 7680 * 4320  # larger pictures are refused: decoding one costs memory nobody budgeted
 
 
 class _StopAwareClock:
@@ -346,6 +347,14 @@ class CameraWorker:
                 self.cfg.camera_id,
                 "unsupported",
                 f"no decoder for codec {stream.codec_context_name!r}",
+                retryable=False,
+            )
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > self.cfg.max_pixels:
+            raise CameraUnreachable(
+                self.cfg.camera_id,
+                "unsupported",
+                f"the source's {width}x{height} picture is above the limit of {self.cfg.max_pixels} pixels",
                 retryable=False,
             )
         stream.codec_context.thread_count = self.cfg.decode_threads

@@ -44,6 +44,16 @@ async def test_a_squashed_frame_still_knows_the_pictures_aspect_ratio(videos: Pa
     assert frames[0].source_aspect == pytest.approx(640 / 272)
 
 
+async def test_a_source_larger_than_the_pixel_limit_stops_with_a_clear_reason(videos: Path) -> None:
+    async with streamer.open_source(
+        str(videos / "bikes.mp4"), camera_id="c", fps=1, max_pixels=100_000
+    ) as src:
+        frames = await collect(src, count=1, timeout_s=10)
+        assert frames == []
+        assert src.status.state == State.STOPPED and src.status.code == "unsupported"
+        assert "640x272 picture is above the limit of 100000 pixels" in src.status.reason
+
+
 async def test_giving_only_a_width_keeps_the_aspect_ratio(videos: Path) -> None:
     async with streamer.open_source(str(videos / "bikes.mp4"), camera_id="c", fps=1, width=320) as source:
         frames = await collect(source, count=1)
