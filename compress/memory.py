@@ -1,4 +1,4 @@
-"""Rolling per-camera token memory built by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O."""
+"""Rolling per-camera token memory by incremental SCC (DESIGN.md "TokenMemory"): tensors only, never I/O."""
 
 from __future__ import annotations
 
@@ -26,10 +26,12 @@ _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
 
 
 class TokenMemory:
-    """Bounded per-camera memory of visual tokens (N per frame, width D, M live entries), updated frame by frame.
+    """Bounded per-camera memory of visual tokens (N per frame, width D, M live entries), updated frame by
+    frame.
 
-    Entries are rows 0..M-1 of preallocated buffers (ToMe-style float32 sums + counts, G3); removal swaps the last
-    row into the hole, so no step touches more than M rows. Prometheus counters: plain `*_total` attributes.
+    Entries are rows 0..M-1 of preallocated buffers (ToMe-style float32 sums + counts, G3); removal swaps the
+    last row into the hole, so no step touches more than M rows. Prometheus counters: plain `*_total`
+    attributes.
     """
 
     def __init__(
@@ -42,9 +44,9 @@ class TokenMemory:
         *,
         evidence_frames: int = 4,
     ) -> None:
-        """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity` entries the
-        most similar pair merges; entries last seen over `window_s` before the newest frame are evicted;
-        `evidence_frames` frame indices are kept per entry (the first and the newest)."""
+        """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity`
+        entries the most similar pair merges; entries last seen over `window_s` before the newest frame are
+        evicted; `evidence_frames` frame indices are kept per entry (the first and the newest)."""
         if dim < 1 or capacity < 1 or evidence_frames < 1 or not window_s > 0:
             raise ValueError(
                 f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim=}, {capacity=}, "
@@ -76,7 +78,8 @@ class TokenMemory:
             self._rows[name] = buf
 
     def _remove(self, rows: Tensor) -> Tensor:
-        """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed rows."""
+        """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed
+        rows."""
         m, r = self._m, self._rows
         keep = m - rows.numel()
         gone = torch.zeros(m, dtype=torch.bool, device=self.device).index_fill_(0, rows, True)
@@ -92,15 +95,17 @@ class TokenMemory:
         return mapping
 
     def _cos_all(self, q: Tensor) -> Tensor:
-        """`[r, D]` unit rows -> `[r, M]` cosines with every live entry. Past the CPU caches this product is bound by
-        reading the M x D units, and BLAS re-reads them per block of ~3 rows of `q @ U.T` but per ~16 rows of
-        `U @ q.T`: the second orientation is up to 3x faster for the 4-30 rows of a refresh or a frame."""
+        """`[r, D]` unit rows -> `[r, M]` cosines with every live entry. Past the CPU caches this product is
+        bound by reading the M x D units, and BLAS re-reads them per block of ~3 rows of `q @ U.T` but per ~16
+        rows of `U @ q.T`: the second orientation is up to 3x faster for the 4-30 rows of a refresh or a
+        frame."""
         unit = self._rows["unit"][: self._m]
         return q @ unit.T if q.shape[0] <= 3 else (unit @ q.T).T
 
     def _refresh_nn(self, changed: Tensor) -> None:
-        """Keep each entry's most similar other entry exact after `changed` rows moved, in O(r M D) with r small:
-        rows whose neighbour changed or vanished are recomputed, the others only meet the changed rows."""
+        """Keep each entry's most similar other entry exact after `changed` rows moved, in O(r M D) with r
+        small: rows whose neighbour changed or vanished are recomputed, the others only meet the changed
+        rows."""
         m, r = self._m, self._rows
         idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
         moved = torch.zeros(m + 1, dtype=torch.bool, device=self.device).index_fill_(0, changed, True)
@@ -141,12 +146,14 @@ class TokenMemory:
             r["unit"][rows] = normalize(r["sums"][rows])[0]
 
     def add_frame(self, tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
-        """Merge one frame: spatial SCC; components join every entry they exceed tau with (entries bridged by one
-        component merge) or become entries; every token joins its most similar entry (the final merge); bounds.
+        """Merge one frame: spatial SCC; components join every entry they exceed tau with (entries bridged by
+        one component merge) or become entries; every token joins its most similar entry (the final merge);
+        bounds.
 
-        Args: tokens `[N, D]` any float dtype, zero-norm rows are padding (counted, not kept); t stream seconds,
-            never below the previous frame's; frame_index kept as evidence.
-        Raises: ValueError for a wrong shape, NaN/inf tokens, non-finite or decreasing t (nothing changes then).
+        Args: tokens `[N, D]` any float dtype, zero-norm rows are padding (counted, not kept); t stream
+            seconds, never below the previous frame's; frame_index kept as evidence.
+        Raises: ValueError for a wrong shape, NaN/inf tokens, non-finite or decreasing t (then nothing
+            changes).
         """
         if tokens.dim() != 2 or tokens.shape[1] != self.dim:
             raise ValueError(f"tokens must be [N, {self.dim}], got shape {tuple(tokens.shape)}")
@@ -182,14 +189,15 @@ class TokenMemory:
         return ids
 
     def _group(self, x: Tensor, labels: Tensor, k1: int) -> tuple[Tensor, ...]:
-        """Link components to entries and to each other (cos > tau), union all linked -> (group [k1], target row or -1
-        [G] (its oldest entry), bridged rows, rows they merge into, component units [k1, D], their cos [k1, M])."""
+        """Link components to entries and to each other (cos > tau), union all linked -> (group [k1], target
+        row or -1 [G] (its oldest entry), bridged rows, rows they merge into, component units [k1, D], their
+        cos [k1, M])."""
         r = self._rows
         comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
         comp_cos = self._cos_all(comp_unit)  # [k1, M]: the frame's one component x entry matmul
         link = comp_cos > self.tau
-        # Chaining, as batch SCC links components frame to frame: a component also joins an entry whose look in
-        # the previous frame it exceeds tau with, so a slowly drifting region stays one entry.
+        # Chaining, as batch SCC links components frame to frame: a component also joins an entry whose look
+        # in the previous frame it exceeds tau with, so a slowly drifting region stays one entry.
         hit = (r["ids"][: self._m, None] == self._recent[0][None]).nonzero()  # [(row, recent)] still live
         link[:, hit[:, 0]] |= comp_unit @ self._recent[1][hit[:, 1]].T > self.tau
         cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
@@ -211,9 +219,10 @@ class TokenMemory:
     def _nearest(
         self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor
     ) -> Tensor:
-        """Eq. 7 per token -> `[N]`: the most similar unblocked live row (< M) or group representative g (M + g).
-        Exact without an [N, M] matmul: any entry beyond a component's top ones is at least (its angle to the
-        component - the token's) away (triangle inequality); only tokens this leaves open meet every row."""
+        """Eq. 7 per token -> `[N]`: the most similar unblocked live row (< M) or group representative g
+        (M + g). Exact without an [N, M] matmul: any entry beyond a component's top ones is at least (its
+        angle to the component - the token's) away (triangle inequality); only tokens this leaves open meet
+        every row."""
         m, unit = self._m, self._rows["unit"][: self._m]
         comp_unit, comp_cos = comp
         x_unit = normalize(x)[0]
@@ -298,8 +307,9 @@ class TokenMemory:
         ev[rows] = block
 
     def _consolidate(self) -> list[int]:
-        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids gone.
-        A round merges several pairs with one similarity pass when that equals one at a time (`compress.pairs`)."""
+        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids
+        gone. A round merges several pairs with one similarity pass when that equals one at a time
+        (`compress.pairs`)."""
         gone: list[int] = []
         r = self._rows
         while self._m > self.capacity:
@@ -323,7 +333,8 @@ class TokenMemory:
         self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
     ) -> None:
         """Merge rows b into rows a and update every neighbour from the round's pass, taken before the round:
-        `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their [s, M])."""
+        `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their
+        [s, M])."""
         m, r = self._m, self._rows
         self._merge_rows(a, b, renormalize=False)
         r["unit"][a] = merged
@@ -357,8 +368,8 @@ class TokenMemory:
     def tokens(
         self, since: float | None = None, until: float | None = None
     ) -> tuple[Tensor, list[EntryInfo]]:
-        """Live entries overlapping [since, until] (None: open end) -> (`[K, D]` float32 means, `EntryInfo` per
-        row), ordered by first_seen then id."""
+        """Live entries overlapping [since, until] (None: open end) -> (`[K, D]` float32 means, `EntryInfo`
+        per row), ordered by first_seen then id."""
         m, r = self._m, self._rows
         since, until = -math.inf if since is None else since, math.inf if until is None else until
         rows = ((r["last_seen"][:m] >= since) & (r["first_seen"][:m] <= until)).nonzero().squeeze(1)
@@ -370,11 +381,13 @@ class TokenMemory:
             for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")
         ]
         return means, [
-            EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0)) for i, a, b, c, n, ev in zip(*cols)
+            EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0))
+            for i, a, b, c, n, ev in zip(*cols, strict=True)
         ]
 
     def summary(self) -> dict[str, float | int | None]:
-        """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total counters)."""
+        """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total
+        counters)."""
         stored = int(self._rows["counts"][: self._m].sum())
         return {
             "entries": self._m,
@@ -397,8 +410,8 @@ class TokenMemory:
     def from_state_dict(
         cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
     ) -> TokenMemory:
-        """A memory with the state's configuration and entries; ValueError unless it is a consistent TokenMemory
-        state (of width `dim` when given)."""
+        """A memory with the state's configuration and entries; ValueError unless it is a consistent
+        TokenMemory state (of width `dim` when given)."""
         state = check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
@@ -425,6 +438,6 @@ class TokenMemory:
     def from_bytes(
         cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None
     ) -> TokenMemory:
-        """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state of
-        another `dim`."""
+        """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state
+        of another `dim`."""
         return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]

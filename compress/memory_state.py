@@ -26,7 +26,8 @@ COUNTERS = (
 ROW_FIELDS = ("sums", "counts", "first_seen", "last_seen", "frames", "ids", "evidence", "nn_idx", "nn_sim")
 RECENT_FIELDS = ("recent_ids", "recent_unit")  # entries seen in the latest frame: id, unit of what they took
 _F32, _F64, _I64 = torch.float32, torch.float64, torch.int64
-# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "" scalar; dtype; fill of an unused row).
+# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "" scalar; dtype; fill of an unused
+# row).
 ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "sums": ("D", _F32, 0.0),
     "unit": ("D", _F32, 0.0),
@@ -42,8 +43,8 @@ ROWS: dict[str, tuple[str, torch.dtype, float]] = {
 
 
 def check_state(state: object) -> dict[str, Any]:
-    """`state` as a consistent state of this version (a version 1 state gains an empty recent look); ValueError
-    naming what is wrong otherwise."""
+    """`state` as a consistent state of this version (a version 1 state gains an empty recent look);
+    ValueError naming what is wrong otherwise."""
     if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
         raise ValueError(f"not a TokenMemory state of version 1 or {STATE_VERSION}")
     tensors = ROW_FIELDS + (RECENT_FIELDS if state["version"] == STATE_VERSION else ())
@@ -87,7 +88,7 @@ def check_state(state: object) -> dict[str, Any]:
         or (
             r
             and not (
-                0 <= int(recent.min())
+                int(recent.min()) >= 0
                 and int(recent.max()) < state["next_id"]
                 and torch.unique(recent).numel() == r
                 and bool(torch.isfinite(look).all())
@@ -106,7 +107,8 @@ def to_bytes(state: dict[str, Any]) -> bytes:
 
 
 def from_bytes(blob: bytes) -> object:
-    """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs); ValueError for a corrupt blob."""
+    """Inverse of `to_bytes` (torch.load with weights_only=True: no code runs); ValueError for a corrupt
+    blob."""
     try:
         return torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:

@@ -1,12 +1,13 @@
 """Consolidation rounds for `TokenMemory`: several most-similar pairs merged with one similarity pass.
 
-Past capacity the memory merges its most similar pair of entries, refreshes every entry's nearest neighbour, and
-repeats. Each refresh reads all M x D entry units, so a frame that overflows by k entries would pay k passes. A
-round instead takes the next pairs off the neighbour cache, computes the merged units of all of them against every
-entry in one pass, and keeps the longest prefix that one-pair-at-a-time merging provably picks in the same order:
+Past capacity the memory merges its most similar pair of entries, refreshes every entry's nearest neighbour,
+and repeats. Each refresh reads all M x D entry units, so a frame that overflows by k entries would pay k
+passes. A round instead takes the next pairs off the neighbour cache, computes the merged units of all of them
+against every entry in one pass, and keeps the longest prefix that one-pair-at-a-time merging provably picks
+in the same order:
 
-- pair j is the best pair among entries no earlier pair touched: the cache is sorted, and the walk stops at the
-  first entry whose cached neighbour an earlier pair merged (its best is then unknown) or at a tie;
+- pair j is the best pair among entries no earlier pair touched: the cache is sorted, and the walk stops at
+  the first entry whose cached neighbour an earlier pair merged (its best is then unknown) or at a tie;
 - no merged unit l < j is at least as similar to any entry still there, nor to another merged unit, as pair j.
 
 Pure tensor code: M live entries, k candidate pairs.
@@ -33,7 +34,8 @@ def candidate_pairs(nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int) -> 
     b: list[int] = []
     values: list[float] = []
     taken: set[int] = set()
-    walk = zip(sims[:span].tolist(), top.tolist(), partner.tolist(), ids[top].tolist(), ids[partner].tolist())
+    columns = (sims[:span], top, partner, ids[top], ids[partner])
+    walk = zip(*(c.tolist() for c in columns), strict=True)
     for value, i, j, id_i, id_j in walk:
         if i in taken:
             continue  # the other half of a pair already taken

@@ -1,4 +1,4 @@
-"""TokenMemory invariants on synthetic streams (concepts that appear, vanish and return); never touches I/O."""
+"""TokenMemory invariants on synthetic streams (concepts that appear, vanish, return); never touches I/O."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def concepts(count: int, seed: int = 0, dim: int = D) -> Tensor:
     """`[count, dim]` random unit directions (nearly orthogonal: pairwise cos well below 0.9)."""
     g = torch.Generator().manual_seed(seed)
     c = torch.randn(count, dim, generator=g)
-    return c / c.norm(dim=1, keepdim=True)
+    unit: Tensor = c / c.norm(dim=1, keepdim=True)
+    return unit
 
 
 def frame(centers: Tensor, shown: list[int], per: int = 8, noise: float = 0.03, seed: int = 0) -> Tensor:
@@ -40,8 +41,8 @@ def frame(centers: Tensor, shown: list[int], per: int = 8, noise: float = 0.03, 
     return base + noise * torch.randn(base.shape, generator=g)
 
 
-def stream(memory: TokenMemory, frames: int, seed: int = 0, fps: float = 2.0) -> list[object]:
-    """Feed a camera-like stream: a fixed background plus objects drawn from a pool that come, go and return."""
+def stream(memory: TokenMemory, frames: int, seed: int = 0, fps: float = 2.0) -> list[MemoryUpdate]:
+    """Feed a camera-like stream: a fixed background plus objects from a pool that come, go and return."""
     centers = concepts(60, seed)
     g = torch.Generator().manual_seed(seed + 1)
     updates = []
@@ -56,6 +57,16 @@ def stream(memory: TokenMemory, frames: int, seed: int = 0, fps: float = 2.0) ->
 
 def stored_tokens(memory: TokenMemory) -> int:
     return sum(info.count for info in memory.tokens()[1])
+
+
+def kept_tokens(memory: TokenMemory) -> int:
+    """What the counters say the memory holds: tokens in, less those evicted and the zero-norm ones."""
+    s = memory.summary()
+    return (
+        int(s["tokens_in_total"] or 0)
+        - int(s["tokens_evicted_total"] or 0)
+        - int(s["tokens_zero_total"] or 0)
+    )
 
 
 @pytest.mark.parametrize("frames", [600, pytest.param(5000, marks=pytest.mark.slow)])
@@ -78,7 +89,7 @@ def test_member_counts_are_conserved_through_bridges_consolidation_and_eviction(
     s = memory.summary()
     assert s["consolidations_total"] and s["evicted_total"]
     assert stored_tokens(memory) == s["tokens_stored"]
-    assert s["tokens_stored"] == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
+    assert s["tokens_stored"] == kept_tokens(memory)
 
 
 def test_first_seen_never_exceeds_last_seen_and_entries_come_ordered_by_first_seen() -> None:
@@ -95,7 +106,7 @@ def test_ids_increase_and_are_never_reused() -> None:
     memory = TokenMemory(D, tau=0.9, capacity=8, window_s=20.0)
     seen: list[int] = []
     for update in stream(memory, 150):
-        seen += list(update.new)  # type: ignore[attr-defined]
+        seen += list(update.new)
     assert seen == sorted(seen) and len(seen) == len(set(seen))
 
 
@@ -215,7 +226,7 @@ def test_the_neighbour_cache_stays_exact_through_bridges_consolidation_and_evict
 
 
 def test_the_pruned_final_merge_equals_scoring_every_entry(monkeypatch: pytest.MonkeyPatch) -> None:
-    def run(candidates: int) -> tuple[Tensor, list[object]]:
+    def run(candidates: int) -> tuple[Tensor, list[EntryInfo]]:
         monkeypatch.setattr(memory_module, "_CANDIDATES", candidates)
         memory = TokenMemory(D, tau=0.5, capacity=40, window_s=1e9)
         g = torch.Generator().manual_seed(3)
@@ -372,7 +383,7 @@ def test_evidence_keeps_the_first_frame_and_the_newest_ones() -> None:
 def test_invalid_configuration_is_refused() -> None:
     for kwargs in ({"capacity": 0}, {"window_s": 0.0}, {"tau": 1.5}, {"evidence_frames": 0}):
         with pytest.raises(ValueError):
-            TokenMemory(D, **kwargs)  # type: ignore[arg-type]
+            TokenMemory(D, **kwargs)
 
 
 @settings(max_examples=25, deadline=None)
@@ -391,8 +402,5 @@ def test_bounds_and_conservation_hold_for_any_small_stream(
         tokens = frame(centers, shown, per=3, noise=0.1, seed=f) if shown else torch.zeros(0, 8)
         update = memory.add_frame(tokens, float(f), f)
         assert 0.0 <= update.novelty <= 1.0 and len(memory) <= capacity
-        s = memory.summary()
-        assert (
-            stored_tokens(memory) == s["tokens_in_total"] - s["tokens_evicted_total"] - s["tokens_zero_total"]
-        )
+        assert stored_tokens(memory) == kept_tokens(memory)
         assert all(f - window <= i.last_seen and i.first_seen <= i.last_seen for i in memory.tokens()[1])
