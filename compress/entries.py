@@ -16,6 +16,12 @@ class EntryInfo:
         count: member tokens accumulated into the entry.
         frames: number of frames the entry appeared in.
         evidence: a few frame indices where the entry was seen (oldest first).
+        intervals: the stream-second intervals [start, end] in which the entry was on camera, sorted and
+            disjoint: first_seen is intervals[0][0], last_seen intervals[-1][1]. Left out, one interval
+            first_seen..last_seen.
+        interval_frames: per interval, its evidence frame: the frame index where the entry absorbed the most
+            tokens within the interval (ties: the earliest); -1 where not known. Left out with the intervals,
+            the first evidence frame.
     """
 
     id: int
@@ -24,6 +30,21 @@ class EntryInfo:
     count: int
     frames: int
     evidence: tuple[int, ...]
+    intervals: tuple[tuple[float, float], ...] = ()
+    interval_frames: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Fill the interval fields left out (one interval first_seen..last_seen); ValueError unless there is
+        one evidence frame per interval."""
+        if not self.intervals:
+            object.__setattr__(self, "intervals", ((self.first_seen, self.last_seen),))
+            if not self.interval_frames:
+                object.__setattr__(self, "interval_frames", (self.evidence[0] if self.evidence else -1,))
+        if len(self.interval_frames) != len(self.intervals):
+            raise ValueError(
+                f"EntryInfo {self.id}: {len(self.intervals)} intervals but {len(self.interval_frames)} "
+                "evidence frames"
+            )
 
 
 @dataclass(frozen=True)

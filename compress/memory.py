@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from compress.entries import EntryInfo, MemoryUpdate
+from compress.intervals import INF, NO_FRAME, counts, fuse, group_slots, side_by_side
 from compress.memory_state import CONFIG as _CONFIG
 from compress.memory_state import COUNTERS as _COUNTERS
+from compress.memory_state import INTERVAL_CONFIG as _INTERVAL_CONFIG
+from compress.memory_state import INTERVAL_FIELDS as _INTERVAL_FIELDS
+from compress.memory_state import MAX_INTERVALS, SPACINGS, STATE_VERSION, check_state, from_bytes, to_bytes
 from compress.memory_state import NEG as _NEG
 from compress.memory_state import ROW_FIELDS as _ROW_FIELDS
 from compress.memory_state import ROWS as _ROWS
-from compress.memory_state import STATE_VERSION, check_state, from_bytes, to_bytes
 from compress.pairs import candidate_pairs, safe_pairs
 from compress.scc import check_tau, graph_components, merge_by_labels, normalize, semantic_components
 
@@ -23,6 +27,9 @@ __all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live i
 _ROUND_PAIRS = 32  # most pairs one consolidation round merges with one similarity pass
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
+# Where the state's ragged interval fields (after iv_count) live: (buffer, column of its last dimension).
+_SLOT_FIELDS = (("iv_span", 0), ("iv_span", 1), ("iv_evidence", 0), ("iv_evidence", 1))
+_GAP_SPACINGS = 3.5  # gap_s=None: this many frame spacings (missing from two frames stays one interval)
 
 
 class TokenMemory:
@@ -32,6 +39,11 @@ class TokenMemory:
     Entries are rows 0..M-1 of preallocated buffers (ToMe-style float32 sums + counts, G3); removal swaps the
     last row into the hole, so no step touches more than M rows. Prometheus counters: plain `*_total`
     attributes.
+
+    Each entry also keeps the intervals of stream seconds in which it was on camera (`EntryInfo.intervals`),
+    at most `max_intervals`, each with an evidence frame and its support (`compress.intervals`): an entry seen
+    within `gap_s` of the end of its latest interval extends it, otherwise opens a new one; merged entries
+    (bridging, consolidation) unite their intervals.
     """
 
     def __init__(
@@ -43,15 +55,32 @@ class TokenMemory:
         device: str | torch.device = "cpu",
         *,
         evidence_frames: int = 4,
+        gap_s: float | None = None,
+        max_intervals: int = MAX_INTERVALS,
     ) -> None:
         """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity`
         entries the most similar pair merges; entries last seen over `window_s` before the newest frame are
-        evicted; `evidence_frames` frame indices are kept per entry (the first and the newest)."""
+        evicted; `evidence_frames` frame indices are kept per entry (the first and the newest).
+
+        Intervals: an entry seen at most `gap_s` seconds after the end of its latest interval extends it (and
+        intervals of merged entries that close fuse); `gap_s=None` measures it from the stream: 3.5 times the
+        median spacing of the last 15 frames (`spacing_s`; frames with equal t are skipped), so an entry
+        missing from up to two frames in a row keeps one interval, the half spacing keeps the border clear of
+        timestamp jitter, and the median ignores the odd stall or reconnect; 0 until two frames have come.
+        Past `max_intervals` the two adjacent intervals with the smallest gap between them fuse."""
         if dim < 1 or capacity < 1 or evidence_frames < 1 or not window_s > 0:
             raise ValueError(
                 f"need dim, capacity, evidence_frames >= 1 and window_s > 0, got {dim=}, {capacity=}, "
                 f"{evidence_frames=}, {window_s=}"
             )
+        if gap_s is not None and not float(gap_s) >= 0:  # also rejects NaN
+            raise ValueError(f"gap_s must be None (measured from the stream) or seconds >= 0, got {gap_s}")
+        if isinstance(max_intervals, bool) or int(max_intervals) != max_intervals or max_intervals < 1:
+            raise ValueError(f"max_intervals must be an integer >= 1, got {max_intervals}")
+        self.gap_s, self.max_intervals = None if gap_s is None else float(gap_s), int(max_intervals)
+        self._spacings: list[
+            float
+        ] = []  # the last SPACINGS positive spacings between frames' t, oldest first
         self.dim, self.tau, self.capacity = int(dim), check_tau(tau), int(capacity)
         self.window_s, self.evidence_frames = float(window_s), int(evidence_frames)
         self.device = torch.device(device)
@@ -71,11 +100,25 @@ class TokenMemory:
         if self._rows and self._rows["ids"].shape[0] >= rows:
             return
         for name, (shape, dtype, fill) in _ROWS.items():
-            width = [{"D": self.dim, "E": self.evidence_frames}[c] for c in shape]
+            sizes = {"D": self.dim, "E": self.evidence_frames, "K": self.max_intervals, "2": 2}
+            width = [sizes[c] for c in shape]
             buf = torch.full((rows, *width), fill, dtype=dtype, device=self.device)
             if name in self._rows:
                 buf[: self._m] = self._rows[name][: self._m]
             self._rows[name] = buf
+
+    @property
+    def spacing_s(self) -> float | None:
+        """The running estimate of the seconds between frames: the median of the last 15 positive spacings
+        between consecutive frames' t, None before two frames with different t."""
+        return statistics.median(self._spacings) if self._spacings else None
+
+    def current_gap_s(self) -> float:
+        """The gap in effect now: `gap_s`, or with gap_s=None 3.5 x `spacing_s` (0 while it is unknown)."""
+        if self.gap_s is not None:
+            return self.gap_s
+        spacing = self.spacing_s
+        return 0.0 if spacing is None else _GAP_SPACINGS * spacing
 
     def _remove(self, rows: Tensor) -> Tensor:
         """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed
@@ -123,27 +166,88 @@ class TokenMemory:
         idx.copy_(torch.where(better, rows[col_arg], idx))
         sim[rows], idx[rows] = s.max(dim=1)
 
-    def _merge_rows(self, into: Tensor, away: Tensor, *, renormalize: bool = True) -> None:
-        """Add rows `away` into rows `into` (counts-weighted: sums and counts add); no row is removed here."""
+    def _merge_rows(
+        self, into: Tensor, away: Tensor, *, renormalize: bool = True, pairs: bool = False
+    ) -> None:
+        """Add rows `away` into rows `into` (counts-weighted: sums and counts add; evidence frames and
+        intervals unite); no row is removed here. `pairs`: `into` are distinct (a consolidation round), so no
+        grouping."""
         r, e = self._rows, self.evidence_frames
-        rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge or one consolidation
-        for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never on a whole buffer
-            r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
+        if away.numel() == 0:
+            return
+        grouping: tuple[Tensor, Tensor, int] | None = None  # rows merging into one: (group, position, widest)
+        if pairs:  # one row into each: plain elementwise sums, minima and maxima
+            rows = into
+            for name in ("sums", "counts", "frames"):
+                r[name][rows] += r[name][away]
+            r["first_seen"][rows] = torch.minimum(r["first_seen"][rows], r["first_seen"][away])
+            r["last_seen"][rows] = torch.maximum(r["last_seen"][rows], r["last_seen"][away])
+        else:
+            rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge
+            for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never a whole buffer
+                r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
+            r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(
+                0, inverse, r["first_seen"][away], "amin"
+            )
+            r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(
+                0, inverse, r["last_seen"][away], "amax"
+            )
+            grouping = (inverse, *group_slots(inverse, rows.numel()))
         r["frames"][rows] = r["frames"][rows].clamp_max(
             self.frames_total
         )  # an upper bound on distinct frames
-        r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(
-            0, inverse, r["first_seen"][away], "amin"
-        )
-        r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(0, inverse, r["last_seen"][away], "amax")
-        for k, a in enumerate(rows.tolist()):
-            seen = torch.cat([r["evidence"][a], r["evidence"][away[inverse == k]].flatten()])
-            seen = torch.unique(seen[seen >= 0])  # sorted; keep the first frame and the newest ones
-            keep = seen if seen.numel() <= e else torch.cat([seen[:1], seen[seen.numel() - e + 1 :]])
-            r["evidence"][a] = -1
-            r["evidence"][a, : keep.numel()] = keep
+        r["evidence"][rows] = _first_and_newest(self._laid("evidence", rows, away, grouping), e)
+        spans, evidence = (self._laid(name, rows, away, grouping) for name in ("iv_span", "iv_evidence"))
+        self._fuse_intervals(rows, spans, evidence)
         if renormalize:  # a consolidation round already holds the merged units
             r["unit"][rows] = normalize(r["sums"][rows])[0]
+
+    def _laid(
+        self, name: str, rows: Tensor, away: Tensor, grouping: tuple[Tensor, Tensor, int] | None
+    ) -> Tensor:
+        """Buffer `name`'s slots of each of `rows`, then those of the rows `away` merging into it (grouping
+        None: one each, in order; else `compress.intervals.side_by_side`'s group, position, widest)."""
+        own, other = self._rows[name][rows], self._rows[name][away]
+        return torch.cat([own, other], 1) if grouping is None else side_by_side(own, other, *grouping)
+
+    def _fuse_intervals(
+        self, rows: Tensor, spans: Tensor, evidence: Tensor, gap: float | None = None
+    ) -> None:
+        """Make `spans`, `evidence` (`[r, W, 2]`: the interval sets of `rows`, any order) the intervals of
+        `rows`, fused within `gap` (None: the current gap) and bounded (`compress.intervals.fuse`)."""
+        gap = self.current_gap_s() if gap is None else gap
+        self._rows["iv_span"][rows], self._rows["iv_evidence"][rows] = fuse(
+            spans, evidence, gap, self.max_intervals
+        )
+
+    def _appear(self, rows: Tensor, took: Tensor, t: float, frame_index: int) -> None:
+        """`rows` were seen in the frame at `t` (their last_seen not yet moved to `t`), `took` `[r]` tokens
+        each: each extends its latest interval when that ends at most the current gap before `t` (its evidence
+        moves to this frame if it took more tokens here than at the interval's evidence frame), or opens
+        [t, t] (past max_intervals, the two closest intervals fuse)."""
+        r, k = self._rows, self.max_intervals
+        spans, evidence = r["iv_span"], r["iv_evidence"]
+        count = counts(spans[rows])
+        extend = (count > 0) & (t - r["last_seen"][rows] <= self.current_gap_s())  # last_seen: the latest end
+        opens = ~extend & (count < k)
+        slot = torch.where(extend, count - 1, count.clamp_max(k - 1))  # the latest interval, or the next slot
+        span, chosen = spans[rows, slot], evidence[rows, slot]  # [r, 2]
+        now = torch.stack([torch.full_like(took, frame_index), took], 1)
+        better = opens | (extend & (took > chosen[:, 1]))
+        start = torch.where(opens, t, span[:, 0])
+        spans[rows, slot] = torch.stack([start, torch.where(extend | opens, t, span[:, 1])], 1)
+        evidence[rows, slot] = torch.where(
+            better[:, None], now, chosen
+        )  # rows left alone write back as they were
+        crowded = (~extend & ~opens).nonzero().squeeze(1)
+        if crowded.numel():  # rare: one interval too many, so the two closest fuse (no gap fuses here)
+            fresh = spans.new_full((crowded.numel(), 1, 2), t)
+            self._fuse_intervals(
+                rows[crowded],
+                torch.cat([spans[rows[crowded]], fresh], 1),
+                torch.cat([evidence[rows[crowded]], now[crowded, None]], 1),
+                gap=-math.inf,
+            )
 
     def add_frame(self, tokens: Tensor, t: float, frame_index: int) -> MemoryUpdate:
         """Merge one frame: spatial SCC; components join every entry they exceed tau with (entries bridged by
@@ -162,6 +266,8 @@ class TokenMemory:
         x = tokens.to(self.device, torch.float32)
         x = x[normalize(x)[1]]  # raises on NaN/inf; D4: zero-norm tokens carry nothing, never capture a merge
         evicted = self._evict(float(t))
+        if self.newest_t is not None and t > self.newest_t:
+            self._spacings = [*self._spacings, float(t) - self.newest_t][-SPACINGS:]
         self.newest_t, t = float(t), float(t)
         self.frames_total += 1
         self.tokens_in_total += tokens.shape[0]
@@ -273,13 +379,16 @@ class TokenMemory:
             x, inverse, rows.numel(), reduce="sum"
         )  # [R, D] what each row takes this frame
         r["sums"][rows] += took  # float32 accumulation (D5)
-        r["counts"][rows] += torch.bincount(inverse, minlength=rows.numel())
+        taken = torch.zeros(m + fresh.numel(), dtype=torch.int64, device=self.device)  # tokens each row took
+        taken[rows] = torch.bincount(inverse, minlength=rows.numel())
+        r["counts"][rows] += taken[rows]
         touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
         touched[rows] = True
         touched[target] = True  # a joined entry appeared in this frame even if its tokens went elsewhere
         touched[away] = False
         touched = touched.nonzero().squeeze(1)
         absorbed = tuple(r["ids"][touched[touched < m]].tolist())
+        self._appear(touched, taken[touched], t, frame_index)
         r["last_seen"][touched] = t
         r["frames"][touched] += 1
         self._append_evidence(touched, frame_index)
@@ -336,7 +445,7 @@ class TokenMemory:
         `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their
         [s, M])."""
         m, r = self._m, self._rows
-        self._merge_rows(a, b, renormalize=False)
+        self._merge_rows(a, b, renormalize=False, pairs=True)
         r["unit"][a] = merged
         gone = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
         gone[a], gone[b] = True, True
@@ -368,22 +477,36 @@ class TokenMemory:
     def tokens(
         self, since: float | None = None, until: float | None = None
     ) -> tuple[Tensor, list[EntryInfo]]:
-        """Live entries overlapping [since, until] (None: open end) -> (`[K, D]` float32 means, `EntryInfo`
-        per row), ordered by first_seen then id."""
+        """Live entries with an interval overlapping [since, until] (None: open end) -> (`[K, D]` float32
+        means, `EntryInfo` per row), ordered by first_seen then id."""
         m, r = self._m, self._rows
         since, until = -math.inf if since is None else since, math.inf if until is None else until
-        rows = ((r["last_seen"][:m] >= since) & (r["first_seen"][:m] <= until)).nonzero().squeeze(1)
+        start, end = r["iv_span"][:m, :, 0], r["iv_span"][:m, :, 1]
+        hit = (start < INF) & (end >= since) & (start <= until)  # start +inf: an unused slot
+        rows = hit.any(dim=1).nonzero().squeeze(1)
         rows = rows[torch.argsort(r["ids"][rows], stable=True)]
         rows = rows[torch.argsort(r["first_seen"][rows], stable=True)]
         means = r["sums"][rows] / r["counts"][rows, None].float()
-        cols = [
-            r[name][rows].tolist()
-            for name in ("ids", "first_seen", "last_seen", "counts", "frames", "evidence")
+        names = ("ids", "first_seen", "last_seen", "counts", "frames", "evidence", "iv_span", "iv_evidence")
+        infos = []
+        for i, a, b, c, n, ev, slots, chosen in zip(*(r[name][rows].tolist() for name in names), strict=True):
+            held = [(start, end) for start, end in slots if start < INF]
+            frames = tuple(frame for frame, _ in chosen[: len(held)])
+            evidence = tuple(e for e in ev if e >= 0)
+            infos.append(EntryInfo(i, a, b, c, n, evidence, intervals=tuple(held), interval_frames=frames))
+        return means, infos
+
+    def live_evidence(self) -> dict[int, int]:
+        """Every frame index a live entry's interval names as its evidence -> its support: the tokens the
+        entry absorbed in that frame, summed over the intervals naming the same frame (what a keyframe store
+        keeps)."""
+        m, r = self._m, self._rows
+        chosen = r["iv_evidence"][:m][
+            (r["iv_span"][:m, :, 0] < INF) & (r["iv_evidence"][:m, :, 0] != NO_FRAME)
         ]
-        return means, [
-            EntryInfo(i, a, b, c, n, tuple(e for e in ev if e >= 0))
-            for i, a, b, c, n, ev in zip(*cols, strict=True)
-        ]
+        keys, inverse = torch.unique(chosen[:, 0], return_inverse=True)
+        sums = torch.zeros_like(keys).index_add_(0, inverse, chosen[:, 1])
+        return dict(zip(keys.tolist(), sums.tolist(), strict=True))
 
     def summary(self) -> dict[str, float | int | None]:
         """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total
@@ -399,11 +522,17 @@ class TokenMemory:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
         rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
         recent = {"recent_ids": self._recent[0].cpu().clone(), "recent_unit": self._recent[1].cpu().clone()}
+        live = self._rows["iv_span"][: self._m, :, 0] < INF
+        intervals = {"iv_count": live.sum(dim=1).cpu()}
+        for (buf, side), name in zip(_SLOT_FIELDS, _INTERVAL_FIELDS[1:], strict=True):
+            intervals[name] = self._rows[buf][: self._m, :, side][live].cpu()
         return {
             "version": STATE_VERSION,
-            **{n: getattr(self, n) for n in _CONFIG + _COUNTERS},
+            **{n: getattr(self, n) for n in _CONFIG + _INTERVAL_CONFIG + _COUNTERS},
             **rows,
             **recent,
+            **intervals,
+            "spacings": torch.tensor(self._spacings, dtype=torch.float64),
         }
 
     @classmethod
@@ -416,13 +545,20 @@ class TokenMemory:
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
         dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
-        memory, m = (
-            cls(dim_, tau, capacity, window_s, device, evidence_frames=evidence),
-            int(state["ids"].shape[0]),
+        gap, limit = (state[name] for name in _INTERVAL_CONFIG)
+        memory = cls(
+            dim_, tau, capacity, window_s, device, evidence_frames=evidence, gap_s=gap, max_intervals=limit
         )
+        m = int(state["ids"].shape[0])
         memory._reserve(max(m, capacity) + 1)
         for name in _ROW_FIELDS:
             memory._rows[name][:m] = state[name].to(memory.device)
+        count = state["iv_count"].to(memory.device)
+        owner = torch.repeat_interleave(torch.arange(m, device=memory.device), count)  # row of each interval
+        slot = torch.arange(owner.numel(), device=memory.device) - (count.cumsum(0) - count)[owner]
+        for (buf, side), name in zip(_SLOT_FIELDS, _INTERVAL_FIELDS[1:], strict=True):
+            memory._rows[buf][owner, slot, side] = state[name].to(memory.device)
+        memory._spacings = state["spacings"].tolist()
         memory._rows["unit"][:m] = normalize(memory._rows["sums"][:m])[0]
         memory._m = m
         memory._recent = (state["recent_ids"].to(memory.device), state["recent_unit"].to(memory.device))
@@ -441,3 +577,17 @@ class TokenMemory:
         """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state
         of another `dim`."""
         return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]
+
+
+def _first_and_newest(seen: Tensor, keep: int) -> Tensor:
+    """`[r, W]` frame indices (-1: none, repeats allowed) -> `[r, keep]` per row its distinct frames, sorted,
+    the first one and the newest others when there are more than `keep`, padded with -1."""
+    big = torch.iinfo(torch.int64).max
+    x = torch.sort(torch.where(seen >= 0, seen, big), dim=1).values
+    repeat = torch.zeros_like(x, dtype=torch.bool)
+    repeat[:, 1:] = x[:, 1:] == x[:, :-1]
+    x = torch.sort(x.masked_fill(repeat, big), dim=1).values
+    n = (x < big).sum(dim=1, keepdim=True)
+    j = torch.arange(keep, device=x.device)[None]
+    out = x.gather(1, torch.where(n <= keep, j, torch.where(j == 0, 0, n - keep + j)))
+    return out.masked_fill(out == big, -1)

@@ -9,9 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-STATE_VERSION = 2  # 2 added the previous frame's look of entries (recent_*); version 1 states still load
+STATE_VERSION = 3  # 2 added the previous frame's look (recent_*), 3 the intervals; 1 and 2 still load
 NEG = float("-inf")
 CONFIG = ("dim", "tau", "capacity", "window_s", "evidence_frames")
+INTERVAL_CONFIG = ("gap_s", "max_intervals")  # in the state since version 3, not in `TokenMemory.summary`
+MAX_INTERVALS = 16  # default bound on intervals per entry (and that of a version 1 or 2 state)
+SPACINGS = 15  # recent positive frame spacings kept for the running (median) spacing estimate
 COUNTERS = (
     "newest_t",
     "next_id",
@@ -25,9 +28,14 @@ COUNTERS = (
 )
 ROW_FIELDS = ("sums", "counts", "first_seen", "last_seen", "frames", "ids", "evidence", "nn_idx", "nn_sim")
 RECENT_FIELDS = ("recent_ids", "recent_unit")  # entries seen in the latest frame: id, unit of what they took
+# Intervals, ragged in the state: iv_count [M] per entry, the others [sum of counts] in row order, oldest
+# first.
+INTERVAL_FIELDS = ("iv_count", "iv_start", "iv_end", "iv_frame", "iv_support")
+INTERVAL_STATE = (*INTERVAL_FIELDS, "spacings")  # spacings: [<= SPACINGS] float64 seconds, oldest first
 _F32, _F64, _I64 = torch.float32, torch.float64, torch.int64
-# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "" scalar; dtype; fill of an unused
-# row).
+# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "K" interval slots, "2" pairs, ""
+# scalar; dtype; fill of an unused row). An interval slot is used when its start is finite
+# (compress.intervals).
 ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "sums": ("D", _F32, 0.0),
     "unit": ("D", _F32, 0.0),
@@ -39,24 +47,31 @@ ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "evidence": ("E", _I64, -1),
     "nn_idx": ("", _I64, -1),
     "nn_sim": ("", _F32, NEG),
+    "iv_span": ("K2", _F64, float("inf")),  # (start, end) per interval slot
+    "iv_evidence": ("K2", _I64, -1),  # (evidence frame, its support) per interval slot
 }
 
 
 def check_state(state: object) -> dict[str, Any]:
-    """`state` as a consistent state of this version (a version 1 state gains an empty recent look);
-    ValueError naming what is wrong otherwise."""
-    if not isinstance(state, dict) or state.get("version") not in (1, STATE_VERSION):
-        raise ValueError(f"not a TokenMemory state of version 1 or {STATE_VERSION}")
-    tensors = ROW_FIELDS + (RECENT_FIELDS if state["version"] == STATE_VERSION else ())
-    missing = [k for k in CONFIG + COUNTERS + tensors if k not in state]
+    """`state` as a consistent state of this version (a version 1 state gains an empty recent look, a version
+    1 or 2 state one interval per entry: see `_with_intervals`); ValueError naming what is wrong otherwise."""
+    if not isinstance(state, dict) or state.get("version") not in (1, 2, STATE_VERSION):
+        raise ValueError(f"not a TokenMemory state of version 1, 2 or {STATE_VERSION}")
+    version = state["version"]
+    tensors = (
+        ROW_FIELDS
+        + (RECENT_FIELDS if version >= 2 else ())
+        + (INTERVAL_STATE if version >= STATE_VERSION else ())
+    )
+    names = CONFIG + COUNTERS + (INTERVAL_CONFIG if version >= STATE_VERSION else ()) + tensors
+    missing = [k for k in names if k not in state]
     if missing or not all(
         isinstance(state[k], Tensor if k in tensors else int | float | None) for k in state
     ):
         raise ValueError(f"TokenMemory state lacks fields {missing} or holds values of the wrong type")
-    if state["version"] == 1:
+    if version == 1:
         state = {
             **state,
-            "version": STATE_VERSION,
             "recent_ids": torch.empty(0, dtype=_I64),
             "recent_unit": torch.empty(0, int(state["dim"])),
         }
@@ -96,7 +111,72 @@ def check_state(state: object) -> dict[str, Any]:
         )
     ):
         raise ValueError("TokenMemory state recent_ids / recent_unit are inconsistent")
-    return state
+    if version < STATE_VERSION:
+        state = _with_intervals(state)
+    _check_intervals(state)
+    return {**state, "version": STATE_VERSION}
+
+
+def _with_intervals(state: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 or 2 state with what version 3 adds: gap_s measured from the stream, MAX_INTERVALS, no
+    spacings yet, and one interval first_seen..last_seen per entry whose evidence is the entry's first
+    evidence frame, with the entry's mean tokens per frame as its support (what it absorbed there was not
+    recorded)."""
+    m = state["ids"].shape[0]
+    support = (state["counts"] // state["frames"].clamp_min(1)).clamp_min(1)
+    return {
+        **state,
+        "gap_s": None,
+        "max_intervals": MAX_INTERVALS,
+        "spacings": torch.empty(0, dtype=_F64),
+        "iv_count": torch.ones(m, dtype=_I64),
+        "iv_start": state["first_seen"].clone(),
+        "iv_end": state["last_seen"].clone(),
+        "iv_frame": state["evidence"][:, 0].clone(),
+        "iv_support": support,
+    }
+
+
+def _check_intervals(state: dict[str, Any]) -> None:
+    """ValueError unless the state's interval fields are consistent: gap_s None or >= 0, max_intervals >= 1,
+    1..max_intervals intervals per entry, sorted and disjoint, spanning first_seen..last_seen, and the
+    spacings a few finite positive seconds."""
+    gap, limit, spacings = state["gap_s"], state["max_intervals"], state["spacings"]
+    if not (gap is None or gap >= 0) or not isinstance(limit, int) or limit < 1:  # gap >= 0 also rejects NaN
+        raise ValueError(f"TokenMemory state gap_s {gap} or max_intervals {limit} out of range")
+    if not (
+        spacings.dtype == _F64
+        and spacings.dim() == 1
+        and spacings.numel() <= SPACINGS
+        and bool((torch.isfinite(spacings) & (spacings > 0)).all())
+    ):
+        raise ValueError("TokenMemory state spacings are inconsistent")
+    count, start, end = state["iv_count"], state["iv_start"], state["iv_end"]
+    m, total = state["ids"].shape[0], int(count.sum()) if count.numel() else 0
+    dtypes = dict(zip(INTERVAL_FIELDS, (_I64, _F64, _F64, _I64, _I64), strict=True))
+    shapes = {name: (m,) if name == "iv_count" else (total,) for name in INTERVAL_FIELDS}
+    if any(tuple(state[n].shape) != shapes[n] or state[n].dtype != dtypes[n] for n in INTERVAL_FIELDS) or (
+        m and not 1 <= int(count.min()) <= int(count.max()) <= limit
+    ):
+        raise ValueError(f"TokenMemory state intervals: wrong shapes or counts outside 1..{limit}")
+    if not m:
+        return
+    last = count.cumsum(0) - 1
+    first = last - count + 1
+    later = torch.ones(total, dtype=torch.bool).index_fill_(0, first, False)  # not an entry's first interval
+    previous_end = torch.cat([end.new_full((1,), -float("inf")), end[:-1]])
+    if not (
+        bool(torch.isfinite(start).all() and torch.isfinite(end).all() and (start <= end).all())
+        and bool((start[later] > previous_end[later]).all())
+        and torch.equal(start[first], state["first_seen"])
+        and torch.equal(end[last], state["last_seen"])
+        and int(state["iv_frame"].min()) >= -1
+        and int(state["iv_support"].min()) >= 0
+    ):
+        raise ValueError(
+            "TokenMemory state intervals are inconsistent (unsorted, overlapping, not spanning "
+            "first_seen..last_seen, or negative frames / support)"
+        )
 
 
 def to_bytes(state: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from torch import Tensor
 import compress.memory as memory_module
 from compress import TokenMemory, compress_video
 from compress.memory import EntryInfo, MemoryUpdate
+from compress.memory_state import INTERVAL_CONFIG, INTERVAL_STATE, RECENT_FIELDS
 
 D = 32
 
@@ -244,17 +245,24 @@ def test_the_pruned_final_merge_equals_scoring_every_entry(monkeypatch: pytest.M
     torch.testing.assert_close(pruned[0], full[0], rtol=0, atol=1e-6)
 
 
-def test_round_trip_through_bytes_is_exact_and_continues_identically() -> None:
-    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=25.0)
+@pytest.mark.parametrize("gap_s", [None, 1.0])
+def test_round_trip_through_bytes_is_exact_and_continues_identically(gap_s: float | None) -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=25.0, gap_s=gap_s, max_intervals=3)
     stream(memory, 120)
     copy = TokenMemory.from_bytes(memory.to_bytes(), dim=D)
     (a, infos_a), (b, infos_b) = memory.tokens(), copy.tokens()
     assert torch.equal(a, b) and infos_a == infos_b and memory.summary() == copy.summary()
+    assert any(len(info.intervals) > 1 for info in infos_a)  # the intervals travelled, not just first..last
+    assert (copy.gap_s, copy.max_intervals, copy.spacing_s) == (gap_s, 3, memory.spacing_s)
+    assert copy.live_evidence() == memory.live_evidence()
     centers = concepts(60, seed=7)
     for f in range(120, 160):
         tokens = frame(centers, [0, f % 60, (3 * f) % 60], seed=f)
-        assert memory.add_frame(tokens, f / 2.0, f) == copy.add_frame(tokens, f / 2.0, f)
+        t = f / 2.0 + (3.0 if f >= 140 else 0.0)  # a stall: the spacing estimates move identically
+        assert memory.add_frame(tokens, t, f) == copy.add_frame(tokens, t, f)
+        assert memory.tokens()[1] == copy.tokens()[1]
     assert torch.equal(memory.tokens()[0], copy.tokens()[0])
+    assert memory.live_evidence() == copy.live_evidence() and memory.current_gap_s() == copy.current_gap_s()
 
 
 def test_a_state_of_another_dim_or_a_corrupt_blob_is_refused_with_a_clear_error() -> None:
@@ -281,7 +289,8 @@ def test_a_state_of_another_dim_or_a_corrupt_blob_is_refused_with_a_clear_error(
 def test_a_version_1_snapshot_still_loads() -> None:
     memory = TokenMemory(D)
     memory.add_frame(frame(concepts(4), [0, 1]), 0.0, 0)
-    state = {k: v for k, v in memory.state_dict().items() if not k.startswith("recent_")}
+    newer = RECENT_FIELDS + INTERVAL_STATE + INTERVAL_CONFIG  # what versions 2 and 3 added
+    state = {k: v for k, v in memory.state_dict().items() if k not in newer}
     old = TokenMemory.from_state_dict({**state, "version": 1})
     assert old.tokens()[1] == memory.tokens()[1]
     old.add_frame(frame(concepts(4), [0, 1], seed=1), 1.0, 1)  # no previous look known: joins by the mean
@@ -381,9 +390,11 @@ def test_evidence_keeps_the_first_frame_and_the_newest_ones() -> None:
 
 
 def test_invalid_configuration_is_refused() -> None:
-    for kwargs in ({"capacity": 0}, {"window_s": 0.0}, {"tau": 1.5}, {"evidence_frames": 0}):
+    bad: list[dict[str, object]] = [{"capacity": 0}, {"window_s": 0.0}, {"tau": 1.5}, {"evidence_frames": 0}]
+    bad += [{"gap_s": -1.0}, {"gap_s": float("nan")}, {"max_intervals": 0}, {"max_intervals": 1.5}]
+    for kwargs in bad:
         with pytest.raises(ValueError):
-            TokenMemory(D, **kwargs)
+            TokenMemory(D, **kwargs)  # type: ignore[arg-type]
 
 
 @settings(max_examples=25, deadline=None)
