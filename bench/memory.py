@@ -61,7 +61,14 @@ class CameraStream:
 
 def run_stream(args: argparse.Namespace) -> dict[str, Any]:
     """Stream the frames and time every update (token generation excluded)."""
-    memory = TokenMemory(args.dim, tau=args.tau, capacity=args.capacity, window_s=args.window_s)
+    memory = TokenMemory(
+        args.dim,
+        tau=args.tau,
+        capacity=args.capacity,
+        window_s=args.window_s,
+        gap_s=args.gap_s,
+        max_intervals=args.max_intervals,
+    )
     stream = CameraStream(args.tokens, args.dim, seed=args.seed)
     times, peak, novelty, early, full_at = [], 0, [], b"", None
     edge = min(args.edge, args.frames // 2)
@@ -99,8 +106,20 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
         "peak_entries": peak,
         "final_entries": len(memory),
         "snapshot_bytes": len(blob),
+        "snapshot_bytes_per_entry": len(blob) / max(1, len(memory)),
+        **interval_stats(memory),
         "mean_novelty": statistics.fmean(novelty),
         **memory.summary(),
+    }
+
+
+def interval_stats(memory: TokenMemory) -> dict[str, float | int]:
+    """Intervals per live entry (mean, max) and the frames their evidence names (a keyframe store keeps)."""
+    counts = [len(info.intervals) for info in memory.tokens()[1]] or [0]
+    return {
+        "intervals_mean": statistics.fmean(counts),
+        "intervals_max": max(counts),
+        "live_evidence_frames": len(memory.live_evidence()),
     }
 
 
@@ -160,6 +179,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--window-s", type=float, default=600.0)
     parser.add_argument("--fps", type=float, default=4.0, help="stream seconds per frame = 1 / fps")
     parser.add_argument("--tau", type=float, default=0.9)
+    parser.add_argument(
+        "--gap-s", type=float, default=None, help="interval gap (default: measured from the stream)"
+    )
+    parser.add_argument("--max-intervals", type=int, default=16, help="intervals kept per entry")
     parser.add_argument("--edge", type=int, default=1000, help="frames in the first / last medians")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -218,7 +241,12 @@ def main(argv: list[str]) -> int:
         ("peak / final entries", f"{result['peak_entries']} / {result['final_entries']}"),
         ("consolidations / evicted entries", f"{result['consolidations_total']} / {result['evicted_total']}"),
         ("mean novelty", f"{result['mean_novelty']:.3f}"),
-        ("snapshot size", f"{result['snapshot_bytes'] / 1e6:.2f} MB"),
+        (
+            "snapshot size (per entry)",
+            f"{result['snapshot_bytes'] / 1e6:.2f} MB ({result['snapshot_bytes_per_entry']:.0f} B)",
+        ),
+        ("intervals per entry, mean / max", f"{result['intervals_mean']:.2f} / {result['intervals_max']}"),
+        ("evidence frames named (live_evidence)", f"{result['live_evidence_frames']}"),
     ]
     if enc:
         rows += [

@@ -31,6 +31,12 @@ def test_quick_memory_bench_writes_a_bounded_result(
     assert result["first_median_ms"] > 0 and result["last_median_ms"] > 0
     assert result["tokens_stored"] == result["tokens_in_total"] - result["tokens_evicted_total"]
     assert result["full_at_frame"] is not None and result["full_ratio"] > 0  # the flat-once-full measure ran
+    assert result["snapshot_bytes_per_entry"] * result["final_entries"] == pytest.approx(
+        result["snapshot_bytes"]
+    )
+    assert (
+        1 <= result["intervals_mean"] <= result["intervals_max"] <= 16 and result["live_evidence_frames"] > 16
+    )
     assert "last / first" in capsys.readouterr().out
 
 
