@@ -44,6 +44,8 @@ def fuse(spans: Tensor, evidence: Tensor, gap: float, limit: int) -> tuple[Tenso
     (spans, evidence) `[r, limit, 2]`, sorted, disjoint and padded. `gap` -inf only bounds the count
     (intervals merely touching then stay apart)."""
     r, w = spans.shape[:2]
+    if r == 0 or w == 0:  # nothing to fuse
+        return spans.new_full((r, limit, 2), INF), evidence.new_full((r, limit, 2), NO_FRAME)
     order = torch.argsort(spans[..., 0], dim=1, stable=True)[..., None].expand(r, w, 2)
     spans, evidence = spans.gather(1, order), evidence.gather(1, order)
     start, frame, support = spans[..., 0], evidence[..., 0], evidence[..., 1]

@@ -464,6 +464,7 @@ def test_fuse_unites_overlaps_and_bounds_by_the_smallest_gaps() -> None:
     )
     evidence = torch.tensor([[[20, 2], [0, 3], [10, 1], [-1, -1]], [[5, 2], [2, 2], [3, 4], [2, 3]]])
     out, chosen = fuse(spans, evidence, 0.5, 2)
+    assert fuse(spans[:0], evidence[:0], 0.5, 2)[0].shape == (0, 2, 2)  # no rows: nothing to do
     assert out.tolist() == [[[0, 11], [20, 21]], [[1, 3.5], [5, 6]]]  # tie of gaps 9 / 9: the earlier fuses
     assert chosen.tolist() == [[[0, 3], [20, 2]], [[2, 5], [5, 2]]]  # frames 1 and 2 fused: 2 + 3 for frame 2
     for row in range(2):
