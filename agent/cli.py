@@ -1,17 +1,25 @@
-"""`scissor` command line: demo, serve, ask and bench.
+"""`scissor` command line: demo, serve, ask and bench: argparse -> Settings -> the Service under uvicorn.
 
-Parses arguments and hands off; holds no service logic.
+Holds no service logic. Heavy imports (torch, uvicorn, the service) wait until a command needs them, so
+`scissor ask` and `scissor bench --help` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from importlib.metadata import entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.service import Service
+    from agent.settings import Settings
 
 BENCH_COMMAND = "bench"  # entry point of group `scissor.commands` (pyproject.toml): bench/ plugs in
 
@@ -30,7 +38,7 @@ def _bench(argv: list[str]) -> int:
     return int(run(argv) or 0)
 
 
-def _settings(config: str | None, **overrides: Any) -> Any:
+def _settings(config: str | None, **overrides: Any) -> Settings:
     from agent.settings import SettingsError, load_settings
 
     try:
@@ -46,20 +54,87 @@ def _logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from agent.server import run
-
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = _settings(args.config, **overrides)
     _logging(settings.log_level)
-    return run(settings)
+    return _run(settings)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from agent.server import demo_settings_overrides, run_demo
+    from agent import demo
 
-    settings = _settings(args.config, **demo_settings_overrides(host=args.host, port=args.port))
+    settings = _settings(args.config, **demo.demo_settings_overrides(host=args.host, port=args.port))
     _logging(settings.log_level)
-    return run_demo(settings, video=args.video, duration_s=args.duration)
+    video = Path(args.video) if args.video else demo.sample_video()
+    if not video.is_file():
+        print(f"scissor demo: no such video file: {video}", file=sys.stderr)
+        return 2
+    return _run(settings, after_start=lambda service: demo.populate(service, video), duration_s=args.duration)
+
+
+def configure_torch(settings: Settings) -> int:
+    """Set torch's intra-op threads for this process; returns the number used.
+
+    The encoder, the answerer and memory updates run concurrently; with torch's default (every core per op)
+    they oversubscribe the CPU and ingest stalls, so the default is half the cores.
+    """
+    import torch
+
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _run(
+    settings: Settings,
+    *,
+    after_start: Callable[[Service], Coroutine[Any, Any, None]] | None = None,
+    duration_s: float | None = None,
+) -> int:
+    """Run the Service under uvicorn until SIGINT/SIGTERM (or `duration_s`); `after_start` runs once the API
+    listens and is cancelled at shutdown."""
+    from agent.service import Service
+
+    configure_torch(settings)
+    asyncio.run(_serve_app(Service(settings), settings, after_start=after_start, duration_s=duration_s))
+    return 0
+
+
+async def _serve_app(
+    service: Service,
+    settings: Settings,
+    *,
+    after_start: Callable[[Service], Coroutine[Any, Any, None]] | None,
+    duration_s: float | None,
+) -> None:
+    import uvicorn
+
+    from agent.api import create_app
+
+    config = uvicorn.Config(
+        create_app(service),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.05)
+    if serving.done():
+        await serving
+        return
+    helpers = [asyncio.create_task(after_start(service))] if after_start else []
+    if duration_s is not None:
+        await asyncio.wait({serving}, timeout=duration_s)
+        server.should_exit = True
+    await serving
+    for task in helpers:
+        task.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -1,4 +1,7 @@
-"""Named errors of the agent service, each carrying its data and an HTTP status hint; never holds a secret."""
+"""Every error the service raises on purpose, each with its data and its HTTP status; never holds a secret.
+
+Model loading has its own errors (`agent.models.ModelError`): they happen before any request.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,15 @@ class AgentError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON body `{error, detail, **data}` the API sends for this error."""
         return {"error": type(self).__name__, "detail": self.detail, **self.data}
+
+
+class Unauthorized(AgentError):
+    """Missing or wrong bearer token."""
+
+    status = 401
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
 
 
 class UnknownCamera(AgentError):
@@ -78,16 +90,6 @@ class InvalidRequest(AgentError):
         super().__init__(f"{field}: {reason}", field=field)
         self.field = field
         self.reason = reason
-
-
-class BackendNotFound(AgentError):
-    """The configured model backend is neither a known name nor a loadable model path."""
-
-    status = 500
-
-    def __init__(self, name: str, reason: str = "not a known backend or model path") -> None:
-        super().__init__(f"backend {name!r}: {reason}", backend=name)
-        self.name = name
 
 
 class AnswerTimeout(AgentError):

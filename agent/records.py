@@ -1,4 +1,4 @@
-"""Wire records shared by the API, MQTT, server-sent events and Redis (pydantic); data only, never I/O."""
+"""Every record the API, MQTT, server-sent events and Redis send or receive (pydantic): data, never I/O."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+Seconds = Annotated[float, Field(ge=0.0, le=1e9, allow_inf_nan=False)]
+
+
 class CameraSpec(Record):
     """What a user asks for when adding a camera (`POST /cameras`)."""
 
@@ -47,6 +50,14 @@ class CameraSpec(Record):
     options: dict[str, OptionValue] = Field(
         default_factory=dict, max_length=32, description="per-camera overrides (tau, capacity, window_s, ...)"
     )
+
+
+class CameraPatch(Record):
+    """Fields of a camera to change (`PATCH /cameras/{id}`); the camera restarts its ingest with them."""
+
+    url: str | None = Field(None, min_length=1, max_length=2048)
+    fps: float | None = Field(None, gt=0.0, le=60.0)
+    options: dict[str, OptionValue] | None = Field(None, max_length=32)
 
 
 CameraState = Literal["starting", "online", "offline", "stopped", "failed"]
@@ -239,3 +250,90 @@ class Turn(Record):
     cameras: list[CameraId] = Field(default_factory=list)
     time: datetime = Field(default_factory=utc_now)
     evidence: list[Evidence] = Field(default_factory=list)
+
+
+class MemoryEntry(Record):
+    """One memory entry as users see it (`GET /cameras/{id}/memory`)."""
+
+    id: int
+    first_seen_s: float
+    last_seen_s: float
+    tokens: int = Field(description="member tokens merged into the entry")
+    frames: int
+    evidence_frames: list[int]
+    intervals: list[tuple[float, float]] = Field(
+        default_factory=list, description="stream-second intervals in which the entry was on camera"
+    )
+    interval_frames: list[int] = Field(
+        default_factory=list, description="per interval, its evidence frame (`snapshot?frame=N`)"
+    )
+    labels: list[tuple[str, float]] = Field(default_factory=list, description="top labels (embedded backend)")
+
+
+class MemorySummary(Record):
+    """A camera's memory: size, compression and entries in a time range."""
+
+    camera: str
+    entries: int
+    capacity: int
+    window_s: float
+    tokens_in_total: int
+    compression_ratio: float
+    stats: dict[str, Any] = Field(default_factory=dict)
+    items: list[MemoryEntry] = Field(default_factory=list)
+
+
+class MemorySaved(Record):
+    """A camera's memory written to the state store now (`POST /cameras/{id}/memory/snapshot`)."""
+
+    camera: str
+    bytes: int = Field(description="size of the memory blob")
+    entries: int
+
+
+class AskBody(Record):
+    """A question about one camera's recent footage (`POST /cameras/{id}/ask`); the one place its time range
+    is checked."""
+
+    question: str = Field(min_length=1, max_length=100_000, description="the question, in plain language")
+    since_s: Seconds | None = Field(None, description="look at the last N seconds (default: whole memory)")
+    from_s: Seconds | None = Field(
+        None, alias="from", description="stream seconds since the camera was added"
+    )
+    to_s: Seconds | None = Field(None, alias="to", description="stream seconds since the camera was added")
+    session_id: str | None = Field(
+        None, pattern=ID_PATTERN, description="follow-ups in a session see prior turns"
+    )
+    max_memory_tokens: int | None = Field(
+        None, ge=1, le=65_536, description="most memory tokens handed to the model"
+    )
+    max_new_tokens: int = Field(64, ge=1, le=1024)
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _one_range(self) -> AskBody:
+        if self.since_s is not None and (self.from_s is not None or self.to_s is not None):
+            raise ValueError("give either since_s or from/to, not both")
+        if self.from_s is not None and self.to_s is not None and self.to_s < self.from_s:
+            raise ValueError("'to' is before 'from'")
+        return self
+
+
+class MultiAskBody(AskBody):
+    """One question across several cameras (`POST /ask`); memories are merged by time."""
+
+    cameras: list[CameraId] = Field(min_length=1, max_length=64)
+
+
+class Answer(Record):
+    """An answer with the evidence it rests on (`POST /cameras/{id}/ask`, `POST /ask`)."""
+
+    answer: str
+    evidence: list[Evidence]
+    tokens_used: int = Field(description="memory tokens handed to the model")
+    raw_tokens_in_range: int = Field(description="frame tokens those memory tokens summarise")
+    prefill_tokens: int
+    latency_s: float
+    session_id: str | None = None
+    cameras: list[str]

@@ -23,12 +23,12 @@ import torch
 DEFAULT_OUT = Path(__file__).with_name("out") / "models.json"
 PAPER_FRAMES, PAPER_N = 32, 196
 RETENTIONS = (1.0, 0.35, 0.10, 0.05)
-# PAPER.md Table 5 notes: Qwen2.5 language models of LLaVA-OneVision (layers T, hidden d, FFN c).
+# docs/method.md, §1.4 and Table 5: Qwen2.5 language models of LLaVA-OneVision (layers T, hidden d, FFN c).
 LLM_SIZES = {"0.5B": (24, 896, 4864), "7B": (28, 3584, 18944)}
 
 
 def flops_eq9(k: int, layers: int, d: int, c: int, decoded: int = 100) -> float:
-    """PAPER.md Eq. 9: prefill of k visual tokens plus `decoded` generated tokens (text tokens ignored)."""
+    """Eq. 9 (docs/method.md): prefill of k visual tokens plus `decoded` generated tokens (text ignored)."""
     prefill = layers * (4 * k * d * d + 2 * k * k * d + 2 * k * d * c)
     decode = layers * decoded * ((4 * d * d + 2 * d * c) + 2 * (d * k + d * (decoded + 1) / 2))
     return float(prefill + decode)

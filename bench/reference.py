@@ -1,7 +1,7 @@
-"""A faithful re-expression of LLaVA-Scissor's reference algorithm from PAPER.md, for benchmarks only.
+"""A faithful re-expression of LLaVA-Scissor's reference algorithm from docs/method.md, for benchmarks only.
 
-Written from PAPER.md §1 and D1-D8 (not copied from HumanMLLM/LLaVA-Scissor): NumPy boolean adjacency moved
-off the device, a Python union-find with path halving and union by rank, vertex sampling with
+Written from docs/method.md §1 and D1-D8 (not copied from HumanMLLM/LLaVA-Scissor): NumPy boolean adjacency
+moved off the device, a Python union-find with path halving and union by rank, vertex sampling with
 N' = min(N, ceil(ln N / eps^2)), members collected from the raw parent array (D1, so members get dropped), the
 highest-degree sort key, plain means, and the final merge (Eqs. 7-8) with no norm epsilon. It must never be
 used by the product: it exists to time the paper's implementation strategy and to count the members it drops.

@@ -282,7 +282,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="runs; figures are medians")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
-    from agent.server import sample_video
+    from agent.demo import sample_video
 
     video = Path(args.video) if Path(args.video).is_file() else sample_video(args.video)
     runs = [run_once(args, video) for _ in range(args.repeats)]

@@ -7,19 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
-from agent.errors import AgentError
+from agent.errors import Unauthorized
 
 if TYPE_CHECKING:
     from agent.service import Service
-
-
-class Unauthorized(AgentError):
-    """Missing or wrong bearer token."""
-
-    status = 401
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
 
 
 def get_service(request: Request) -> Service:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from agent.api.deps import AuthDep, ServiceDep
+from agent.outputs.events import EventBus
 
 router = APIRouter(tags=["system"])
 
@@ -34,8 +34,8 @@ async def metrics(service: ServiceDep) -> Response:
     return Response(body, media_type=content_type)
 
 
-async def _sse(service: Any, keepalive_s: float) -> AsyncIterator[bytes]:
-    subscription = service.bus.subscribe()
+async def _sse(bus: EventBus, keepalive_s: float) -> AsyncIterator[bytes]:
+    subscription = bus.subscribe()
     async with subscription as events:
         yield b": connected\n\n"
         while True:
@@ -53,7 +53,7 @@ async def _sse(service: Any, keepalive_s: float) -> AsyncIterator[bytes]:
 async def events(service: ServiceDep) -> StreamingResponse:
     """Server-sent events: alerts, camera status changes and novelty events as they happen."""
     return StreamingResponse(
-        _sse(service, 15.0),
+        _sse(service.bus, 15.0),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

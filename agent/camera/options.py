@@ -1,10 +1,13 @@
-"""Per-camera options a client may set (memory and source), their types and their allowed ranges."""
+"""Per-camera options a client may set (memory and source), their types, their allowed ranges, and the memory
+they make."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agent.errors import InvalidRequest
+from agent.settings import CameraDefaults
+from compress.memory import TokenMemory
 
 MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
 SOURCE_OPTIONS = {
@@ -53,3 +56,23 @@ def split_options(options: dict[str, Any], *, allow_files: bool) -> tuple[dict[s
     if source.get("loop") and not allow_files:
         raise InvalidRequest("options.loop", "looping is only for local files, which this server refuses")
     return memory, source
+
+
+def build_memory(
+    options: dict[str, Any], *, defaults: CameraDefaults, token_dim: int, backend_tau: float
+) -> TokenMemory:
+    """A new, empty memory for a camera's memory `options` (`split_options`), the rest from `defaults`.
+
+    tau: the option, else `SCISSOR_CAMERA__TAU` when it was set, else the backend's own (its tokens' scale).
+    Raises InvalidRequest("options") for a combination TokenMemory refuses.
+    """
+    tau = options.get("tau", defaults.tau if "tau" in defaults.model_fields_set else backend_tau)
+    try:
+        return TokenMemory(
+            token_dim,
+            tau=tau,
+            capacity=options.get("capacity", defaults.capacity_entries),
+            window_s=options.get("window_s", defaults.window_s),
+        )
+    except ValueError as exc:
+        raise InvalidRequest("options", str(exc)) from None

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.models.base import (
-    Answer,
     Answerer,
     Backend,
     BackendNotFound,
     Encoder,
     ModelError,
+    Reply,
     WeightsNotFound,
     evidence_spans,
 )
@@ -30,12 +30,12 @@ DEFAULT_TAU = {"embedded": 0.8, "tiny": 0.9, "llava_onevision": 0.9}
 
 __all__ = [
     "BACKENDS",
-    "Answer",
     "Answerer",
     "Backend",
     "BackendNotFound",
     "Encoder",
     "ModelError",
+    "Reply",
     "WeightsNotFound",
     "evidence_spans",
     "load_backend",

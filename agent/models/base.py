@@ -1,4 +1,4 @@
-"""Encoder/Answerer protocols, the Answer record and the Backend bundle: interfaces only, never model code."""
+"""Encoder/Answerer protocols, the Reply they give, the Backend bundle: interfaces only, never model code."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ class WeightsNotFound(ModelError, FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class Answer:
-    """What an Answerer returns.
+class Reply:
+    """What an Answerer says; the service turns it into the `records.Answer` users get.
 
     Attributes:
         text: the answer.
@@ -80,7 +80,7 @@ class Answerer(Protocol):
 
     def answer(
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
-    ) -> Answer:
+    ) -> Reply:
         """Answer `question` from tokens `[K, D]` (one row per entry, in `entries` order)."""
         ...
 
@@ -92,7 +92,7 @@ class Backend:
     Attributes:
         name: backend name ("embedded", "tiny", "llava_onevision").
         encoder: frames -> tokens.
-        answerer: question + tokens -> Answer.
+        answerer: question + tokens -> Reply.
         token_dim: D.
         tokens_per_frame: N.
         frame_size: (width, height) the encoder wants (the streamer resizes at decode).

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from agent.models.base import Answer, evidence_spans
+from agent.models.base import Reply, evidence_spans
 from agent.models.labels import Labeler, UnknownLabel
 
 if TYPE_CHECKING:
@@ -124,7 +124,7 @@ class EmbeddedAnswerer:
 
     def answer(
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
-    ) -> Answer:
+    ) -> Reply:
         """Answer from tokens `[K, 1280]` (row i = entries[i]).
 
         `max_new_tokens` is ignored (no language model).
@@ -146,7 +146,7 @@ class EmbeddedAnswerer:
             text, used = self._summary(tokens, entries)
         else:
             text, used = _BEYOND, []
-        return Answer(
+        return Reply(
             text=text,
             evidence=evidence_spans(used),
             tokens_used=int(tokens.shape[0]),

@@ -2,8 +2,8 @@
 answers generated from memory tokens handed in as `mm_encoder_outputs` (never re-encoded, never model
 surgery).
 
-ECOSYSTEM.md §2: tokens are `get_video_features(...).pooler_output` minus the trailing newline (bilinear 2x2
-pooling: 196 tokens per 384 px frame); the prompt carries exactly K `<video>` placeholders.
+docs/design.md (Models): tokens are `get_video_features(...).pooler_output` minus the trailing newline
+(bilinear 2x2 pooling: 196 tokens per 384 px frame); the prompt carries exactly K `<video>` placeholders.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agent.models.base import Answer, WeightsNotFound, evidence_spans
+from agent.models.base import Reply, WeightsNotFound, evidence_spans
 from agent.models.preprocess import pick_device, pick_dtype, to_pixels
 
 if TYPE_CHECKING:
@@ -175,7 +175,7 @@ class LlavaAnswerer:
     @torch.inference_mode()
     def answer(
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
-    ) -> Answer:
+    ) -> Reply:
         """Generate an answer from tokens `[K, D]` (row i belongs to entries[i] when entries are given).
 
         Raises:
@@ -206,7 +206,7 @@ class LlavaAnswerer:
         )
         new = out[0, ids.shape[1] :]
         answer = self.tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Answer(
+        return Reply(
             text=answer,
             evidence=evidence_spans(entries),
             tokens_used=k,

@@ -3,8 +3,8 @@
 Two ways in, so nothing is counted twice:
 - *events* the service pushes as they happen (`encoded`, `memory_updated`, `answered`, `alert`,
   `set_backend`): histograms and the counters only those events know;
-- *state* read at scrape time from a callable the service registers (`set_snapshot_source`), returning a
-  `ServiceSnapshot` built from counters other stages already keep (`SourceStats`, `TokenMemory`, the MQTT
+- *state* read at scrape time from a callable the service registers (`set_scrape_source`), returning a
+  `ServiceScrape` built from counters other stages already keep (`SourceStats`, `TokenMemory`, the MQTT
   publisher, the outbox). Those counters are exported as they are, never re-counted here.
 """
 
@@ -112,7 +112,7 @@ class TokenMemoryLike(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class CameraSnapshot:
+class CameraScrape:
     """One camera's counters and levels at scrape time. Counters are cumulative since the camera started."""
 
     camera: str
@@ -134,8 +134,8 @@ class CameraSnapshot:
     @classmethod
     def from_parts(
         cls, camera: str, state: str, stats: SourceStatsLike, memory: TokenMemoryLike
-    ) -> CameraSnapshot:
-        """Build a snapshot from a source's `SourceStats`, its `status.state` and the camera's `TokenMemory`.
+    ) -> CameraScrape:
+        """A camera's scrape from its source's `SourceStats`, its `status.state` and its `TokenMemory`.
 
         Args:
             camera: the camera id (the label value; never its URL).
@@ -163,10 +163,10 @@ class CameraSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class ServiceSnapshot:
-    """Everything read at scrape time: per-camera snapshots plus connection states and publisher counters."""
+class ServiceScrape:
+    """Everything read at scrape time: per-camera scrapes plus connection states and publisher counters."""
 
-    cameras: Sequence[CameraSnapshot] = ()
+    cameras: Sequence[CameraScrape] = ()
     mqtt_connected: bool = False
     redis_connected: bool = False
     outbox_length: int = 0
@@ -176,27 +176,27 @@ class ServiceSnapshot:
     mqtt_reconnects: int = 0
 
 
-SnapshotSource = Callable[[], ServiceSnapshot]
+ScrapeSource = Callable[[], ServiceScrape]
 
 
-class _SnapshotCollector(Collector):
-    """Turns the registered snapshot callable into metric families on every scrape."""
+class _ScrapeCollector(Collector):
+    """Turns the registered scrape source into metric families on every scrape."""
 
     def __init__(self) -> None:
-        self.source: SnapshotSource | None = None
+        self.source: ScrapeSource | None = None
         self.failures = 0
 
     def collect(self) -> Iterator[Metric]:
         failures = CounterMetricFamily(
-            "scissor_metrics_snapshot_failures", "Scrapes whose service snapshot raised (see the log)."
+            "scissor_metrics_snapshot_failures", "Scrapes whose scrape source raised (see the log)."
         )
-        snap = ServiceSnapshot()
+        snap = ServiceScrape()
         if self.source is not None:
             try:
                 snap = self.source()
             except Exception:  # crash guard of the scrape: one bad read must not blank all of /metrics
                 self.failures += 1
-                log.exception("metrics snapshot source failed")
+                log.exception("metrics scrape source failed")
         failures.add_metric([], self.failures)
         yield failures
         yield from _camera_families(snap.cameras)
@@ -211,7 +211,7 @@ def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> CounterMetricFa
     return CounterMetricFamily(name, doc, labels=list(labels))
 
 
-def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
+def _camera_families(cameras: Sequence[CameraScrape]) -> Iterator[Metric]:
     """Per-camera families read from SourceStats and TokenMemory counters."""
     up = _gauge("scissor_stream_up", "1 when the camera's stream is up (decoding), else 0.", ["camera"])
     decoded = _counter("scissor_frames_decoded", "Frames decoded from the camera.", ["camera"])
@@ -272,7 +272,7 @@ def _camera_families(cameras: Sequence[CameraSnapshot]) -> Iterator[Metric]:
     )
 
 
-def _service_families(snap: ServiceSnapshot) -> Iterator[Metric]:
+def _service_families(snap: ServiceScrape) -> Iterator[Metric]:
     """Connection states, the alert outbox and the MQTT publisher's own counters."""
     yield GaugeMetricFamily("scissor_cameras", "Cameras the service is watching.", value=len(snap.cameras))
     yield GaugeMetricFamily(
@@ -295,7 +295,7 @@ def _service_families(snap: ServiceSnapshot) -> Iterator[Metric]:
 
 
 class Metrics:
-    """The service's metrics: event methods it calls, a snapshot source it registers, `render()` for /metrics.
+    """The service's metrics: event methods it calls, a scrape source it registers, `render()` for /metrics.
 
     Args:
         registry: where to register; a fresh `CollectorRegistry` with process, platform and GC collectors when
@@ -321,7 +321,11 @@ class Metrics:
             registry=r,
         )
         self.scc_seconds = Histogram(
-            "scissor_scc_seconds", "Spatial SCC seconds per frame.", cam, buckets=SCC_BUCKETS_S, registry=r
+            "scissor_scc_seconds",
+            "Spatial SCC alone (semantic_components of one frame's tokens) seconds, timed on sampled frames.",
+            cam,
+            buckets=SCC_BUCKETS_S,
+            registry=r,
         )
         self.memory_update_seconds = Histogram(
             "scissor_memory_update_seconds",
@@ -337,7 +341,7 @@ class Metrics:
             buckets=NOVELTY_BUCKETS,
             registry=r,
         )
-        # Raw tokens in are TokenMemory.tokens_in_total, read by the snapshot; kept is only known per update.
+        # Raw tokens in are TokenMemory.tokens_in_total, read at scrape time; kept is only known per update.
         self.tokens_kept = Counter(
             "scissor_tokens_kept", "Visual tokens kept: memory entries frames created.", cam, registry=r
         )
@@ -370,10 +374,10 @@ class Metrics:
         self.backend = Info(
             "scissor_model_backend", "The model backend serving encode and answer.", registry=r
         )
-        self._collector = _SnapshotCollector()
+        self._collector = _ScrapeCollector()
         registry.register(self._collector)
 
-    def set_snapshot_source(self, source: SnapshotSource | None) -> None:
+    def set_scrape_source(self, source: ScrapeSource | None) -> None:
         """Register the callable read on every scrape (None unregisters); it must be fast and not block."""
         self._collector.source = source
 
@@ -401,7 +405,7 @@ class Metrics:
             self.alerts.labels(_checked("camera", camera), _checked("rule", rule), outcome)
 
     def forget_camera(self, camera: str) -> None:
-        """Remove every event series of a deleted camera (its snapshot series vanish by themselves)."""
+        """Remove every event series of a deleted camera (its scraped series vanish by themselves)."""
         for metric in (
             self.frames_encoded,
             self.encode_seconds,
@@ -430,7 +434,13 @@ class Metrics:
             hist.observe(per_frame)
 
     def memory_updated(
-        self, camera: str, *, novelty: float, tokens_kept: int, scc_seconds: float, update_seconds: float
+        self,
+        camera: str,
+        *,
+        novelty: float,
+        tokens_kept: int,
+        update_seconds: float,
+        scc_seconds: float | None = None,
     ) -> None:
         """Record one `TokenMemory.add_frame`.
 
@@ -438,16 +448,18 @@ class Metrics:
             camera: camera id.
             novelty: `MemoryUpdate.novelty`, in [0, 1].
             tokens_kept: entries the frame created (new entries of the `MemoryUpdate`). Raw tokens in are not
-                passed: they are `TokenMemory.tokens_in_total`, read by the snapshot, so never counted twice.
-            scc_seconds: the spatial SCC part of the update.
+                passed: they are `TokenMemory.tokens_in_total`, read at scrape time, so never counted twice.
             update_seconds: the whole update.
+            scc_seconds: the spatial SCC alone on this frame's tokens, when this frame was one the camera
+                times it on (None otherwise: the histogram counts timed frames only).
         """
         c = _checked("camera", camera)
         if not (0.0 <= novelty <= 1.0) or math.isnan(novelty):
             raise ValueError(f"novelty must be in [0, 1], got {novelty}")
         self.novelty.labels(c).observe(novelty)
         self.tokens_kept.labels(c).inc(tokens_kept)
-        self.scc_seconds.labels(c).observe(scc_seconds)
+        if scc_seconds is not None:
+            self.scc_seconds.labels(c).observe(scc_seconds)
         self.memory_update_seconds.labels(c).observe(update_seconds)
 
     def answered(

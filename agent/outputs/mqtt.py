@@ -1,6 +1,7 @@
 """The only MQTT speaker: in-order QoS-1 alerts from the outbox, retained status, last will.
 
-Never logs secrets.
+MQTT only: the event bus and the metrics hear of records from the dispatcher, not from here. Never logs
+secrets.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiomqtt
 
-from agent.events import EventBus
 from agent.records import Alert, CameraStatus, Event
 from agent.settings import Settings
-from agent.state import Store
+from agent.state.store import Store
 from streamer.urls import redact
 
 log = logging.getLogger(__name__)
@@ -41,66 +40,6 @@ class MqttStats:
     events_dropped: int = 0
 
 
-class Publisher(Protocol):
-    """What the service talks to: `MqttPublisher`, or `NullPublisher` when `mqtt_url` is `none`."""
-
-    stats: MqttStats
-
-    @property
-    def ready(self) -> bool: ...
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def enqueue_alert(self, alert: Alert) -> None: ...
-    async def set_status(self, status: CameraStatus) -> None: ...
-    async def clear_status(self, camera_id: str) -> None: ...
-    async def publish_event(self, event: Event) -> None: ...
-
-
-class NullPublisher:
-    """No broker: alerts, statuses and events go to the event bus (and the log); alerts count as delivered."""
-
-    def __init__(self, *, bus: EventBus | None = None, on_delivered: OnDelivered | None = None) -> None:
-        self.bus, self.on_delivered, self.stats = bus, on_delivered, MqttStats()
-
-    @property
-    def ready(self) -> bool:
-        """Always ready: there is nothing to reach."""
-        return True
-
-    async def start(self) -> None:
-        """Nothing to start."""
-
-    async def stop(self) -> None:
-        """Nothing to stop."""
-
-    async def enqueue_alert(self, alert: Alert) -> None:
-        """Hand the alert to the bus and log it; it counts as delivered now."""
-        log.info(
-            "alert %s camera=%s rule=%s kind=%s score=%.3f",
-            alert.id,
-            alert.camera,
-            alert.rule,
-            alert.kind,
-            alert.score,
-        )
-        if self.bus is not None:
-            self.bus.publish(alert)
-        self.stats.sent += 1
-        if self.on_delivered is not None:
-            self.on_delivered(alert, time.time())
-
-    async def set_status(self, status: CameraStatus) -> None:
-        if self.bus is not None:
-            self.bus.publish(status)
-
-    async def clear_status(self, camera_id: str) -> None:
-        """Nothing retained to clear."""
-
-    async def publish_event(self, event: Event) -> None:
-        if self.bus is not None:
-            self.bus.publish(event)
-
-
 class MqttPublisher:
     """One long-lived task owning the broker connection (aiomqtt's documented reconnect loop).
 
@@ -117,7 +56,6 @@ class MqttPublisher:
         topic_root: first topic level.
         username, password: override the URL's credentials.
         tls_ca_file, tls_cert_file, tls_key_file, tls_insecure: TLS options for mqtts.
-        bus: alerts, statuses and events are also offered here (for `/events`).
         on_delivered: called with (alert, wall time) after each PUBACK (cooldowns count from it).
         on_dropped: called with the id of each alert dropped because the outbox was full.
     """
@@ -139,7 +77,6 @@ class MqttPublisher:
         timeout_s: float = 10.0,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 10.0,
-        bus: EventBus | None = None,
         on_delivered: OnDelivered | None = None,
         on_dropped: OnDropped | None = None,
     ) -> None:
@@ -152,7 +89,7 @@ class MqttPublisher:
         self.username = username or parts.username
         self.password = password or parts.password
         self.tls_files, self.tls_insecure = (tls_ca_file, tls_cert_file, tls_key_file), tls_insecure
-        self.store, self.bus, self.client_id, self.root = store, bus, client_id, topic_root
+        self.store, self.client_id, self.root = store, client_id, topic_root
         self.keepalive_s, self.timeout_s = keepalive_s, timeout_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.on_delivered, self.on_dropped = on_delivered, on_dropped
@@ -169,7 +106,6 @@ class MqttPublisher:
         settings: Settings,
         *,
         store: Store,
-        bus: EventBus | None = None,
         on_delivered: OnDelivered | None = None,
         on_dropped: OnDropped | None = None,
     ) -> MqttPublisher:
@@ -188,7 +124,6 @@ class MqttPublisher:
             tls_insecure=m.tls_insecure,
             keepalive_s=m.keepalive_s,
             backoff_max_s=m.backoff_max_s,
-            bus=bus,
             on_delivered=on_delivered,
             on_dropped=on_dropped,
         )
@@ -234,15 +169,11 @@ class MqttPublisher:
             if self.on_dropped is not None:
                 self.on_dropped(alert_id)
         self.stats.dropped += len(dropped)
-        if self.bus is not None:
-            self.bus.publish(alert)
         self._wake.set()
 
     async def set_status(self, status: CameraStatus) -> None:
-        """Publish a camera's status retained (again on every reconnect); offered to the bus too."""
+        """Publish a camera's status retained (again on every reconnect)."""
         self._statuses[status.id] = status
-        if self.bus is not None:
-            self.bus.publish(status)
         await self._try_publish(
             f"{self.root}/{status.id}/status", status.model_dump_json(), qos=1, retain=True
         )
@@ -254,8 +185,6 @@ class MqttPublisher:
 
     async def publish_event(self, event: Event) -> None:
         """Publish an event on `<root>/<camera>/events` (QoS 0; counted and skipped while disconnected)."""
-        if self.bus is not None:
-            self.bus.publish(event)
         topic = f"{self.root}/{event.camera}/events" if event.camera else f"{self.root}/events"
         if not await self._try_publish(topic, event.model_dump_json(), qos=0, retain=False):
             self.stats.events_dropped += 1
@@ -373,19 +302,3 @@ class MqttPublisher:
                 self.stats.sent += 1
                 if self.on_delivered is not None:
                     self.on_delivered(alert, time.time())
-
-
-def make_publisher(
-    settings: Settings,
-    *,
-    store: Store,
-    bus: EventBus | None = None,
-    on_delivered: OnDelivered | None = None,
-    on_dropped: OnDropped | None = None,
-) -> Publisher:
-    """Return an `MqttPublisher`, or a `NullPublisher` when `settings.mqtt_url` is `none`."""
-    if not settings.mqtt_enabled:
-        return NullPublisher(bus=bus, on_delivered=on_delivered)
-    return MqttPublisher.from_settings(
-        settings, store=store, bus=bus, on_delivered=on_delivered, on_dropped=on_dropped
-    )

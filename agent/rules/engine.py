@@ -167,8 +167,8 @@ def due(rule: Rule, state: RuleState, now: float, novelty: float | None) -> bool
 class RuleEngine:
     """Every camera's rules and their runtime state; rules of one camera are evaluated together per update.
 
-    Pure logic: the watcher passes observations in, the MQTT publisher reports deliveries back, and the
-    service persists `changed()` states through the store.
+    Pure logic: a rule runner passes observations in, reports deliveries back and persists `changed()`
+    states through the store.
     """
 
     def __init__(self) -> None:
@@ -192,13 +192,6 @@ class RuleEngine:
         self._states.pop(rule_id, None)
         self._changed.discard(rule_id)
         return self._rules.pop(rule_id, None)
-
-    def remove_camera(self, camera_id: str) -> list[str]:
-        """Remove every rule of a camera; return their ids."""
-        ids = [r.id for r in self.rules(camera_id)]
-        for rule_id in ids:
-            self.remove_rule(rule_id)
-        return ids
 
     def rule(self, rule_id: str) -> Rule | None:
         """Return the rule with this id, or None."""

@@ -1,6 +1,8 @@
-"""Runs each camera's rules on every memory update: observations in, alerts out to MQTT and /events.
+"""One camera's rules at work: each memory update becomes an observation for the engine, prompt rules ask
+their question when due, what fires goes to the dispatcher, changed rule state to the store.
 
-No rule logic.
+No rule logic (that is `rules.engine`) and no camera internals: the camera is read through `WatchedCamera`,
+and every collaborator is handed in.
 """
 
 from __future__ import annotations
@@ -9,226 +11,202 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-import torch
+from torch import Tensor
 
-from agent import rules as rule_logic
-from agent.answer import TimeRange
 from agent.errors import InvalidRequest
-from agent.models import Backend
-from agent.records import Alert, Event, Evidence, LabelParams, PromptParams, Rule, RuleSpec
-from agent.watcher import CameraRuntime
-from compress.memory import MemoryUpdate
-from streamer import Frame
-
-
-class AlertHost(Protocol):
-    """What the router needs from the service that owns it (the Service satisfies it)."""
-
-    metrics: Any
-    publisher: Any
-    store: Any
-
-    async def answer(
-        self,
-        cameras: list[CameraRuntime],
-        question: str,
-        ranges: list[TimeRange],
-        *,
-        max_memory_tokens: int | None = None,
-        max_new_tokens: int = 64,
-    ) -> Any: ...
-
+from agent.models.labels import Labeler
+from agent.outputs.dispatch import Dispatcher
+from agent.records import Alert, Evidence, LabelParams, PromptParams, Rule, RuleSpec
+from agent.rules.engine import Observation, RuleEngine, RuleState, step
+from agent.state.store import Store
+from compress.memory import EntryInfo, MemoryUpdate
 
 log = logging.getLogger(__name__)
 
 YES_WORDS = ("yes", "true", "yeah", "yep", "correct")
-NOVELTY_EVENT_AT = 0.5  # novelty at or above which a "novelty" event goes to /events and MQTT
+Ask = Callable[[str, float], Awaitable[str]]  # (question, since stream second) -> answer text from memory
 
 
-class AlertRouter:
-    """Feeds the rule engine observations from memory updates (and prompt answers) and sends its alerts."""
-
-    def __init__(self, service: AlertHost, backend: Backend):
-        self._service = service
-        self._backend = backend
-        self.engine = rule_logic.RuleEngine()
-        self._ids: dict[str, set[int]] = {}  # label (lower-case) -> ImageNet class ids
-        self._prompt_tasks: dict[str, asyncio.Task[None]] = {}
-        self._pending: dict[
-            str, tuple[str, str]
-        ] = {}  # alert id -> (camera, rule) until delivered or dropped
+class WatchedCamera(Protocol):
+    """What a rule runner reads of its camera (the camera pipeline is one)."""
 
     @property
-    def rules(self) -> dict[str, Rule]:
-        return {r.id: r for r in self.engine.rules()}
+    def id(self) -> str: ...
 
-    # --------------------------------------------------------------------------- rule set
-    def _check(self, rule: RuleSpec) -> None:
-        if isinstance(rule.params, LabelParams):
-            if self._backend.labeler is None:
-                raise InvalidRequest(
-                    "kind", f"backend {self._backend.name} cannot label frames; use novelty or prompt"
-                )
-            try:
-                self._ids[rule.params.label.lower()] = self._backend.labeler.resolve(rule.params.label)
-            except ValueError as exc:
-                raise InvalidRequest("params.label", str(exc)) from None
+    def read(self, since: float | None, until: float | None) -> tuple[Tensor, list[EntryInfo]]:
+        """Memory tokens `[K, D]` and their entries present in the range (stream seconds)."""
+        ...
 
-    def load(self, rule: Rule) -> None:
-        """Register a stored rule (at start-up); one that no longer fits the backend is logged and skipped."""
-        try:
-            self._check(rule)
-        except InvalidRequest as exc:
-            log.error("rule %s not loaded: %s", rule.id, exc.detail)
-            return
-        self.engine.set_rule(rule)
-        self._service.metrics.watch_rule(rule.camera_id, rule.id)
+    def evidence(self, t: float, frame: int | None) -> tuple[list[Evidence], str | None]:
+        """An alert's evidence at stream second `t` and the keyframe link of `frame`, pinned."""
+        ...
 
-    def load_states(self, states: dict[str, Any]) -> None:
-        """Restore cooldowns and counters persisted by a previous process."""
-        self.engine.load_states(states.items())
+
+def label_ids(rule: RuleSpec, labeler: Labeler | None, backend_name: str) -> set[int] | None:
+    """The ImageNet class ids a label rule scores (None for other kinds).
+
+    Raises:
+        InvalidRequest: the backend cannot label frames, or does not know the label.
+    """
+    if not isinstance(rule.params, LabelParams):
+        return None
+    if labeler is None:
+        raise InvalidRequest("kind", f"backend {backend_name} cannot label frames; use novelty or prompt")
+    try:
+        return labeler.resolve(rule.params.label)
+    except ValueError as exc:
+        raise InvalidRequest("params.label", str(exc)) from None
+
+
+class RuleRunner:
+    """The rules of one camera, their engine and their prompt questions in flight.
+
+    Args:
+        camera: the camera the rules watch.
+        labeler: scores label rules (None: the backend cannot label, and label rules are refused).
+        backend_name: named when a label rule is refused.
+        dispatcher: where alerts go; it reports deliveries and drops back to `delivered` / `dropped`.
+        store: where rule state is kept across restarts.
+        ask: answers a prompt rule's question over this camera's memory since a stream second.
+    """
+
+    def __init__(
+        self,
+        camera: WatchedCamera,
+        *,
+        labeler: Labeler | None,
+        dispatcher: Dispatcher,
+        store: Store,
+        ask: Ask,
+        backend_name: str,
+    ) -> None:
+        self._camera, self._labeler, self._backend_name = camera, labeler, backend_name
+        self._dispatcher, self._store, self._ask = dispatcher, store, ask
+        self.engine = RuleEngine()
+        self._ids: dict[str, set[int]] = {}  # label (lower-case) -> ImageNet class ids
+        self._prompt_tasks: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------------------------------ rule set
+    def rules(self) -> list[Rule]:
+        """The camera's rules, in the order they were set."""
+        return self.engine.rules()
+
+    def check(self, rule: RuleSpec) -> None:
+        """Raise InvalidRequest unless the backend can evaluate `rule`."""
+        ids = label_ids(rule, self._labeler, self._backend_name)
+        if ids is not None:
+            assert isinstance(rule.params, LabelParams)
+            self._ids[rule.params.label.lower()] = ids
 
     def add(self, spec: RuleSpec) -> Rule:
         """Validate a new rule against the backend and register it."""
-        self._check(spec)
+        self.check(spec)
         rule = Rule.from_spec(spec)
         self.load(rule)
         return rule
 
+    def load(self, rule: Rule, state: dict[str, Any] | None = None) -> bool:
+        """Register a rule (with its persisted state, if any); one that no longer fits the backend is logged
+        and skipped (False)."""
+        try:
+            self.check(rule)
+        except InvalidRequest as exc:
+            log.error("rule %s not loaded: %s", rule.id, exc.detail)
+            return False
+        self.engine.set_rule(rule, state)
+        self._dispatcher.watch_rule(rule.camera_id, rule.id)
+        return True
+
     def remove(self, rule_id: str) -> None:
+        """Forget a rule and cancel its question in flight."""
         self.engine.remove_rule(rule_id)
         task = self._prompt_tasks.pop(rule_id, None)
         if task is not None:
             task.cancel()
 
+    def start(self) -> None:
+        """Hear from the dispatcher what becomes of this camera's alerts."""
+        self._dispatcher.own(self._camera.id, self)
+
     async def stop(self) -> None:
+        """Cancel the questions in flight and stop hearing of alerts."""
+        self._dispatcher.disown(self._camera.id)
         tasks = list(self._prompt_tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    # ------------------------------------------------------------------------------------------ outcomes
     def delivered(self, alert: Alert, t: float) -> None:
-        """The publisher reports a broker acknowledgement: the rule's cooldown restarts from now."""
-        self._pending.pop(alert.id, None)
+        """A broker acknowledgement: the rule's cooldown restarts from `t`."""
         self.engine.mark_delivered(alert.rule, alert.id, t)
-        self._service.metrics.alert(alert.camera, alert.rule, "sent")
 
-    def dropped(self, alert_id: str) -> None:
-        """The outbox overflowed and lost an alert: it no longer holds its rule's cooldown."""
-        owner = self._pending.pop(alert_id, None)
-        if owner is not None:
-            self.engine.mark_dropped(owner[1], alert_id)
-            self._service.metrics.alert(owner[0], owner[1], "dropped")
+    def dropped(self, rule_id: str, alert_id: str) -> None:
+        """The outbox lost an alert: it no longer holds its rule's cooldown."""
+        self.engine.mark_dropped(rule_id, alert_id)
 
-    # --------------------------------------------------------------------------- observations
-    def top_labels(self, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
-        """Top-k labels of memory tokens, or [] when the backend cannot label."""
-        if self._backend.labeler is None or tokens.shape[0] == 0:
-            return []
-        return self._backend.labeler.label(tokens, k)
-
-    def _label_scores(self, camera: CameraRuntime, update: MemoryUpdate) -> dict[str, float]:
-        wanted = self.engine.labels_wanted(camera.id)
-        if not wanted or self._backend.labeler is None:
-            return {}
-        # The entries this frame touched, i.e. its components: an object covering a few tokens still scores.
-        with camera.memory_lock:
-            tokens, entries = camera.memory.tokens(update.t, None)
-        if not entries:
-            return {label: 0.0 for label in wanted}
-        return {
-            label: float(self._backend.labeler.group_probs(tokens, self._ids[label]).max())
-            for label in wanted
-        }
-
-    def _evidence(
-        self, camera: CameraRuntime, t: float, frame: int | None
-    ) -> tuple[list[Evidence], str | None]:
-        """The alert's evidence: the moment it fired and the keyframe of that frame, pinned so the alert's
-        link stays valid after the memory stops naming the frame (no link when the frame was not kept)."""
-        if frame is None:
-            latest = camera.keyframes.latest()
-            frame = None if latest is None else latest.frame
-        kept = frame is not None and camera.keyframes.pin(frame)
-        url = f"/cameras/{camera.id}/snapshot?frame={frame}" if kept else None
-        span = Evidence.model_validate(
-            {"camera": camera.id, "from": max(0.0, t - 2.0), "to": t, "snapshot_url": url}
-        )
-        return [span], url
-
-    async def on_update(self, camera: CameraRuntime, frame: Frame, update: MemoryUpdate) -> None:
-        """Evaluate the camera's rules for one memory update and send what fires."""
-        if update.novelty >= NOVELTY_EVENT_AT:
-            await self._service.publisher.publish_event(
-                Event(
-                    kind="novelty",
-                    camera=camera.id,
-                    message="scene changed",
-                    data={"novelty": round(update.novelty, 3), "t": round(update.t, 2)},
-                )
-            )
-        if not self.engine.rules(camera.id):
+    # ------------------------------------------------------------------------------------------ updates
+    async def on_update(self, frame: int, update: MemoryUpdate) -> None:
+        """Evaluate the camera's rules for one memory update (of frame index `frame`) and send what fires."""
+        if not self.engine.rules():
             return
-        evidence, url = self._evidence(camera, update.t, frame.index)
-        obs = rule_logic.Observation(
-            camera_id=camera.id,
+        evidence, url = self._camera.evidence(update.t, frame)
+        obs = Observation(
+            camera_id=self._camera.id,
             now=time.time(),
             stream_s=update.t,
             novelty=update.novelty,
-            labels=self._label_scores(camera, update),
+            labels=self._label_scores(update),
             evidence=evidence,
             snapshot_url=url,
         )
         for alert in self.engine.evaluate(obs):
-            await self._send(alert)
-        for rule in self.engine.prompts_due(camera.id, obs.now, update.novelty):
+            await self._dispatcher.alert(alert)
+        for rule in self.engine.prompts_due(self._camera.id, obs.now, update.novelty):
             if rule.id not in self._prompt_tasks:
                 self.engine.mark_asked(rule.id, obs.now)
-                task = asyncio.create_task(self._prompt(rule, camera, update.t), name=f"prompt-{rule.id}")
+                task = asyncio.create_task(self._prompt(rule, update.t), name=f"prompt-{rule.id}")
                 self._prompt_tasks[rule.id] = task
                 task.add_done_callback(functools.partial(self._prompt_done, rule.id))
-        await self._persist()
+        for rule_id, state in self.engine.changed().items():
+            await self._store.put_rule_state(rule_id, state)
+
+    def _label_scores(self, update: MemoryUpdate) -> dict[str, float]:
+        wanted = self.engine.labels_wanted(self._camera.id)
+        if not wanted or self._labeler is None:
+            return {}
+        # The entries this frame touched, i.e. its components: an object covering a few tokens still scores.
+        tokens, entries = self._camera.read(update.t, None)
+        if not entries:
+            return {label: 0.0 for label in wanted}
+        return {label: float(self._labeler.group_probs(tokens, self._ids[label]).max()) for label in wanted}
 
     def _prompt_done(self, rule_id: str, _: asyncio.Task[None]) -> None:
         self._prompt_tasks.pop(rule_id, None)
 
-    async def _prompt(self, rule: Rule, camera: CameraRuntime, t: float) -> None:
+    async def _prompt(self, rule: Rule, t: float) -> None:
         params = rule.params
         assert isinstance(params, PromptParams)
         try:
-            result = await self._service.answer(
-                [camera],
-                f"{params.question} Answer yes or no.",
-                [TimeRange(max(0.0, t - params.window_s), None)],
-                max_new_tokens=8,
-            )
+            answer = await self._ask(f"{params.question} Answer yes or no.", max(0.0, t - params.window_s))
         except Exception:  # crash guard: a failed check is a skipped check
             log.exception("prompt rule %s failed", rule.id)
             return
-        yes = result.answer.strip().lower().startswith(YES_WORDS)
-        evidence, url = self._evidence(camera, t, None)
-        obs = rule_logic.Observation(
-            camera_id=camera.id,
+        evidence, url = self._camera.evidence(t, None)
+        obs = Observation(
+            camera_id=self._camera.id,
             now=time.time(),
             stream_s=t,
-            answers={rule.id: yes},
+            answers={rule.id: answer.strip().lower().startswith(YES_WORDS)},
             evidence=evidence,
             snapshot_url=url,
         )
         # Only this rule: the other rules of the camera have nothing to learn from a prompt answer.
-        alert = rule_logic.step(rule, self.engine.state(rule.id), obs)
+        state: RuleState = self.engine.state(rule.id)
+        alert = step(rule, state, obs)
         if alert is not None:
-            await self._send(alert.model_copy(update={"answer": result.answer}))
-        await self._service.store.put_rule_state(rule.id, self.engine.state(rule.id).to_dict())
-
-    async def _send(self, alert: Alert) -> None:
-        if len(self._pending) < 100_000:  # bounded like the outbox it mirrors
-            self._pending[alert.id] = (alert.camera, alert.rule)
-        self._service.metrics.alert(alert.camera, alert.rule, "queued")
-        await self._service.publisher.enqueue_alert(alert)
-
-    async def _persist(self) -> None:
-        for rule_id, state in self.engine.changed().items():
-            await self._service.store.put_rule_state(rule_id, state)
+            await self._dispatcher.alert(alert.model_copy(update={"answer": answer}))
+        await self._store.put_rule_state(rule.id, state.to_dict())

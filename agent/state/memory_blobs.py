@@ -1,4 +1,4 @@
-"""Memory snapshot blobs for the state store: a small JSON header (time base) + TokenMemory bytes. No I/O."""
+"""Memory blobs for the state store: a small JSON header (the time base) + TokenMemory bytes. No I/O."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from compress.memory import TokenMemory
 
-MAGIC = b"SCSNAP1\n"
+MAGIC = b"SCSNAP1\n"  # the format's first name; blobs already in Redis start with it
 
 
 @dataclass(frozen=True)
-class Restored:
+class SavedMemory:
     """A camera's memory and the wall-clock second its stream time starts at."""
 
     added_at: float
@@ -25,15 +25,15 @@ def encode(added_at: float, memory: TokenMemory) -> bytes:
     return MAGIC + struct.pack("<I", len(header)) + header + memory.to_bytes()
 
 
-def decode(blob: bytes, *, device: str = "cpu") -> Restored:
+def decode(blob: bytes, *, device: str = "cpu") -> SavedMemory:
     """Inverse of `encode`; a blob of another format raises ValueError."""
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
-        raise ValueError("not a Scissor memory snapshot (bad magic)")
+        raise ValueError("not a Scissor memory blob (bad magic)")
     start = len(MAGIC)
     (size,) = struct.unpack("<I", blob[start : start + 4])
     try:
         header = json.loads(blob[start + 4 : start + 4 + size])
         added_at = float(header["added_at"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"corrupt memory snapshot header: {exc}") from None
-    return Restored(added_at, TokenMemory.from_bytes(blob[start + 4 + size :], device=device))
+        raise ValueError(f"corrupt memory blob header: {exc}") from None
+    return SavedMemory(added_at, TokenMemory.from_bytes(blob[start + 4 + size :], device=device))

@@ -19,7 +19,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from agent.errors import InvalidStateUrl, StateUnavailable
 from agent.settings import Settings
-from agent.state import _DOWN, KINDS, MemoryStore, RedisStore
+from agent.state.store import KINDS, REDIS_DOWN, MemoryStore, RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class ResilientStore(MemoryStore):
             async with self._lock:
                 for op in ops:
                     await op(self.backend)
-        except _DOWN as exc:
+        except REDIS_DOWN as exc:
             reason = exc.reason if isinstance(exc, StateUnavailable) else f"{type(exc).__name__}: {exc}"
             if self.healthy:
                 log.warning("state store degraded, working from RAM: %s", reason)
@@ -198,7 +198,7 @@ class ResilientStore(MemoryStore):
         # Write-through when healthy; otherwise (or on failure) the key stays dirty for the sync task.
         if self.backend is None:
             return
-        # A deleted camera or rule also deletes its snapshot or state in Redis (RedisStore.put cascades).
+        # A deleted camera or rule also deletes its memory blob or state in Redis (RedisStore.put cascades).
         self.dirty.add((kind, key))
         if self.healthy:
             await self._redis(partial(self._write, kind_key=(kind, key)))

@@ -1,6 +1,7 @@
-"""Service state (cameras, rules, rule state, sessions, memory snapshots, alert outbox) in RAM and Redis.
+"""What the service keeps across restarts (cameras, rules, rule state, sessions, memory blobs, the alert
+outbox), in RAM or in Redis.
 
-No decisions.
+No decisions. The memory blobs live under the kind `snapshot`, the name Redis has held them by from the start.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
 
 log = logging.getLogger(__name__)
-RuleState = dict[str, Any]
+SavedRuleState = dict[str, Any]  # `rules.engine.RuleState.to_dict()`: the store never looks inside
 KINDS = ("camera", "rule", "rule_state", "snapshot")  # the keyed kinds; sessions and the outbox are special
-_CASCADE = {"camera": "snapshot", "rule": "rule_state"}  # deleting a camera deletes its snapshot, etc.
-_DOWN = (RedisError, OSError, TimeoutError, StateUnavailable)  # what "Redis is unreachable" looks like
+_CASCADE = {"camera": "snapshot", "rule": "rule_state"}  # deleting a camera deletes its memory blob, etc.
+REDIS_DOWN = (RedisError, OSError, TimeoutError, StateUnavailable)  # what "Redis is unreachable" looks like
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Store(Protocol):
     """What the service keeps across restarts; every method is async and writes are idempotent per key.
 
     Implementations provide `put`/`all` for the keyed kinds (`KINDS`), sessions and the outbox; the named
-    camera / rule / snapshot methods below are built on `put`/`all` and inherited.
+    camera / rule / memory blob methods below are built on `put`/`all` and inherited.
     """
 
     async def ping(self) -> None:
@@ -50,7 +51,7 @@ class Store(Protocol):
     async def put(self, kind: str, key: str, value: Any) -> None:
         """Set one value of a keyed kind.
 
-        None deletes it, and a camera's snapshot or a rule's state with it.
+        None deletes it, and a camera's memory blob or a rule's state with it.
         """
         ...
 
@@ -70,7 +71,7 @@ class Store(Protocol):
         await self.put("camera", spec.id, spec)
 
     async def delete_camera(self, camera_id: str) -> None:
-        """Forget the camera and its memory snapshot."""
+        """Forget the camera and its memory blob."""
         await self.put("camera", camera_id, None)
 
     async def cameras(self) -> list[CameraSpec]:
@@ -86,16 +87,18 @@ class Store(Protocol):
     async def rules(self) -> list[Rule]:
         return list((await self.all("rule")).values())
 
-    async def put_rule_state(self, rule_id: str, state: RuleState) -> None:
+    async def put_rule_state(self, rule_id: str, state: SavedRuleState) -> None:
         await self.put("rule_state", rule_id, dict(state))
 
-    async def rule_states(self) -> dict[str, RuleState]:
+    async def rule_states(self) -> dict[str, SavedRuleState]:
         return await self.all("rule_state")
 
-    async def put_snapshot(self, camera_id: str, blob: bytes) -> None:
+    async def put_memory_blob(self, camera_id: str, blob: bytes) -> None:
+        """Keep a camera's memory blob (`state.memory_blobs.encode`), replacing the previous one."""
         await self.put("snapshot", camera_id, bytes(blob))
 
-    async def snapshot(self, camera_id: str) -> bytes | None:
+    async def memory_blob(self, camera_id: str) -> bytes | None:
+        """The camera's latest memory blob, or None."""
         return (await self.all("snapshot")).get(camera_id)
 
 
@@ -186,10 +189,6 @@ class MemoryStore(Store):
     async def outbox_len(self) -> int:
         return len(self.outbox)
 
-    def outbox_list(self) -> list[Alert]:
-        """Every queued alert, oldest first (synchronous, for metrics and status)."""
-        return [alert for _, alert in self.outbox.values()]
-
     async def outbox_dropped(self) -> int:
         return self.dropped
 
@@ -197,8 +196,8 @@ class MemoryStore(Store):
 class RedisStore(Store):
     """Redis (redis-py asyncio) under one key prefix `<p>`. Methods raise redis errors when Redis is down.
 
-    Keys: hashes `<p>:camera`, `<p>:rule`, `<p>:rule_state`, `<p>:snapshot` (id -> JSON or bytes);
-    `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox `<p>:outbox:ids` (sorted set id ->
+    Keys: hashes `<p>:camera`, `<p>:rule`, `<p>:rule_state`, `<p>:snapshot` (memory blobs), id -> JSON or
+    bytes; `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox `<p>:outbox:ids` (sorted set id ->
     sequence number), `<p>:outbox:items` (hash id -> JSON), `<p>:outbox:seq` and `<p>:outbox:dropped` (ints).
     """
 
@@ -238,7 +237,7 @@ class RedisStore(Store):
         """Raise StateUnavailable (with a reason, no credentials) unless Redis answers."""
         try:
             await self.client.ping()
-        except _DOWN as exc:
+        except REDIS_DOWN as exc:
             raise StateUnavailable(f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:

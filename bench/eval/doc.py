@@ -133,7 +133,7 @@ def _speed(speed: dict[str, Any]) -> list[str]:
     ]
     lines += [
         "",
-        "### LLM FLOPs at each retention (PAPER.md Eq. 9, prefill + 100 decoded tokens)",
+        "### LLM FLOPs at each retention (Eq. 9 of docs/method.md, prefill + 100 decoded tokens)",
         "",
         "| model | retention | visual tokens | TFLOPs | share of full | reduction |",
         "|---|---|---|---|---|---|",
@@ -231,8 +231,9 @@ def _findings(summary: list[dict[str, Any]]) -> list[str]:
             "elsewhere: a threshold instead of a count (the memory needs no budget search and bounds itself "
             "by capacity), exact components with first-seen order and time spans (temporal IoU), and a "
             "streaming form whose quality matches batch SCC (compare the two SCC rows). The paper's own "
-            "ablation (PAPER.md Table 4b) also shows uniform sampling + merge within 0.6-0.7 points of SCC "
-            "on 7B LLaVA-OV; our embedded-encoder proxy is not the LLM benchmark the paper reports."
+            "ablation (its Table 4b, docs/method.md) also shows uniform sampling + merge within 0.6-0.7 "
+            "points of SCC on 7B LLaVA-OV; our embedded-encoder proxy is not the LLM benchmark the paper "
+            "reports."
         ),
         "",
         note,

@@ -1,5 +1,6 @@
 """Speed and scale half of `scissor bench eval`: compression vs the reference, memory cost over a stream,
-cameras per node, and PAPER.md's FLOPs model (Eq. 9). Benchmark-only; never imported by the product.
+cameras per node, and the paper's FLOPs model (Eq. 9, docs/method.md). Benchmark-only; never imported by the
+product.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bench.reference import reference_compress
 from compress.memory import TokenMemory
 from compress.scc import compress_video_with_stats
 
-# LLaVA-OneVision language models (PAPER.md Table 5 / Eq. 9): layers T, hidden d, FFN c.
+# LLaVA-OneVision language models (docs/method.md, Table 5 / Eq. 9): layers T, hidden d, FFN c.
 LLMS = {"LLaVA-OV-0.5B": (24, 896, 4864), "LLaVA-OV-7B": (28, 3584, 18944)}
 PAPER_TOKENS = 6272  # 32 frames x 196 tokens
 

@@ -14,9 +14,9 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from agent.api import create_app
-from agent.metrics import Metrics
+from agent.demo import sample_video
 from agent.models import Backend
-from agent.server import sample_video
+from agent.outputs.metrics import Metrics
 from agent.service import Service
 from agent.settings import Settings, load_settings
 

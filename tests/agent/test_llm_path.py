@@ -4,10 +4,13 @@ generate()."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import torch
 
 from agent.models import Backend, load_backend
+from agent.models.llava_onevision import LlavaAnswerer
 from tests.agent.service_harness import running_service, video_camera, wait_until
 
 
@@ -18,28 +21,35 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Backend:
 
 
 async def test_questions_feed_exactly_the_memory_tokens_to_the_language_model(tiny: Backend) -> None:
-    async with running_service(tiny, allow_file_urls=True) as run:
-        await run.client.post("/cameras", json=video_camera(fps=4))
-        camera = run.service.cameras["cam1"]
-        await wait_until(lambda: camera.frames_processed >= 4, what="frames")
-        r = await run.client.post(
-            "/cameras/cam1/ask", json={"question": "what happened?", "max_new_tokens": 4}
-        )
-        assert r.status_code == 200, r.text
-        body = r.json()
-        k = body["tokens_used"]
-        assert 0 < k <= len(camera.memory)
-        assert body["prefill_tokens"] > k, "the prompt holds the K memory tokens plus the question"
-        capped = await run.client.post(
-            "/cameras/cam1/ask",
-            json={"question": "what happened?", "max_new_tokens": 4, "max_memory_tokens": 3},
-        )
-        assert capped.status_code == 200, capped.text
-        assert capped.json()["tokens_used"] == min(3, k)
-        if k > 3:
-            assert capped.json()["prefill_tokens"] < body["prefill_tokens"], (
-                "fewer memory tokens, shorter prefill"
-            )
+    model = cast(LlavaAnswerer, tiny.answerer).model
+    fed: list[torch.Tensor] = []
+    generate = model.generate
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        fed.append(kwargs["mm_encoder_outputs"]["video"].pooler_output[0].float().clone())  # [K, D]
+        return generate(*args, **kwargs)
+
+    model.generate = spy
+    try:
+        async with running_service(tiny, allow_file_urls=True) as run:
+            await run.client.post("/cameras", json=video_camera(fps=4))
+            pipeline = run.service.cameras.get("cam1")
+            await wait_until(lambda: len(pipeline.runtime.memory) >= 4, what="four memory entries")
+            await pipeline.stop()  # a still memory, to compare with
+            tokens, entries = pipeline.runtime.memory.tokens()
+            question = {"question": "what happened?", "max_new_tokens": 4}
+            whole = await run.client.post("/cameras/cam1/ask", json=question)
+            capped = await run.client.post("/cameras/cam1/ask", json={**question, "max_memory_tokens": 3})
+    finally:
+        del model.generate  # the class's own again
+    assert whole.status_code == 200 and capped.status_code == 200, (whole.text, capped.text)
+    assert whole.json()["tokens_used"] == len(entries) and torch.equal(fed[0], tokens), "every entry, as kept"
+    best = sorted(range(len(entries)), key=lambda i: (-entries[i].count, -entries[i].last_seen))[:3]
+    kept = sorted(best, key=lambda i: (entries[i].first_seen, entries[i].id))
+    assert capped.json()["tokens_used"] == 3 and torch.equal(fed[1], tokens[kept]), "the 3 best supported"
+    assert whole.json()["prefill_tokens"] - capped.json()["prefill_tokens"] >= len(entries) - 3, (
+        "one prompt position fewer per memory token left out"
+    )
 
 
 async def test_a_prompt_rule_asks_the_answerer_on_its_schedule(tiny: Backend) -> None:
@@ -55,7 +65,7 @@ async def test_a_prompt_rule_asks_the_answerer_on_its_schedule(tiny: Backend) ->
         )
         assert rule.status_code == 201, rule.text
         rule_id = rule.json()["id"]
-        engine = run.service.alerts.engine
+        engine = run.service.cameras.get("cam1").rules.engine
         await wait_until(lambda: engine.state(rule_id).last_asked is not None, what="the prompt rule to ask")
         first = engine.state(rule_id).last_asked
         await wait_until(

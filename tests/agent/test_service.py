@@ -27,7 +27,7 @@ async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_eviden
         created = await run.client.post("/cameras", json=video_camera())
         assert created.status_code == 201, created.text
         assert created.json()["id"] == "cam1"
-        camera = run.service.cameras["cam1"]
+        camera = run.service.cameras.get("cam1").runtime
         await wait_until(lambda: camera.frames_processed >= 6, what="six frames in memory")
 
         status = (await run.client.get("/cameras/cam1")).json()
@@ -55,8 +55,12 @@ async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_eviden
         gone = await run.client.get("/cameras/cam1/snapshot?frame=987654")
         assert gone.status_code == 404 and gone.json()["error"] == "KeyframeGone"
 
+        await run.service.cameras.get("cam1").stop()  # a still memory: the summary and the status must agree
+        still = (await run.client.get("/cameras/cam1")).json()
         memory = (await run.client.get("/cameras/cam1/memory")).json()
-        assert memory["entries"] == status["memory_entries"] or memory["entries"] > 0
+        assert memory["entries"] == still["memory_entries"] == len(camera.memory) > 0
+        newest = [e.id for e in camera.memory.tokens()[1]][-200:]  # the summary's default limit
+        assert [item["id"] for item in memory["items"]] == newest
         assert memory["items"][0]["labels"], "the embedded backend labels memory entries"
         for item in memory["items"]:
             spans = item["intervals"]
@@ -68,7 +72,7 @@ async def test_a_camera_added_over_the_api_fills_memory_and_questions_get_eviden
 async def test_follow_up_questions_in_a_session_are_kept(embedded: Backend) -> None:
     async with running_service(embedded, allow_file_urls=True) as run:
         await run.client.post("/cameras", json=video_camera())
-        await wait_until(lambda: run.service.cameras["cam1"].frames_processed >= 3, what="frames")
+        await wait_until(lambda: run.service.cameras.get("cam1").runtime.frames_processed >= 3, what="frames")
         for question in ("what did you see?", "and when?"):
             r = await run.client.post("/cameras/cam1/ask", json={"question": question, "session_id": "s1"})
             assert r.status_code == 200, r.text
@@ -150,7 +154,7 @@ async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answe
 ) -> None:
     async with running_service(embedded, allow_file_urls=True, api={"max_pending_questions": 1}) as run:
         await run.client.post("/cameras", json=video_camera())
-        await wait_until(lambda: run.service.cameras["cam1"].frames_processed >= 2, what="frames")
+        await wait_until(lambda: run.service.cameras.get("cam1").runtime.frames_processed >= 2, what="frames")
         responses = await asyncio.gather(
             *(run.client.post("/cameras/cam1/ask", json={"question": "what?"}) for _ in range(4))
         )
@@ -164,7 +168,7 @@ async def test_questions_past_the_admission_limit_get_429_and_the_rest_are_answe
 async def test_memory_updates_run_in_a_worker_thread_under_the_camera_lock(embedded: Backend) -> None:
     async with running_service(embedded, allow_file_urls=True) as run:
         await run.client.post("/cameras", json=video_camera())
-        camera = run.service.cameras["cam1"]
+        camera = run.service.cameras.get("cam1").runtime
         await wait_until(lambda: camera.frames_processed >= 2, what="frames")
         seen: list[tuple[int, bool]] = []
         add_frame = camera.memory.add_frame
@@ -184,11 +188,11 @@ async def test_memory_updates_run_in_a_worker_thread_under_the_camera_lock(embed
 async def test_the_memory_summary_labels_the_entries_it_lists(embedded: Backend) -> None:
     async with running_service(embedded, allow_file_urls=True) as run:
         await run.client.post("/cameras", json=video_camera())
-        camera = run.service.cameras["cam1"]
+        camera = run.service.cameras.get("cam1").runtime
         await wait_until(lambda: len(camera.memory) >= 6, what="six memory entries")
-        await run.service._watchers["cam1"].stop()  # a still memory, to compare with
+        await run.service.cameras.get("cam1").stop()  # a still memory, to compare with
         body = (await run.client.get("/cameras/cam1/memory", params={"limit": 2})).json()
         tokens, entries = camera.memory.tokens()
         assert [item["id"] for item in body["items"]] == [e.id for e in entries[-2:]]
-        expected = run.service.alerts.top_labels(tokens[-2:], 3)
+        expected = run.service.cameras.get("cam1").top_labels(tokens[-2:], 3)
         assert [item["labels"] for item in body["items"]] == [[list(x) for x in row] for row in expected]

@@ -1,4 +1,4 @@
-"""compress_to_budget honours the budget even where the count is not monotone in tau (PAPER.md D7)."""
+"""compress_to_budget honours the budget even where the count is not monotone in tau (docs/method.md, D7)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_the_search_lands_close_to_the_budget_on_a_smooth_workload() -> None:
 
 
 def test_a_non_monotone_instance_still_gets_a_count_within_budget() -> None:
-    # PAPER.md D7: the two-step count is not monotone in tau. Seed 2 gives 4 tokens at tau 0.82, 2 at 0.84.
+    # docs/method.md, D7: the two-step count is not monotone in tau. Seed 2: 4 tokens at tau 0.82, 2 at 0.84.
     frames = torch.randn(2, 4, 2, generator=torch.Generator().manual_seed(2))
     low, high = (compress_video_with_stats(frames, t, merge=False)[1].output_tokens for t in (0.82, 0.84))
     assert high < low

@@ -142,7 +142,7 @@ def test_frame_components_equal_per_frame_scipy_partitions(seed: int, f: int, n:
 @given(seed=st.integers(0, 10_000), f=st.integers(1, 5), n=st.integers(1, 30), tau=st.floats(0.0, 0.99))
 def test_compress_video_follows_the_papers_three_steps(seed: int, f: int, n: int, tau: float) -> None:
     frames = clustered(seed, f * n, 8, 4, 0.6).view(f, n, 8)
-    # Spelled out step by step from PAPER.md §1.2 with scipy components.
+    # Spelled out step by step from docs/method.md §1.2 with scipy components.
     spatial = [merge_by_labels(fr, torch.from_numpy(scipy_labels(fr, tau))) for fr in frames]
     t_prime = torch.cat(spatial)
     reps = merge_by_labels(t_prime, torch.from_numpy(scipy_labels(t_prime, tau)))

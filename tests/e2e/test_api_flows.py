@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.server import sample_video
+from agent.demo import sample_video
 from harness.ports import free_port
 from harness.serve import ServeProcess
 

@@ -13,7 +13,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from agent.server import sample_video
+from agent.demo import sample_video
 from harness.ports import free_port
 from harness.rtsp import RtspServer
 from harness.serve import ServeProcess

@@ -1,7 +1,5 @@
-"""Fixtures for ops tests: a metrics target process and a real Prometheus scraping it on loopback ports.
-
-Switching the dashboards test to the real service means changing only `metrics_target` (see its docstring).
-"""
+"""Fixtures for ops tests: the real service watching a real RTSP camera, and a real Prometheus scraping it
+with the shipped config, on loopback ports."""
 
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.server import sample_video
+from agent.demo import sample_video
 from harness.ports import free_port
 from harness.servers import PrometheusServer
 
@@ -116,56 +114,6 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def metrics_target() -> Iterator[MetricsTarget]:
-    """A process serving /metrics with a few seconds of live values.
-
-    Today: tests/ops/metrics_harness.py feeding agent.metrics.Metrics. To test the real service, replace the
-    body with: start a real RTSP camera (tests' RTSP fixture), start `python -m agent.cli serve` with
-    SCISSOR_* env (embedded backend, the camera, a novelty rule, the API on a free_port()), wait for /readyz,
-    SCISSOR_API_TOKEN=<token>, and yield
-    MetricsTarget("127.0.0.1:<api port>", <token>, frozenset({<camera id>})). Nothing else in the dashboards
-    test changes.
-    """
-    port = free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cameras, token = ("lobby", "dock"), secrets.token_urlsafe(24)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.ops.metrics_harness",
-            "--port",
-            str(port),
-            "--cameras",
-            ",".join(cameras),
-            "--token",
-            token,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_ready(proc, "metrics harness")
-        yield MetricsTarget(f"127.0.0.1:{port}", token, frozenset(cameras))
-    finally:
-        _stop(proc)
-
-
-@pytest.fixture(scope="module")
-def prometheus(metrics_target: MetricsTarget) -> Iterator[ShippedConfigPrometheus]:
-    """A real Prometheus (Debian binary) scraping `metrics_target` every second, with one scrape done."""
-    server = ShippedConfigPrometheus(metrics_target)
-    server.start()
-    try:
-        server.wait_for_scrape()
-        yield server
-    finally:
-        server.close()
-
-
 def _api(address: str, token: str, method: str, path: str, body: dict[str, Any] | None = None) -> int:
     request = urllib.request.Request(
         f"http://{address}{path}",
@@ -249,3 +197,16 @@ def ask(target: MetricsTarget, camera: str, question: str) -> int:
     return _api(
         target.address, target.token, "POST", f"/cameras/{camera}/ask", {"question": question, "since_s": 60}
     )
+
+
+@pytest.fixture(scope="module")
+def service_prometheus(service_target: MetricsTarget) -> Iterator[ShippedConfigPrometheus]:
+    """A real Prometheus scraping `service_target` every second, once it has encoded frames and answered two
+    questions (so every rate() window holds samples that moved)."""
+    with ShippedConfigPrometheus(service_target) as prometheus:
+        prometheus.wait_for_scrape()
+        assert ask(service_target, "sample", "what is moving?") == 200
+        prometheus.wait_for_data("scissor_frames_encoded_total > 5", timeout_s=120)
+        assert ask(service_target, "sample", "what is moving now?") == 200
+        time.sleep(5)
+        yield prometheus

@@ -116,16 +116,14 @@ def test_every_variable_compose_interpolates_is_in_example_env() -> None:
 def test_every_scissor_metric_is_documented() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from agent.metrics import CameraSnapshot, Metrics, ServiceSnapshot
+    from agent.outputs.metrics import CameraScrape, Metrics, ServiceScrape
 
     metrics = Metrics()
     metrics.watch_camera("c")
     metrics.watch_rule("c", "r")
     metrics.set_backend("tiny", "cpu", 8)
-    metrics.set_snapshot_source(
-        lambda: ServiceSnapshot(
-            cameras=[CameraSnapshot("c", up=True, drops={"x": 1}, last_frame_wall_time=1.0)]
-        )
+    metrics.set_scrape_source(
+        lambda: ServiceScrape(cameras=[CameraScrape("c", up=True, drops={"x": 1}, last_frame_wall_time=1.0)])
     )
     names = {f.name for f in text_string_to_metric_families(metrics.render()[0].decode())}
     for name in sorted(n for n in names if n.startswith("scissor_") and not n.endswith("_created")):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.demo import sample_video
 from agent.models import Backend, load_backend
-from agent.server import sample_video
 from harness.rtsp import RtspServer
 
 # bigbuckbunny.mp4 is 1280x720, bikes.mp4 640x272, carphone_pristine.mp4 176x144 (all H.264, looped by the

@@ -31,7 +31,7 @@ TRACE_MARKERS = ("Traceback", 'File "/', "site-packages", "Exception:")
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     """A real `scissor serve` (embedded model, in-process state) with one real RTSP camera and one rule."""
-    from agent.server import sample_video
+    from agent.demo import sample_video
 
     camera = RtspServer().start(sample_video("carphone_pristine.mp4"))
     env = {"SCISSOR_BACKEND": "embedded", "SCISSOR_DEVICE": "cpu", "SCISSOR_PORT": str(free_port())}
@@ -207,7 +207,7 @@ def test_unlisted_url_schemes_and_local_files_are_refused_by_the_api(served: Ser
 
 
 async def test_local_files_are_accepted_only_when_enabled(embedded: Backend) -> None:
-    from agent.server import sample_video
+    from agent.demo import sample_video
 
     url = f"file://{sample_video('carphone_pristine.mp4')}"
     async with running_service(embedded, allow_file_urls=True) as run:
@@ -236,14 +236,14 @@ class NaNEvery:
 async def test_frames_whose_tokens_are_nan_are_skipped_and_counted_without_restarting_the_camera(
     embedded: Backend, tmp_path: Path
 ) -> None:
-    from agent.server import sample_video
+    from agent.demo import sample_video
 
     poisoned = NaNEvery(embedded.encoder.encode)
     backend = dataclasses.replace(embedded, encoder=_EncoderShim(embedded.encoder, poisoned))
     url = str(sample_video("carphone_pristine.mp4"))
     async with running_service(backend, allow_file_urls=True) as run:
         await run.client.post("/cameras", json={"id": "cam", "url": url, "fps": 4, "options": {"loop": True}})
-        cam = run.service.cameras["cam"]
+        cam = run.service.cameras.get("cam").runtime
         await wait_until(
             lambda: cam.frames_rejected >= 2 and cam.frames_processed >= 4, 60, "good and bad frames"
         )

@@ -65,7 +65,7 @@ async def subscriber(broker: MosquittoServer, topic: str) -> AsyncIterator[Subsc
 
 
 async def fired_alerts(run: Running, into: list[Alert]) -> None:
-    """Record every alert the service fires, in firing order (the publisher offers each to the event bus)."""
+    """Record every alert the service fires, in firing order (the dispatcher offers each to the event bus)."""
     async with run.service.bus.subscribe(maxsize=10_000, accept=lambda r: isinstance(r, Alert)) as alerts:
         async for record in alerts:
             assert isinstance(record, Alert)
@@ -103,14 +103,14 @@ async def test_alerts_fired_during_a_30_s_broker_outage_are_all_delivered_once_i
             subscriber(broker, "scissor/+/alerts/#") as sub,
             alerting_service(embedded, broker, redis_server, rtsp_camera()) as (run, fired),
         ):
-            publisher = run.service.publisher
-            await wait_until(lambda: publisher.ready, 10, "the publisher to connect")
+            dispatcher = run.service.dispatcher
+            await wait_until(lambda: dispatcher.ready, 10, "the publisher to connect")
             rule_id = await add_rule(run)
             await wait_until(lambda: len(sub.payloads) >= 2, 30, "alerts before the outage")
             before = Census.take()
 
             broker.kill()
-            await wait_until(lambda: not publisher.ready, 30, "the publisher to notice the outage")
+            await wait_until(lambda: not dispatcher.ready, 30, "the publisher to notice the outage")
             fired_before_outage = len(fired)
             ready = (await run.client.get("/readyz")).json()
             assert ready["checks"]["mqtt"]["ok"] is False and ready["checks"]["mqtt"]["reason"]
@@ -120,7 +120,7 @@ async def test_alerts_fired_during_a_30_s_broker_outage_are_all_delivered_once_i
             assert queued >= 20, "they wait in the (Redis) outbox"
 
             broker.start()
-            await wait_until(lambda: publisher.ready, 15, "the publisher to reconnect")
+            await wait_until(lambda: dispatcher.ready, 15, "the publisher to reconnect")
             assert (await run.client.delete(f"/rules/{rule_id}")).status_code == 204
             await asyncio.sleep(0.5)  # an update already past the rule check may still send one
             await wait_until(
@@ -128,7 +128,7 @@ async def test_alerts_fired_during_a_30_s_broker_outage_are_all_delivered_once_i
             )
             assert await run.service.store.outbox_len() == 0
             assert sub.ids() == [a.id for a in fired], "each alert exactly once, in firing order"
-            assert publisher.stats.dropped == 0 and publisher.stats.reconnects >= 1
+            assert dispatcher.stats.dropped == 0 and dispatcher.stats.reconnects >= 1
             assert all(p["camera"] == "gate" and p["kind"] == "novelty" for p in sub.payloads)
             after = Census.take()
             assert len(after.threads) <= len(before.threads) + 2, "no thread leak across the outage"
@@ -149,10 +149,10 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_counted_and_t
                 fired,
             ),
         ):
-            await wait_until(lambda: run.service.publisher.ready, 10, "the publisher to connect")
+            await wait_until(lambda: run.service.dispatcher.ready, 10, "the publisher to connect")
             broker.kill()
             await wait_until(
-                lambda: not run.service.publisher.ready, 30, "the publisher to notice the outage"
+                lambda: not run.service.dispatcher.ready, 30, "the publisher to notice the outage"
             )
             rule_id = await add_rule(run)
             await wait_until(lambda: len(fired) >= bound + 4, 30, "more alerts than the outbox holds")
@@ -160,7 +160,7 @@ async def test_past_the_outbox_bound_the_oldest_alerts_are_dropped_counted_and_t
             await asyncio.sleep(0.5)
             lost = len(fired) - bound
             assert await run.service.store.outbox_len() == bound
-            assert run.service.publisher.stats.dropped == lost
+            assert run.service.dispatcher.stats.dropped == lost
             metrics = (await run.client.get("/metrics")).text
             dropped = metric_value(
                 metrics, "scissor_alerts_total", camera="gate", rule=rule_id, outcome="dropped"

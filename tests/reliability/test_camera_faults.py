@@ -41,7 +41,7 @@ async def wait_state(run: Running, camera_id: str, wanted: str, timeout_s: float
 
 
 async def wait_frames(run: Running, camera_id: str, more: int, timeout_s: float = 30.0) -> None:
-    cam = run.service.cameras[camera_id]
+    cam = run.service.cameras.get(camera_id).runtime
     target = cam.frames_processed + more
     await wait_until(lambda: cam.frames_processed >= target, timeout_s, f"{more} new frames on {camera_id}")
 
@@ -84,7 +84,7 @@ async def test_a_killed_camera_recovers_on_its_own_while_the_other_keeps_filling
         await wait_frames(run, "gate", 3)
         status = (await run.client.get("/cameras/gate")).json()
         assert status["reconnects"] >= 1
-        assert run.service.cameras["gate"].errors == 0 and run.service.cameras["yard"].errors == 0
+        assert [run.service.cameras.get(c).runtime.errors for c in ("gate", "yard")] == [0, 0]
         assert_no_leak(before, await steady_census(2))
 
 
@@ -117,7 +117,7 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_filling_the_
     async with running_service(embedded) as run:
         await run.client.post("/cameras", json=camera("gate", wide.url))
         await wait_frames(run, "gate", 3)
-        memory = run.service.cameras["gate"].memory
+        memory = run.service.cameras.get("gate").runtime.memory
         tokens_before = memory.tokens_in_total
         before = await steady_census(1)
         wide.kill()
@@ -128,9 +128,9 @@ async def test_a_camera_that_comes_back_at_another_resolution_keeps_filling_the_
             await wait_frames(run, "gate", 4)
         finally:
             small.stop()
-        assert run.service.cameras["gate"].memory is memory
+        assert run.service.cameras.get("gate").runtime.memory is memory
         assert memory.tokens_in_total > tokens_before
-        assert run.service.cameras["gate"].errors == 0, "no internal error on the size change"
+        assert run.service.cameras.get("gate").runtime.errors == 0, "no internal error on the size change"
         assert_no_leak(before, await steady_census(1))
 
 
@@ -207,7 +207,7 @@ async def test_corrupt_and_truncated_streams_are_reported_and_never_disturb_a_he
             await run.client.post("/cameras", json=camera("noise", f"{http_files}/noise.mp4"))
             await wait_frames(run, "mangled", 3)
             proxy.corrupt = True
-            mangled_cam = run.service.cameras["mangled"]
+            mangled_cam = run.service.cameras.get("mangled").runtime
             await wait_until(
                 lambda: mangled_cam.state != "up" or bool(sum(mangled_cam.source.stats.drops.values())),
                 20,
@@ -217,11 +217,11 @@ async def test_corrupt_and_truncated_streams_are_reported_and_never_disturb_a_he
             for cid in ("cut", "noise"):
                 status = (await run.client.get(f"/cameras/{cid}")).json()
                 assert status["state"] != "online" and status["reason"], status
-                assert run.service.cameras[cid].frames_processed == 0
+                assert run.service.cameras.get(cid).runtime.frames_processed == 0
             proxy.corrupt = False
             await wait_state(run, "mangled", "online", timeout_s=40)
             await wait_frames(run, "mangled", 3, timeout_s=40)
-            assert all(c.errors == 0 for c in run.service.cameras.values()), "no watcher crashed"
+            assert all(p.runtime.errors == 0 for p in run.service.cameras.pipelines()), "no watcher crashed"
             metrics = (await run.client.get("/metrics")).text
             assert 'scissor_stream_up{camera="good"} 1.0' in metrics
             census = Census.take()

@@ -27,7 +27,7 @@ async def test_a_redis_outage_degrades_readiness_but_not_answers_and_state_survi
         ).status_code == 201
         rule = {"camera_id": "gate", "kind": "novelty", "params": {"threshold": 0.9}}
         assert (await api.post("/rules", json=rule)).status_code == 201
-        gate = run.service.cameras["gate"]
+        gate = run.service.cameras.get("gate").runtime
         await wait_until(lambda: gate.frames_processed >= 3, 30, "frames before the outage")
         assert (await api.get("/readyz")).status_code == 200
 

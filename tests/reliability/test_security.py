@@ -91,7 +91,7 @@ def test_no_password_or_token_appears_in_logs_metrics_mqtt_payloads_or_api_respo
         MosquittoServer(username="scissor", password=MQTT_PASSWORD) as broker,
         RtspServer(user="viewer", password=CAMERA_PASSWORD) as camera,
     ):
-        from agent.server import sample_video
+        from agent.demo import sample_video
 
         camera.start(sample_video("carphone_pristine.mp4"))
         env = {

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from agent.keyframes import KeyframeStore
+from agent.camera.keyframes import KeyframeStore
 
 _astronaut: Callable[[], npt.NDArray[np.uint8]] = data.astronaut  # skimage is untyped
 SQUASHED = np.ascontiguousarray(_astronaut())  # 512x512, as decoded at a model's square size

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from agent.events import EventBus
+from agent.outputs.events import EventBus
 from agent.records import Event
 
 

@@ -14,10 +14,9 @@ from contextlib import asynccontextmanager, suppress
 import aiomqtt
 import pytest
 
-from agent.events import EventBus
-from agent.mqtt import MqttPublisher, NullPublisher
+from agent.outputs.mqtt import MqttPublisher
 from agent.records import Alert, CameraStatus, Event
-from agent.state import MemoryStore
+from agent.state.store import MemoryStore
 from harness.servers import MosquittoServer
 
 
@@ -105,13 +104,14 @@ async def test_an_alert_arrives_on_its_topic_as_json_with_qos_1(
         await sub.wait(lambda: bool(sub.on("/alerts/r1")))
         [message] = sub.on("/alerts/r1")
         assert message.topic.value == f"{prefix}/cam1/alerts/r1" and message.qos == 1
+        assert Alert.model_validate_json(message.payload) == sent, "the alert itself, as JSON"
         payload = json.loads(message.payload)
-        assert {payload[k] for k in ("id", "camera", "rule", "kind", "label")} == {
-            sent.id,
-            "cam1",
-            "r1",
-            "label",
-            "cat",
+        assert {k: payload[k] for k in ("id", "camera", "rule", "kind", "label")} == {
+            "id": sent.id,
+            "camera": "cam1",
+            "rule": "r1",
+            "kind": "label",
+            "label": "cat",
         }
         await sub.wait(lambda: bool(delivered))
         assert delivered[0][0].id == sent.id and pub.stats.sent == 1
@@ -122,8 +122,14 @@ async def test_a_rule_topic_replaces_the_rule_id_in_the_alert_topic(
     mosquitto_server: MosquittoServer, prefix: str
 ) -> None:
     async with subscribed(mosquitto_server, f"{prefix}/#") as sub, publisher(mosquitto_server, prefix) as pub:
-        await pub.enqueue_alert(alert(1).model_copy(update={"topic": "doors/front"}))
+        sent = alert(1).model_copy(update={"topic": "doors/front"})
+        await pub.enqueue_alert(sent)
         await sub.wait(lambda: bool(sub.on("/alerts/doors/front")))
+        alerts = [m for m in sub.messages if "/alerts/" in m.topic.value]
+        assert [m.topic.value for m in alerts] == [f"{prefix}/cam1/alerts/doors/front"], (
+            "not under the rule id"
+        )
+        assert json.loads(alerts[0].payload)["id"] == sent.id
 
 
 async def test_availability_and_camera_status_are_retained_for_later_subscribers(
@@ -147,8 +153,12 @@ async def test_availability_and_camera_status_are_retained_for_later_subscribers
 async def test_events_go_to_the_camera_events_topic(mosquitto_server: MosquittoServer, prefix: str) -> None:
     async with subscribed(mosquitto_server, f"{prefix}/#") as sub, publisher(mosquitto_server, prefix) as pub:
         await sub.wait(lambda: pub.connected)
-        await pub.publish_event(Event(kind="stream_up", camera="cam1"))
+        event = Event(kind="stream_up", camera="cam1", message="online")
+        await pub.publish_event(event)
         await sub.wait(lambda: bool(sub.on("/cam1/events")))
+        [message] = sub.on("/cam1/events")
+        assert message.topic.value == f"{prefix}/cam1/events" and message.qos == 0 and not message.retain
+        assert Event.model_validate_json(message.payload) == event
 
 
 async def test_a_broker_outage_loses_no_alert_and_each_arrives_once_in_order(prefix: str) -> None:
@@ -199,8 +209,8 @@ async def test_the_last_will_marks_the_service_offline_when_its_process_dies(
 ) -> None:
     script = textwrap.dedent(f"""
         import asyncio
-        from agent.mqtt import MqttPublisher
-        from agent.state import MemoryStore
+        from agent.outputs.mqtt import MqttPublisher
+        from agent.state.store import MemoryStore
         async def main():
             pub = MqttPublisher(
                 {mosquitto_server.url!r}, store=MemoryStore(), topic_root={prefix!r}, client_id="dies"
@@ -235,13 +245,3 @@ async def test_broker_credentials_are_used_and_never_logged(
         await pub.stop()
     assert "s3cret-pass" not in caplog.text and "wrong-pass" not in caplog.text
     assert "alice" not in pub.safe_url and "mqtt broker" in caplog.text
-
-
-async def test_without_a_broker_alerts_go_to_the_event_bus_and_count_as_delivered() -> None:
-    bus = EventBus()
-    sub = bus.subscribe()
-    delivered: list[str] = []
-    pub = NullPublisher(bus=bus, on_delivered=lambda a, t: delivered.append(a.id))
-    sent = alert(1)
-    await pub.enqueue_alert(sent)
-    assert (await sub.get(1)) == sent and delivered == [sent.id] and pub.ready

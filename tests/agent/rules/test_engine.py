@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.records import Evidence, Rule
-from agent.rules import Observation, RuleEngine, RuleState
+from agent.rules.engine import Observation, RuleEngine, RuleState
 
 
 def novelty_rule(**kw: object) -> Rule:

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
 from agent.settings import Settings
-from agent.state import MemoryStore, RedisStore, Store
-from agent.state_sync import ResilientStore
+from agent.state.resilient import ResilientStore
+from agent.state.store import MemoryStore, RedisStore, Store
 from harness.servers import RedisServer
 
 
@@ -59,15 +59,15 @@ async def test_every_store_keeps_cameras_rules_and_rule_state_until_deleted(stor
     rule = Rule(camera_id="cam1", kind="novelty", params={"threshold": 0.4})
     await store.put_rule(rule)
     await store.put_rule_state(rule.id, {"active": True, "yes_run": 2})
-    await store.put_snapshot("cam1", b"\x00\x01blob")
+    await store.put_memory_blob("cam1", b"\x00\x01blob")
     assert [c.id for c in await store.cameras()] == ["cam1"]
     assert await store.rules() == [rule]
     assert await store.rule_states() == {rule.id: {"active": True, "yes_run": 2}}
-    assert await store.snapshot("cam1") == b"\x00\x01blob"
+    assert await store.memory_blob("cam1") == b"\x00\x01blob"
     await store.delete_rule(rule.id)
     await store.delete_camera("cam1")
     assert await store.rules() == [] and await store.rule_states() == {}
-    assert await store.cameras() == [] and await store.snapshot("cam1") is None
+    assert await store.cameras() == [] and await store.memory_blob("cam1") is None
 
 
 async def test_every_store_outbox_is_fifo_acks_by_id_and_drops_the_oldest_past_its_bound(
@@ -118,7 +118,7 @@ async def test_resilient_store_keeps_working_while_redis_is_down_and_writes_back
     await store.put_camera(CameraSpec(id="before", url="rtsp://h/s"))
     redis_server.kill()
     await store.put_camera(CameraSpec(id="during", url="rtsp://h/s"))
-    await store.put_snapshot("during", b"memory")
+    await store.put_memory_blob("during", b"memory")
     first = alert(1)
     await store.outbox_append(first)
     assert not store.healthy and store.reason
@@ -133,7 +133,7 @@ async def test_resilient_store_keeps_working_while_redis_is_down_and_writes_back
     assert store.healthy and not store.dirty
     direct = redis_store(redis_server, prefix)
     assert {c.id for c in await direct.cameras()} == {"before", "during"}  # RAM rewritten in full
-    assert await direct.snapshot("during") == b"memory"
+    assert await direct.memory_blob("during") == b"memory"
     assert [a.id for a in await direct.outbox_peek(10)] == [first.id]
     await direct.close()
     await store.close()
@@ -165,7 +165,7 @@ async def test_a_new_resilient_store_reloads_what_an_earlier_process_wrote(
     await first.put_camera(CameraSpec(id="cam1", url="rtsp://h/s"))
     await first.put_rule(rule)
     await first.put_rule_state(rule.id, {"delivered_t": 12.5})
-    await first.put_snapshot("cam1", b"state-dict")
+    await first.put_memory_blob("cam1", b"state-dict")
     await first.append_turn("s1", Turn(question="what?", answer="a cat"), ttl_s=60)
     queued = [alert(i) for i in range(3)]
     for a in queued:
@@ -178,7 +178,7 @@ async def test_a_new_resilient_store_reloads_what_an_earlier_process_wrote(
     assert [c.id for c in await second.cameras()] == ["cam1"]
     assert await second.rules() == [rule]
     assert await second.rule_states() == {rule.id: {"delivered_t": 12.5}}
-    assert await second.snapshot("cam1") == b"state-dict"
+    assert await second.memory_blob("cam1") == b"state-dict"
     assert [t.answer for t in await second.turns("s1")] == ["a cat"]
     assert [a.id for a in await second.outbox_peek(10)] == [a.id for a in queued[1:]]
     later = alert(9)

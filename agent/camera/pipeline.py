@@ -1,0 +1,362 @@
+"""One camera, end to end: ingest -> encode -> memory -> keyframes -> rules, its records out.
+
+The unit an engine may place on any machine. Everything about the camera sits behind a narrow interface
+(`start`/`stop`/`restart`, `status`, `read` for questions, `memory_summary`, `keyframe`, `save_memory`,
+`scrape`), and what it shares with other cameras (the batched encoder, the store, the dispatcher, the metrics,
+the questions its prompt rules ask) is handed in as `Collaborators`, never looked up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from agent.camera.batcher import EncodeBatcher
+from agent.camera.keyframes import Keyframe
+from agent.camera.runtime import CameraRuntime
+from agent.camera.watcher import CameraWatcher
+from agent.errors import InvalidRequest, KeyframeGone
+from agent.models.labels import Labeler
+from agent.outputs.dispatch import Dispatcher
+from agent.outputs.metrics import CameraScrape, Metrics
+from agent.questions import Questions, TimeRange
+from agent.records import CameraStatus, Event, Evidence, MemoryEntry, MemorySaved, MemorySummary
+from agent.rules.runner import RuleRunner
+from agent.state import memory_blobs
+from agent.state.store import Store
+from compress.memory import EntryInfo, MemoryUpdate
+from compress.scc import normalize, semantic_components
+from streamer import Frame
+
+log = logging.getLogger(__name__)
+
+RETAIN_EVERY = 8  # frames between checks of which keyframes the memory still names as evidence
+SCC_TIMED_EVERY = 4  # frames between timings of the spatial SCC alone (scissor_scc_seconds)
+NOVELTY_EVENT_AT = 0.5  # novelty at or above which a "novelty" event goes to /events and MQTT
+STATUS_EVENTS = {"online": "stream_up", "offline": "stream_down"}  # other states are plain "status" events
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What a camera pipeline is given: what it shares with the other cameras of its process.
+
+    Attributes:
+        encoder: frames -> tokens, batched across cameras.
+        store: memory blobs and rule state.
+        dispatcher: records out (events, status, alerts) and their outcomes back.
+        metrics: per-frame encode and memory-update observations.
+        questions: answers prompt rules' questions over the camera's memory.
+        labeler: labels memory entries and scores label rules (None: the backend cannot).
+        backend_name: named when a label rule is refused.
+        frame_size: (width, height) frames are decoded at (the encoder's input).
+    """
+
+    encoder: EncodeBatcher
+    store: Store
+    dispatcher: Dispatcher
+    metrics: Metrics
+    questions: Questions
+    labeler: Labeler | None
+    backend_name: str
+    frame_size: tuple[int, int]
+
+
+class CameraPipeline:
+    """One camera's ingest, memory, keyframes and rules; `runtime` holds its state."""
+
+    def __init__(self, runtime: CameraRuntime, collaborators: Collaborators) -> None:
+        self.runtime, self._with = runtime, collaborators
+        self.rules = RuleRunner(
+            self,
+            labeler=collaborators.labeler,
+            dispatcher=collaborators.dispatcher,
+            store=collaborators.store,
+            ask=self._ask,
+            backend_name=collaborators.backend_name,
+        )
+        self._watcher = self._new_watcher()
+        self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float, float | None]] | None = None
+
+    def _new_watcher(self) -> CameraWatcher:
+        return CameraWatcher(
+            self.runtime,
+            frame_size=self._with.frame_size,
+            on_frame=self._on_frame,
+            on_status=self._on_status,
+        )
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        """Start ingest; the camera's metric series exist at 0 from now."""
+        self._with.metrics.watch_camera(self.id)
+        self.rules.start()
+        self._watcher.start()
+
+    async def stop(self) -> None:
+        """Stop ingest, let a memory update already running finish, cancel rule questions in flight."""
+        await self._stop_ingest()
+        await self.rules.stop()
+
+    async def restart(self, *, url: str, fps: float, options: dict[str, Any]) -> None:
+        """Ingest again from `url` at `fps` with source `options`; memory, keyframes, rules, counters stay."""
+        await self._stop_ingest()
+        camera = self.runtime
+        camera.url, camera.fps, camera.options = url, fps, dict(options)
+        camera.state, camera.reason = "connecting", ""
+        self._watcher = self._new_watcher()
+        self._watcher.start()
+
+    async def _stop_ingest(self) -> None:
+        await self._watcher.stop()
+        if self._inflight is not None:  # a memory update already running in its thread finishes first
+            await asyncio.gather(self._inflight, return_exceptions=True)
+
+    # ------------------------------------------------------------------------------------------ reads
+    @property
+    def id(self) -> str:
+        """The camera id."""
+        return self.runtime.id
+
+    @property
+    def added_at(self) -> float:
+        """Wall-clock second of stream second 0."""
+        return self.runtime.added_at
+
+    @property
+    def token_dim(self) -> int:
+        """D of the memory's tokens."""
+        return self.runtime.memory.dim
+
+    def stream_seconds(self) -> float:
+        """Stream seconds now."""
+        return self.runtime.stream_seconds()
+
+    def read(self, since: float | None, until: float | None) -> tuple[torch.Tensor, list[EntryInfo]]:
+        """Memory tokens `[K, D]` and their entries present in the range: one whole update's view (an update
+        may be running in its worker thread)."""
+        with self.runtime.memory_lock:
+            return self.runtime.memory.tokens(since, until)
+
+    def has_keyframe(self, frame: int) -> bool:
+        """True while the JPEG of frame index `frame` is kept."""
+        return self.runtime.keyframes.get(frame) is not None
+
+    def status(self) -> CameraStatus:
+        """The camera's live status (`GET /cameras/{id}`, MQTT `<root>/<camera>/status`)."""
+        camera = self.runtime
+        stats = camera.source.stats if camera.source is not None else None
+        with camera.memory_lock:
+            summary = camera.memory.summary()
+            entries = len(camera.memory)
+        return CameraStatus(
+            id=camera.id,
+            url=camera.redacted_url,
+            state=camera.api_state,
+            reason=camera.reason or None,
+            fps_in=float(getattr(stats, "input_fps", 0.0) or 0.0),
+            fps_out=camera.fps_out(),
+            frames_dropped=camera.frames_rejected
+            + (int(sum(getattr(stats, "drops", {}).values())) if stats else 0),
+            reconnects=int(getattr(stats, "reconnects", 0)) if stats else 0,
+            memory_entries=entries,
+            compression_ratio=float(summary.get("tokens_in_total", 0) or 0) / max(1, entries)
+            if entries
+            else 0.0,
+        )
+
+    def memory_summary(self, *, since_s: float | None, limit: int) -> MemorySummary:
+        """The newest `limit` entries seen in the last `since_s` seconds (all when None), labelled when the
+        backend can."""
+        memory = self.runtime.memory
+        since = None if since_s is None else max(0.0, self.stream_seconds() - since_s)
+        with self.runtime.memory_lock:
+            tokens, entries = memory.tokens(since, None)
+            summary = memory.summary()
+            size = len(memory)
+        tokens, entries = tokens[-limit:], entries[-limit:]  # the newest entries, labelled row for row
+        labels = self.top_labels(tokens, 3) if entries else []
+        tokens_in = int(summary.get("tokens_in_total", 0) or 0)
+        return MemorySummary(
+            camera=self.id,
+            entries=size,
+            capacity=memory.capacity,
+            window_s=memory.window_s,
+            tokens_in_total=tokens_in,
+            compression_ratio=tokens_in / max(1, size),
+            stats=dict(summary),
+            items=[_entry(e, labels[i] if labels else []) for i, e in enumerate(entries)],
+        )
+
+    def top_labels(self, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
+        """Top-k labels of memory tokens `[K, D]`, or [] when the backend cannot label."""
+        if self._with.labeler is None or tokens.shape[0] == 0:
+            return []
+        return self._with.labeler.label(tokens, k)
+
+    def keyframe(self, *, frame: int | None = None, t: float | None = None) -> Keyframe:
+        """The kept keyframe of frame index `frame`, or taken at stream second `t`, or the newest one; never
+        another moment's picture: KeyframeGone (404) when that frame is not kept."""
+        if frame is not None and t is not None:
+            raise InvalidRequest("frame", "give frame or t, not both")
+        store = self.runtime.keyframes
+        found = store.get(frame) if frame is not None else store.at(t) if t is not None else store.latest()
+        if found is None:
+            what = f"of frame {frame}" if frame is not None else f"at t={t}" if t is not None else "yet"
+            raise KeyframeGone(self.id, what)
+        return found
+
+    def evidence(self, t: float, frame: int | None) -> tuple[list[Evidence], str | None]:
+        """An alert's evidence: the moment it fired and the keyframe of `frame` (the newest when None), pinned
+        so the alert's link stays valid after the memory stops naming the frame (no link when not kept)."""
+        keyframes = self.runtime.keyframes
+        if frame is None:
+            latest = keyframes.latest()
+            frame = None if latest is None else latest.frame
+        kept = frame is not None and keyframes.pin(frame)
+        url = f"/cameras/{self.id}/snapshot?frame={frame}" if kept else None
+        span = Evidence(camera=self.id, from_s=max(0.0, t - 2.0), to_s=t, snapshot_url=url)
+        return [span], url
+
+    def scrape(self) -> CameraScrape:
+        """The camera's counters at scrape time (source, memory, rejected frames)."""
+        camera = self.runtime
+        stats = camera.source.stats if camera.source is not None else camera.last_stats
+        if stats is None:
+            return CameraScrape(camera=camera.id, up=False, memory_entries=len(camera.memory))
+        scrape = CameraScrape.from_parts(camera.id, camera.state, stats, camera.memory)
+        if camera.frames_rejected:
+            scrape = dataclasses.replace(scrape, drops={**scrape.drops, "bad_tokens": camera.frames_rejected})
+        return scrape
+
+    async def save_memory(self) -> MemorySaved:
+        """Write the memory, with its time base, to the store as one blob."""
+        blob = await asyncio.to_thread(self._memory_blob)  # MBs of tensors: off the event loop
+        await self._with.store.put_memory_blob(self.id, blob)
+        return MemorySaved(camera=self.id, bytes=len(blob), entries=len(self.runtime.memory))
+
+    def _memory_blob(self) -> bytes:
+        with self.runtime.memory_lock:
+            return memory_blobs.encode(self.runtime.added_at, self.runtime.memory)
+
+    # ------------------------------------------------------------------------------------------ per frame
+    async def _on_frame(self, frame: Frame) -> None:
+        camera = self.runtime
+        tokens, encode_s = await self._with.encoder.encode(frame.rgb)
+        if not bool(torch.isfinite(tokens).all()):
+            self._reject(frame, "bad_tokens")
+            return
+        # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
+        t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
+        # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free.
+        # Shielded: a stopped pipeline still lets a running update finish (stop() waits for it), so none is
+        # half applied.
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, self._add_frame, tokens, t, frame)
+        update, t, update_s, scc_s = await asyncio.shield(self._inflight)
+        camera.last_t = t
+        camera.frames_processed += 1
+        camera.processed_times.append(time.monotonic())
+        metrics = self._with.metrics
+        metrics.encoded(camera.id, 1, encode_s)
+        metrics.memory_updated(
+            camera.id,
+            novelty=update.novelty,
+            tokens_kept=len(update.new),
+            update_seconds=update_s,
+            scc_seconds=scc_s,
+        )
+        if update.novelty >= NOVELTY_EVENT_AT:
+            data = {"novelty": round(update.novelty, 3), "t": round(update.t, 2)}
+            await self._with.dispatcher.event(
+                Event(kind="novelty", camera=camera.id, message="scene changed", data=data)
+            )
+        await self.rules.on_update(frame.index, update)
+
+    def _add_frame(
+        self, tokens: torch.Tensor, t: float, frame: Frame
+    ) -> tuple[MemoryUpdate, float, float, float | None]:
+        """(update, stream seconds used, seconds taken, spatial SCC seconds or None) of one add_frame under
+        the memory lock, then the frame's keyframe (kept while the memory names it as evidence). Runs in a
+        worker thread."""
+        camera = self.runtime
+        memory = camera.memory
+        with camera.memory_lock:
+            t = max(
+                t, memory.newest_t or t
+            )  # a restarted watcher never steps behind the memory's newest frame
+            started = time.perf_counter()
+            update = memory.add_frame(tokens, t, frame.index)
+            update_s = time.perf_counter() - started
+        scc_s = self._time_scc(tokens) if camera.frames_processed % SCC_TIMED_EVERY == 0 else None
+        camera.keyframes.add(camera.keyframes.encode(frame.index, t, frame.rgb, frame.source_aspect))
+        if camera.frames_processed % RETAIN_EVERY == 0:
+            with camera.memory_lock:
+                wanted = memory.live_evidence()
+            camera.keyframes.retain(wanted)
+        return update, t, update_s, scc_s
+
+    def _time_scc(self, tokens: torch.Tensor) -> float:
+        """Seconds of the spatial SCC alone on this frame's tokens, as `TokenMemory.add_frame` runs it (same
+        device, dtype, tau, zero-norm rows left out). `add_frame` does not report its parts, so every
+        `SCC_TIMED_EVERY`-th frame runs the step once more, outside the memory lock, to time it."""
+        memory = self.runtime.memory
+        x = tokens.to(memory.device, torch.float32)
+        x = x[normalize(x)[1]]
+        if x.is_cuda:  # CUDA runs ahead of the host: time the kernels, not their launch
+            torch.cuda.synchronize(x.device)
+        started = time.perf_counter()
+        semantic_components(x, memory.tau)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
+        return time.perf_counter() - started
+
+    def _reject(self, frame: Frame, reason: str) -> None:
+        # One bad frame (NaN/inf tokens) is skipped and counted (drops with reason "bad_tokens" in the status
+        # and the scrape); it must neither poison memory nor restart ingest.
+        camera = self.runtime
+        camera.frames_rejected += 1
+        if camera.frames_rejected == 1 or camera.frames_rejected % 100 == 0:
+            log.warning(
+                "camera %s: frame %d skipped (%s); %d so far",
+                camera.id,
+                frame.index,
+                reason,
+                camera.frames_rejected,
+            )
+
+    async def _on_status(self) -> None:
+        status = self.status()
+        await self._with.dispatcher.event(
+            Event(
+                kind=STATUS_EVENTS.get(status.state, "status"),
+                camera=self.id,
+                data={"state": status.state, "reason": status.reason},
+                message=f"{status.state}: {status.reason or ''}".strip(),
+            )
+        )
+        await self._with.dispatcher.status(status)
+
+    async def _ask(self, question: str, since: float) -> str:
+        """A prompt rule's question over this camera's memory since stream second `since`: the answer text."""
+        span = TimeRange(since, None)
+        answer = await self._with.questions.answer([self], question, [span], max_new_tokens=8)
+        return answer.answer
+
+
+def _entry(entry: EntryInfo, labels: list[tuple[str, float]]) -> MemoryEntry:
+    return MemoryEntry(
+        id=entry.id,
+        first_seen_s=entry.first_seen,
+        last_seen_s=entry.last_seen,
+        tokens=entry.count,
+        frames=entry.frames,
+        evidence_frames=list(entry.evidence),
+        intervals=[(a, b) for a, b in entry.intervals],
+        interval_frames=list(entry.interval_frames),
+        labels=labels,
+    )

@@ -1,0 +1,236 @@
+"""Every camera of this process, a pipeline each, and the rules each pipeline owns: the cameras and rules
+resources of the API.
+
+Validates a spec before it touches a running camera, persists what it changes, and restores the cameras and
+rules an earlier process saved. Per-camera work happens in the pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from agent.camera.keyframes import KeyframeStore
+from agent.camera.options import build_memory, split_options
+from agent.camera.pipeline import CameraPipeline, Collaborators
+from agent.camera.runtime import CameraRuntime
+from agent.errors import CameraExists, InvalidRequest, UnknownCamera, UnknownRule
+from agent.models import Backend
+from agent.questions import MemoryReader
+from agent.records import CameraPatch, CameraSpec, CameraStatus, Event, Rule, RuleSpec
+from agent.rules.runner import label_ids
+from agent.settings import Settings
+from agent.state.memory_blobs import SavedMemory, decode
+from agent.state.store import SavedRuleState
+from compress.memory import TokenMemory
+from streamer import InvalidCameraURL, validate_url
+
+log = logging.getLogger(__name__)
+
+
+class CameraRegistry:
+    """The cameras by id, and their rules.
+
+    A stored rule whose camera is not running (it could not be restored) waits, listed, until that camera
+    runs again.
+
+    Args:
+        settings: camera defaults and whether file URLs are allowed.
+        backend: the model backend (memory width D and its default tau).
+        collaborators: what every pipeline is given.
+    """
+
+    def __init__(self, settings: Settings, *, backend: Backend, collaborators: Collaborators) -> None:
+        self._settings, self._backend, self._with = settings, backend, collaborators
+        self._pipelines: dict[str, CameraPipeline] = {}
+        self._waiting: dict[str, tuple[Rule, SavedRuleState | None]] = {}  # rule id -> rule, state
+
+    # ------------------------------------------------------------------------------------------ cameras
+    def ids(self) -> list[str]:
+        """Camera ids, sorted."""
+        return sorted(self._pipelines)
+
+    def pipelines(self) -> list[CameraPipeline]:
+        """Every camera's pipeline."""
+        return list(self._pipelines.values())
+
+    def get(self, camera_id: str) -> CameraPipeline:
+        """The camera's pipeline; UnknownCamera (404) when there is none."""
+        try:
+            return self._pipelines[camera_id]
+        except KeyError:
+            raise UnknownCamera(camera_id) from None
+
+    def readers(self, camera_ids: Sequence[str]) -> list[MemoryReader]:
+        """The cameras a question reads, in order."""
+        return [self.get(camera_id) for camera_id in camera_ids]
+
+    async def add(self, spec: CameraSpec) -> CameraStatus:
+        """Validate and register a camera, persist it and start watching it."""
+        if spec.id in self._pipelines:
+            raise CameraExists(spec.id)
+        self._start(spec)
+        await self._with.store.put_camera(spec)
+        await self._with.dispatcher.event(
+            Event(kind="camera_added", camera=spec.id, message=f"camera {spec.id} added")
+        )
+        return self.get(spec.id).status()
+
+    async def update(self, camera_id: str, patch: CameraPatch) -> CameraStatus:
+        """Restart a camera's ingest with a new URL, fps or options; its memory and time base are kept."""
+        pipeline = self.get(camera_id)
+        camera, changes = pipeline.runtime, patch.model_dump(exclude_none=True)
+        spec = CameraSpec.model_validate(
+            {
+                "id": camera_id,
+                "url": camera.url,
+                "fps": camera.fps,
+                "options": {**camera.spec_options, **changes.get("options", {})},
+                **{k: v for k, v in changes.items() if k != "options"},
+            }
+        )
+        # Validate before touching the running camera: out-of-range memory options are a 422 here, not
+        # silently kept (the memory itself stays as it is).
+        memory_options, source_options = self._split(spec)
+        self._memory(memory_options)
+        self._check_url(spec.url)
+        await pipeline.restart(url=spec.url, fps=self._fps(spec), options=source_options)
+        await self._with.store.put_camera(spec)
+        return pipeline.status()
+
+    async def remove(self, camera_id: str) -> None:
+        """Stop a camera, forget it, its rules and its memory."""
+        pipeline = self.get(camera_id)
+        await pipeline.stop()
+        del self._pipelines[camera_id]
+        for rule in pipeline.rules.rules():
+            pipeline.rules.remove(rule.id)
+            await self._with.store.delete_rule(rule.id)
+        await self._with.store.delete_camera(camera_id)
+        await self._with.dispatcher.clear_status(camera_id)
+        self._with.metrics.forget_camera(camera_id)
+        await self._with.dispatcher.event(
+            Event(kind="camera_removed", camera=camera_id, message=f"camera {camera_id} removed")
+        )
+
+    async def stop(self) -> None:
+        """Stop every camera (they stay registered and stored)."""
+        await asyncio.gather(*(p.stop() for p in self._pipelines.values()), return_exceptions=True)
+
+    async def save_all(self) -> None:
+        """Write every camera's memory to the store."""
+        for pipeline in self.pipelines():
+            if self._pipelines.get(pipeline.id) is pipeline:  # not removed meanwhile
+                await pipeline.save_memory()
+
+    async def restore(self) -> None:
+        """Start every stored camera and rule not already running (RAM changes made meanwhile win)."""
+        store = self._with.store
+        known = {rule.id for rule in self.rules()}
+        states = await store.rule_states()
+        for rule in await store.rules():
+            if rule.id not in known and self._fits(rule):
+                self._waiting[rule.id] = (rule, states.get(rule.id))
+        for spec in await store.cameras():
+            if spec.id in self._pipelines:
+                continue
+            blob = await store.memory_blob(spec.id)
+            try:
+                self._start(spec, saved=decode(blob) if blob else None)
+            except (InvalidRequest, InvalidCameraURL, ValueError) as exc:
+                log.error("camera %s not restored: %s", spec.id, exc)
+        for pipeline in self.pipelines():
+            self._hand_over_rules(pipeline)
+
+    def _start(self, spec: CameraSpec, saved: SavedMemory | None = None) -> CameraPipeline:
+        self._check_url(spec.url)
+        memory_options, source_options = self._split(spec)
+        defaults = self._settings.camera
+        camera = CameraRuntime(
+            id=spec.id,
+            url=spec.url,
+            fps=self._fps(spec),
+            options=source_options,
+            added_at=saved.added_at if saved else time.time(),
+            memory=saved.memory if saved else self._memory(memory_options),
+            keyframes=KeyframeStore(
+                budget_bytes=defaults.keyframe_budget_bytes,
+                max_frames=defaults.keyframes_kept,
+                max_side=defaults.keyframe_max_side,
+            ),
+        )
+        pipeline = CameraPipeline(camera, self._with)
+        self._pipelines[spec.id] = pipeline
+        self._hand_over_rules(pipeline)
+        pipeline.start()
+        return pipeline
+
+    def _split(self, spec: CameraSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(memory options, source options as `open_source` takes them)."""
+        allow_files = self._settings.allow_file_urls
+        memory_options, source_options = split_options(dict(spec.options), allow_files=allow_files)
+        return memory_options, {**source_options, "allow_files": allow_files}
+
+    def _memory(self, memory_options: dict[str, Any]) -> TokenMemory:
+        return build_memory(
+            memory_options,
+            defaults=self._settings.camera,
+            token_dim=self._backend.token_dim,
+            backend_tau=self._backend.default_tau,
+        )
+
+    def _fps(self, spec: CameraSpec) -> float:
+        return spec.fps or self._settings.camera.fps
+
+    def _check_url(self, url: str) -> None:
+        try:
+            validate_url(url, allow_files=self._settings.allow_file_urls)
+        except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
+            raise InvalidRequest("url", str(exc)) from None
+
+    # ------------------------------------------------------------------------------------------ rules
+    async def add_rule(self, spec: RuleSpec) -> Rule:
+        """Validate a rule against its camera and the backend, start it, persist it."""
+        rule = self.get(spec.camera_id).rules.add(spec)
+        await self._with.store.put_rule(rule)
+        return rule
+
+    def rules(self, camera_id: str | None = None) -> list[Rule]:
+        """Every rule, or one camera's, oldest first."""
+        found = [r for p in self._pipelines.values() for r in p.rules.rules()]
+        found += [rule for rule, _ in self._waiting.values()]
+        return sorted(
+            (r for r in found if camera_id is None or r.camera_id == camera_id), key=lambda r: r.created
+        )
+
+    def rule(self, rule_id: str) -> Rule:
+        """One rule; UnknownRule (404) when there is none."""
+        for rule in self.rules():
+            if rule.id == rule_id:
+                return rule
+        raise UnknownRule(rule_id)
+
+    async def remove_rule(self, rule_id: str) -> None:
+        """Stop a rule and forget it and its state."""
+        rule = self.rule(rule_id)
+        if self._waiting.pop(rule_id, None) is None:
+            self.get(rule.camera_id).rules.remove(rule_id)
+        await self._with.store.delete_rule(rule_id)
+
+    def _fits(self, rule: Rule) -> bool:
+        try:
+            label_ids(rule, self._with.labeler, self._with.backend_name)
+        except InvalidRequest as exc:
+            log.error("rule %s not loaded: %s", rule.id, exc.detail)
+            return False
+        return True
+
+    def _hand_over_rules(self, pipeline: CameraPipeline) -> None:
+        """Start the waiting rules of a camera that runs now."""
+        for rule_id, (rule, state) in list(self._waiting.items()):
+            if rule.camera_id == pipeline.id:
+                del self._waiting[rule_id]
+                pipeline.rules.load(rule, state)
