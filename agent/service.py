@@ -16,7 +16,8 @@ from agent.camera.registry import CameraRegistry
 from agent.models import Backend, load_backend
 from agent.outputs.dispatch import Dispatcher
 from agent.outputs.events import EventBus
-from agent.outputs.metrics import Metrics, ServiceScrape
+from agent.outputs.metrics import Metrics
+from agent.outputs.scrape import ServiceScrape
 from agent.questions import Questions
 from agent.settings import Settings
 from agent.state.resilient import ResilientStore

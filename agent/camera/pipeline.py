@@ -24,7 +24,8 @@ from agent.camera.watcher import CameraWatcher
 from agent.errors import InvalidRequest, KeyframeGone
 from agent.models.labels import Labeler
 from agent.outputs.dispatch import Dispatcher
-from agent.outputs.metrics import CameraScrape, Metrics
+from agent.outputs.metrics import Metrics
+from agent.outputs.scrape import CameraScrape
 from agent.questions import Questions, TimeRange
 from agent.records import CameraStatus, Event, Evidence, MemoryEntry, MemorySaved, MemorySummary
 from agent.rules.runner import RuleRunner

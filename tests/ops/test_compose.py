@@ -116,7 +116,8 @@ def test_every_variable_compose_interpolates_is_in_example_env() -> None:
 def test_every_scissor_metric_is_documented() -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from agent.outputs.metrics import CameraScrape, Metrics, ServiceScrape
+    from agent.outputs.metrics import Metrics
+    from agent.outputs.scrape import CameraScrape, ServiceScrape
 
     metrics = Metrics()
     metrics.watch_camera("c")

@@ -1,4 +1,5 @@
-"""agent.outputs.metrics: what each event records, what a scrape exports, which labels are refused, lint."""
+"""agent.outputs.metrics and .scrape: what each event records, what a scrape exports, which labels are
+refused, lint."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.outputs.metrics import CameraScrape, MetricLabelError, Metrics, ServiceScrape
+from agent.outputs.metrics import Metrics
+from agent.outputs.scrape import CameraScrape, MetricLabelError, ServiceScrape
 from compress.memory import TokenMemory
 from streamer.status import SourceStats
 
