@@ -243,7 +243,7 @@ class CameraPipeline:
 
     def _memory_blob(self) -> bytes:
         with self.runtime.memory_lock:
-            return memory_blobs.encode(self.runtime.added_at, self.runtime.memory)
+            return memory_blobs.to_blob(self.runtime.added_at, self.runtime.memory)
 
     # ------------------------------------------------------------------------------------------ per frame
     async def _on_frame(self, frame: Frame) -> None:

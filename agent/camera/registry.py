@@ -23,7 +23,7 @@ from agent.questions import MemoryReader
 from agent.records import CameraPatch, CameraSpec, CameraStatus, Event, Rule, RuleSpec
 from agent.rules.runner import label_ids
 from agent.settings import Settings
-from agent.state.memory_blobs import SavedMemory, decode
+from agent.state.memory_blobs import SavedMemory, from_blob
 from agent.state.store import SavedRuleState
 from compress.memory import TokenMemory
 from streamer import InvalidCameraURL, validate_url
@@ -139,7 +139,7 @@ class CameraRegistry:
                 continue
             blob = await store.memory_blob(spec.id)
             try:
-                self._start(spec, saved=decode(blob) if blob else None)
+                self._start(spec, saved=from_blob(blob) if blob else None)
             except (InvalidRequest, InvalidCameraURL, ValueError) as exc:
                 log.error("camera %s not restored: %s", spec.id, exc)
         for pipeline in self.pipelines():

@@ -19,14 +19,14 @@ class SavedMemory:
     memory: TokenMemory
 
 
-def encode(added_at: float, memory: TokenMemory) -> bytes:
+def to_blob(added_at: float, memory: TokenMemory) -> bytes:
     """Serialise a camera's memory with its time base (stream second 0 in wall-clock seconds)."""
     header = json.dumps({"added_at": added_at}).encode()
     return MAGIC + struct.pack("<I", len(header)) + header + memory.to_bytes()
 
 
-def decode(blob: bytes, *, device: str = "cpu") -> SavedMemory:
-    """Inverse of `encode`; a blob of another format raises ValueError."""
+def from_blob(blob: bytes, *, device: str = "cpu") -> SavedMemory:
+    """Inverse of `to_blob`; a blob of another format raises ValueError."""
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
         raise ValueError("not a Scissor memory blob (bad magic)")
     start = len(MAGIC)

@@ -94,7 +94,7 @@ class Store(Protocol):
         return await self.all("rule_state")
 
     async def put_memory_blob(self, camera_id: str, blob: bytes) -> None:
-        """Keep a camera's memory blob (`state.memory_blobs.encode`), replacing the previous one."""
+        """Keep a camera's memory blob (`state.memory_blobs.to_blob`), replacing the previous one."""
         await self.put("snapshot", camera_id, bytes(blob))
 
     async def memory_blob(self, camera_id: str) -> bytes | None:

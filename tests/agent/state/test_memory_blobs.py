@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from agent.state.memory_blobs import MAGIC, decode, encode
+from agent.state.memory_blobs import MAGIC, from_blob, to_blob
 from compress.memory import TokenMemory
 
 
@@ -22,7 +22,7 @@ def filled_memory() -> TokenMemory:
 
 def test_a_memory_and_its_time_base_come_back_exactly() -> None:
     memory = filled_memory()
-    saved = decode(encode(1_700_000_000.25, memory))
+    saved = from_blob(to_blob(1_700_000_000.25, memory))
     assert saved.added_at == 1_700_000_000.25
     tokens, entries = memory.tokens()
     again, again_entries = saved.memory.tokens()
@@ -32,11 +32,11 @@ def test_a_memory_and_its_time_base_come_back_exactly() -> None:
 
 def test_a_blob_of_another_format_is_refused() -> None:
     with pytest.raises(ValueError, match="bad magic"):
-        decode(b"PK\x03\x04 a zip file")
+        from_blob(b"PK\x03\x04 a zip file")
 
 
 def test_a_blob_with_a_corrupt_header_is_refused() -> None:
     header = json.dumps({"added": 1.0}).encode()  # no added_at
     blob = MAGIC + struct.pack("<I", len(header)) + header + filled_memory().to_bytes()
     with pytest.raises(ValueError, match="corrupt memory blob header"):
-        decode(blob)
+        from_blob(blob)
