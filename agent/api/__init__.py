@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.api import cameras, questions, rules, system
+from agent.api import cameras, console, questions, rules, system
 from agent.api.deps import AuthDep
 from agent.errors import AgentError
 
@@ -114,10 +113,6 @@ def _install_docs(app: FastAPI) -> None:
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    @app.get("/docs", include_in_schema=False, dependencies=[AuthDep])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
-
 
 def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     """The FastAPI app for `service`; with `manage_service`, the app's lifespan starts and stops it."""
@@ -144,7 +139,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     _install_docs(app)
     app.state.service = service
     _install_error_handlers(app)
-    for module in (system, cameras, questions, rules):
+    for module in (system, cameras, questions, rules, console):  # console: the page at /, /docs
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=service.settings.api.max_body_bytes)
     return app
