@@ -60,7 +60,7 @@ class CameraPatch(Record):
     options: dict[str, OptionValue] | None = Field(None, max_length=32)
 
 
-CameraState = Literal["starting", "online", "offline", "stopped", "failed"]
+CameraState = Literal["starting", "online", "offline", "stopped", "ended", "failed"]
 
 
 class CameraStatus(Record):
@@ -75,7 +75,12 @@ class CameraStatus(Record):
     frames_dropped: int = Field(0, ge=0)
     reconnects: int = Field(0, ge=0)
     memory_entries: int = Field(0, ge=0)
-    compression_ratio: float = Field(0.0, ge=0.0, description="raw tokens seen / memory tokens kept")
+    compression_ratio: float = Field(
+        0.0,
+        ge=0.0,
+        description="raw tokens the memory holds now (its live entries' members) / entries holding them",
+    )
+    insecure_tls: bool = Field(False, description="certificates of this camera are not verified (opt-out)")
     time: datetime = Field(default_factory=utc_now)
 
 
@@ -278,7 +283,9 @@ class MemorySummary(Record):
     capacity: int
     window_s: float
     tokens_in_total: int
-    compression_ratio: float
+    compression_ratio: float = Field(
+        description="raw tokens the memory holds now (its live entries' members) / entries holding them"
+    )
     stats: dict[str, Any] = Field(default_factory=dict)
     items: list[MemoryEntry] = Field(default_factory=list)
 

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from streamer.policy import DEFAULT_ALLOW_NETS, TargetPolicy, parse_nets
 from streamer.urls import redact
 
 ENV_PREFIX = "SCISSOR_"
@@ -63,6 +64,13 @@ class CameraDefaults(Section):
     )
     capacity_entries: int = Field(2048, ge=1, le=1_000_000, description="most memory entries kept per camera")
     window_s: float = Field(600.0, gt=0.0, description="seconds of footage each camera's memory covers")
+    allow_nets: list[str] = Field(
+        list(DEFAULT_ALLOW_NETS),
+        description="networks (CIDR, JSON list) camera URLs may point into; link-local and metadata never",
+    )
+    ca_file: Path | None = Field(
+        None, description="CA bundle for rtsps:// and https:// cameras (default: system)"
+    )
     keyframes_kept: int = Field(
         1024, ge=1, le=100_000, description="most JPEG keyframes kept per camera as evidence"
     )
@@ -75,6 +83,16 @@ class CameraDefaults(Section):
         le=1 << 34,
         description="JPEG bytes of evidence keyframes kept per camera (least-supported, oldest go first)",
     )
+
+    @field_validator("allow_nets")
+    @classmethod
+    def _cidrs(cls, nets: list[str]) -> list[str]:
+        parse_nets(nets)  # ValueError naming the one that does not parse
+        return nets
+
+    def target_policy(self) -> TargetPolicy:
+        """The camera-target policy these defaults describe."""
+        return TargetPolicy.from_cidrs(self.allow_nets)
 
 
 class RedisOptions(Section):

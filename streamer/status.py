@@ -102,3 +102,22 @@ class SourceStats:
     def snapshot(self) -> SourceStats:
         """A copy that later updates from the decode thread do not change."""
         return dataclasses.replace(self, drops=dict(self.drops))
+
+    def plus(self, later: SourceStats) -> SourceStats:
+        """These counters followed by a later source's (the same camera reopened): counts add, so they stay
+        monotonic across reopens; rates and the last frame's time are the later source's."""
+        drops = dict(self.drops)
+        for reason, n in later.drops.items():
+            drops[reason] = drops.get(reason, 0) + n
+        return SourceStats(
+            frames_decoded=self.frames_decoded + later.frames_decoded,
+            frames_sampled=self.frames_sampled + later.frames_sampled,
+            frames_emitted=self.frames_emitted + later.frames_emitted,
+            drops=drops,
+            reconnects=self.reconnects + later.reconnects,
+            connect_failures=self.connect_failures + later.connect_failures,
+            loops=self.loops + later.loops,
+            last_frame_wall_time=later.last_frame_wall_time or self.last_frame_wall_time,
+            input_fps=later.input_fps or self.input_fps,
+            decode_seconds=self.decode_seconds + later.decode_seconds,
+        )

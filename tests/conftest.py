@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from harness.servers import MosquittoServer, PrometheusServer, RedisServer
+
+# The tests' cameras (RTSP and HTTP servers they start) live on loopback, which the default camera-target
+# policy refuses (it suits a camera LAN): allow it for every service the tests start, in process or not.
+TEST_CAMERA_NETS = '["127.0.0.0/8", "::1/128"]'
+os.environ.setdefault("SCISSOR_CAMERA__ALLOW_NETS", TEST_CAMERA_NETS)
 
 
 @pytest.fixture

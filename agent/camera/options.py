@@ -18,6 +18,7 @@ SOURCE_OPTIONS = {
     "queue_size": int,
     "decode_threads": int,
     "backoff_max_s": float,
+    "insecure_tls": bool,  # accept any certificate from this rtsps:// / https:// camera (reported in status)
 }
 # Ranges an API client may ask for: memory and threads are preallocated from these, so they must be bounded.
 OPTION_RANGES = {

@@ -151,7 +151,7 @@ class CameraPipeline:
     def status(self) -> CameraStatus:
         """The camera's live status (`GET /cameras/{id}`, MQTT `<root>/<camera>/status`)."""
         camera = self.runtime
-        stats = camera.source.stats if camera.source is not None else None
+        stats = camera.stats()
         with camera.memory_lock:
             summary = camera.memory.summary()
             entries = len(camera.memory)
@@ -166,9 +166,8 @@ class CameraPipeline:
             + (int(sum(getattr(stats, "drops", {}).values())) if stats else 0),
             reconnects=int(getattr(stats, "reconnects", 0)) if stats else 0,
             memory_entries=entries,
-            compression_ratio=float(summary.get("tokens_in_total", 0) or 0) / max(1, entries)
-            if entries
-            else 0.0,
+            compression_ratio=float(summary.get("tokens_stored", 0) or 0) / entries if entries else 0.0,
+            insecure_tls=bool(camera.options.get("insecure_tls", False)),
         )
 
     def memory_summary(self, *, since_s: float | None, limit: int) -> MemorySummary:
@@ -189,7 +188,7 @@ class CameraPipeline:
             capacity=memory.capacity,
             window_s=memory.window_s,
             tokens_in_total=tokens_in,
-            compression_ratio=tokens_in / max(1, size),
+            compression_ratio=int(summary.get("tokens_stored", 0) or 0) / size if size else 0.0,
             stats=dict(summary),
             items=[_entry(e, labels[i] if labels else []) for i, e in enumerate(entries)],
         )
@@ -227,10 +226,7 @@ class CameraPipeline:
     def scrape(self) -> CameraScrape:
         """The camera's counters at scrape time (source, memory, rejected frames)."""
         camera = self.runtime
-        stats = camera.source.stats if camera.source is not None else camera.last_stats
-        if stats is None:
-            return CameraScrape(camera=camera.id, up=False, memory_entries=len(camera.memory))
-        scrape = CameraScrape.from_parts(camera.id, camera.state, stats, camera.memory)
+        scrape = CameraScrape.from_parts(camera.id, camera.state, camera.stats(), camera.memory)
         if camera.frames_rejected:
             scrape = dataclasses.replace(scrape, drops={**scrape.drops, "bad_tokens": camera.frames_rejected})
         return scrape

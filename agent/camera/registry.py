@@ -26,7 +26,9 @@ from agent.settings import Settings
 from agent.state.memory_blobs import SavedMemory, from_blob
 from agent.state.store import SavedRuleState
 from compress.memory import TokenMemory
-from streamer import InvalidCameraURL, validate_url
+from streamer import InvalidCameraURL, redact, validate_url
+from streamer.policy import TargetRefused
+from streamer.urls import is_file_url
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class CameraRegistry:
 
     def __init__(self, settings: Settings, *, backend: Backend, collaborators: Collaborators) -> None:
         self._settings, self._backend, self._with = settings, backend, collaborators
+        self._policy = settings.camera.target_policy()
         self._pipelines: dict[str, CameraPipeline] = {}
         self._waiting: dict[str, tuple[Rule, SavedRuleState | None]] = {}  # rule id -> rule, state
 
@@ -72,6 +75,7 @@ class CameraRegistry:
         """Validate and register a camera, persist it and start watching it."""
         if spec.id in self._pipelines:
             raise CameraExists(spec.id)
+        await self._check_target(spec.url)
         self._start(spec)
         await self._with.store.put_camera(spec)
         await self._with.dispatcher.event(
@@ -97,6 +101,7 @@ class CameraRegistry:
         memory_options, source_options = self._split(spec)
         self._memory(memory_options)
         self._check_url(spec.url)
+        await self._check_target(spec.url)
         await pipeline.restart(url=spec.url, fps=self._fps(spec), options=source_options)
         await self._with.store.put_camera(spec)
         return pipeline.status()
@@ -172,7 +177,10 @@ class CameraRegistry:
         """(memory options, source options as `open_source` takes them)."""
         allow_files = self._settings.allow_file_urls
         memory_options, source_options = split_options(dict(spec.options), allow_files=allow_files)
-        return memory_options, {**source_options, "allow_files": allow_files}
+        defaults = self._settings.camera
+        ca_file = None if defaults.ca_file is None else str(defaults.ca_file)
+        server = {"allow_files": allow_files, "policy": self._policy, "ca_file": ca_file}
+        return memory_options, {**source_options, **{k: v for k, v in server.items() if v is not None}}
 
     def _memory(self, memory_options: dict[str, Any]) -> TokenMemory:
         return build_memory(
@@ -189,6 +197,16 @@ class CameraRegistry:
         try:
             validate_url(url, allow_files=self._settings.allow_file_urls)
         except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
+            raise InvalidRequest("url", redact(str(exc))) from None
+
+    async def _check_target(self, url: str) -> None:
+        """The camera-target policy on the URL's host (its DNS lookup off the event loop): a 422 naming
+        SCISSOR_CAMERA__ALLOW_NETS for a refused network. Every connection is checked again."""
+        if is_file_url(url):
+            return
+        try:
+            await asyncio.to_thread(self._policy.check, url)
+        except TargetRefused as exc:
             raise InvalidRequest("url", str(exc)) from None
 
     # ------------------------------------------------------------------------------------------ rules

@@ -13,10 +13,21 @@ from typing import Any
 
 from agent.camera.keyframes import KeyframeStore
 from compress.memory import TokenMemory
-from streamer import redact
+from streamer import SourceStats, redact
 
 # The streamer's words for a source's state, as the API says them.
-STATE_NAMES = {"connecting": "starting", "up": "online", "down": "offline", "stopped": "stopped"}
+STATE_NAMES = {
+    "connecting": "starting",
+    "up": "online",
+    "down": "offline",
+    "stopped": "stopped",
+    "ended": "ended",  # a file camera that played to its end (not looping): no reconnects
+    "failed": "failed",  # a file camera that cannot be read: no retries
+}
+
+
+# Source options the server sets itself, never a client: local files allowed, the camera-target policy, CAs.
+SERVER_SOURCE_OPTIONS = frozenset({"allow_files", "policy", "ca_file"})
 
 
 @dataclass
@@ -26,7 +37,7 @@ class CameraRuntime:
     id: str
     url: str
     fps: float
-    options: dict[str, Any]  # the source options `open_source` takes (`allow_files` included)
+    options: dict[str, Any]  # the source options `open_source` takes (the server's own included)
     added_at: float  # wall-clock seconds: stream second 0 of this camera
     memory: TokenMemory
     # Held while the memory changes (add_frame, in a worker thread) or is read: readers see whole updates.
@@ -39,7 +50,7 @@ class CameraRuntime:
     frames_rejected: int = 0  # frames whose tokens were not finite (NaN/inf): skipped, memory untouched
     errors: int = 0
     last_t: float = 0.0
-    last_stats: Any = None  # the previous source's SourceStats, kept across restarts for metrics
+    stats_before: SourceStats = field(default_factory=SourceStats)  # every finished source's, added up
     processed_times: deque[float] = field(default_factory=lambda: deque(maxlen=64))
 
     @property
@@ -55,7 +66,13 @@ class CameraRuntime:
     @property
     def spec_options(self) -> dict[str, Any]:
         """The source options a client set (`allow_files` left out; memory options live in the memory)."""
-        return {k: v for k, v in self.options.items() if k != "allow_files"}
+        return {k: v for k, v in self.options.items() if k not in SERVER_SOURCE_OPTIONS}
+
+    def stats(self) -> SourceStats:
+        """The camera's ingest counters for the life of the process: every source it opened, the running one
+        last (monotonic across reopens and watcher restarts)."""
+        current = self.source.stats if self.source is not None else SourceStats()
+        return self.stats_before.plus(current)
 
     def fps_out(self, horizon_s: float = 10.0) -> float:
         """Frames written to memory per second over the last `horizon_s` seconds."""

@@ -12,9 +12,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.camera.runtime import CameraRuntime
-from streamer import Frame, open_source
+from streamer import Frame, InvalidCameraURL, State, open_source
+from streamer.urls import is_file_url
 
 log = logging.getLogger(__name__)
+
+POLICY_RETRY_S = 30.0  # a camera whose host now resolves outside the policy is looked at again after this
 
 FrameHook = Callable[[Frame], Awaitable[None]]
 StatusHook = Callable[[], Awaitable[None]]
@@ -24,7 +27,7 @@ class CameraWatcher:
     """Owns one camera's ingest task (named `watcher-<camera>`).
 
     Args:
-        camera: the camera's runtime; the watcher sets `state`, `reason`, `source` and `last_stats` on it.
+        camera: the camera's runtime; the watcher sets `state`, `reason`, `source` and `stats_before` on it.
         frame_size: (width, height) frames are resized to at decode (the encoder's input).
         on_frame: awaited for every frame, in order; the next frame waits for it.
         on_status: awaited after every change of `state` or `reason`.
@@ -72,23 +75,44 @@ class CameraWatcher:
         task.add_done_callback(self._status_tasks.discard)
 
     async def _run(self) -> None:
+        opened = 0
         while True:
             try:
-                await self._ingest()
+                if opened:
+                    self.camera.stats_before.reconnects += 1  # a reopen of the camera counts as a reconnect
+                opened += 1
+                if not await self._ingest():
+                    return  # a file camera that ended (or cannot be read): once, no reconnect storm
             except asyncio.CancelledError:
                 raise
+            except InvalidCameraURL as exc:  # the camera-target policy refused where the name leads now
+                await self._status("down", "camera unreachable (outside the camera-target policy)")
+                log.warning("camera %s: %s", self.camera.id, exc.reason)
+                await asyncio.sleep(max(self._restart_backoff_s, POLICY_RETRY_S))
+                continue
             except Exception as exc:  # crash guard: log, mark down, retry; other cameras are unaffected
                 self.camera.errors += 1
                 log.exception("camera %s: watcher failed; restarting", self.camera.id)
                 await self._status("down", f"internal error: {type(exc).__name__}")
             await asyncio.sleep(self._restart_backoff_s)
 
-    async def _ingest(self) -> None:
+    async def _ingest(self) -> bool:
+        """One source, until it ends; whether to open the camera again (False for a file that ended or
+        failed: a file camera plays once, at its own pace, unless it loops)."""
         camera = self.camera
         options = dict(camera.options)
         options.setdefault("size", self._frame_size)
-        source = open_source(
-            camera.url, camera_id=camera.id, fps=camera.fps, on_status=self._source_status, **options
+        local = is_file_url(camera.url)
+        if local:
+            options.setdefault("realtime", True)  # by its timestamps, as a camera would send it
+        # open_source checks the policy, which may resolve a host name: off the event loop.
+        source = await asyncio.to_thread(
+            open_source,
+            camera.url,
+            camera_id=camera.id,
+            fps=camera.fps,
+            on_status=self._source_status,
+            **options,
         )
         async with source as src:
             camera.source = src
@@ -96,6 +120,12 @@ class CameraWatcher:
                 async for frame in src.frames():
                     await self._on_frame(frame)
             finally:
-                camera.last_stats = src.stats
+                ended = src.status
+                camera.stats_before = camera.stats_before.plus(src.stats)
                 camera.source = None
+        if local and ended.state == State.STOPPED and ended.code != "closed":
+            finished = ended.code == "ended"
+            await self._status("ended" if finished else "failed", "end of file" if finished else ended.reason)
+            return False
         await self._status("down", "stream ended")
+        return True

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from agent.models import Backend, load_backend
 from compress import MemoryUpdate
+from harness.ports import free_port
 from tests.agent.service_harness import running_service, video_camera, wait_until
 
 
@@ -196,3 +197,24 @@ async def test_the_memory_summary_labels_the_entries_it_lists(embedded: Backend)
         assert [item["id"] for item in body["items"]] == [e.id for e in entries[-2:]]
         expected = run.service.cameras.get("cam1").top_labels(tokens[-2:], 3)
         assert [item["labels"] for item in body["items"]] == [[list(x) for x in row] for row in expected]
+
+
+async def test_a_camera_outside_the_camera_networks_is_a_422_naming_the_setting(embedded: Backend) -> None:
+    lan_only = {"allow_nets": ["10.0.0.0/8", "192.168.0.0/16"]}  # the default's kind: no loopback
+    async with running_service(embedded, camera=lan_only) as run:
+        refused = await run.client.post("/cameras", json={"id": "c", "url": "rtsp://127.0.0.1:8554/cam"})
+        assert refused.status_code == 422, refused.text
+        assert "SCISSOR_CAMERA__ALLOW_NETS" in refused.json()["detail"]
+        assert run.service.cameras.ids() == []
+    everything = {"allow_nets": ["0.0.0.0/0", "::/0"]}
+    async with running_service(embedded, camera=everything) as run:
+        metadata = await run.client.post("/cameras", json={"id": "m", "url": "http://169.254.169.254/latest"})
+        assert metadata.status_code == 422 and "never a camera" in metadata.json()["detail"]
+        # Loopback only (tests never leave it): nothing listens there, the camera just goes offline.
+        lan = {
+            "id": "lan",
+            "url": f"rtsps://admin:pw@127.0.0.1:{free_port()}/s",
+            "options": {"insecure_tls": True},
+        }
+        accepted = await run.client.post("/cameras", json=lan)
+        assert accepted.status_code == 201, accepted.text  # the opt-out is per camera and explicit
