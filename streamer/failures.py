@@ -13,7 +13,7 @@ import av
 from streamer.errors import CameraUnreachable
 from streamer.urls import host_and_port, is_file_url, redact
 
-# Exceptions a PyAV open/demux/decode can raise for bad input or a bad network (ECOSYSTEM.md §3):
+# Exceptions a PyAV open/demux/decode can raise for bad input or a bad network (docs/design.md, "Ingest"):
 # av.FFmpegError covers ExitError (interrupt timeout) and InvalidDataError (a ValueError), OSError the rest.
 AV_ERRORS: tuple[type[BaseException], ...] = (av.FFmpegError, OSError)
 

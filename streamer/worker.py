@@ -235,7 +235,7 @@ class CameraWorker:
         if self.local:
             self.stats.loops += 1
             return True
-        # A live server that goes away (killed, restarted) often just ends the stream (ECOSYSTEM.md §3).
+        # A live server that goes away (killed, restarted) often just ends the stream (docs/design.md).
         self._status(State.DOWN, "the camera closed the stream (end of stream); reconnecting", "ended")
         return True
 
@@ -329,7 +329,7 @@ class CameraWorker:
         cfg = self.cfg
         options = {
             "timeout": str(int(cfg.read_timeout_s * 1_000_000)),  # socket I/O timeout, microseconds
-            "analyzeduration": "1000000",  # ~1 s of probing: fast open, still finds SPS (ECOSYSTEM.md §3)
+            "analyzeduration": "1000000",  # ~1 s of probing: fast open, finds SPS (docs/design.md)
             "probesize": "1000000",
         }
         if cfg.url.lower().startswith(("rtsp://", "rtsps://")):

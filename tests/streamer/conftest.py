@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.rtsp import RtspServer
+from harness.rtsp import RtspServer
 
 
 def sample_dir() -> Path:

@@ -13,10 +13,10 @@ from typing import TypedDict
 import pytest
 
 import streamer
+from harness.ports import free_port
+from harness.rtsp import RtspServer
 from streamer import State
 from streamer.policy import TargetPolicy, TargetRefused
-from tests.ports import free_port
-from tests.rtsp import RtspServer
 from tests.streamer.conftest import TcpServer
 from tests.streamer.helpers import StatusLog, camera_threads, collect, wait_for
 
