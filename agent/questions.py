@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -97,6 +98,28 @@ def _select(
     return tokens[keep], [entries[i] for i in keep]
 
 
+def clip(entry: EntryInfo, span: TimeRange) -> EntryInfo | None:
+    """`entry` with only its presence intervals inside `span`, cut at its ends (first/last seen follow), so
+    nothing an answer says or links to lies outside the range asked for; None when no interval is in it."""
+    lo = -math.inf if span.since is None else span.since
+    hi = math.inf if span.until is None else span.until
+    kept = [
+        ((max(a, lo), min(b, hi)), frame)
+        for (a, b), frame in zip(entry.intervals, entry.interval_frames, strict=True)
+        if a <= hi and b >= lo
+    ]
+    if not kept:
+        return None
+    intervals = tuple(i for i, _ in kept)
+    return replace(
+        entry,
+        first_seen=intervals[0][0],
+        last_seen=intervals[-1][1],
+        intervals=intervals,
+        interval_frames=tuple(f for _, f in kept),
+    )
+
+
 def gather(
     cameras: Sequence[MemoryReader], ranges: Sequence[TimeRange], budget: int | None
 ) -> tuple[torch.Tensor, list[EntryInfo], list[str], int]:
@@ -113,12 +136,15 @@ def gather(
         tokens, entries = camera.read(span.since, span.until)
         shift = camera.added_at - base
         for i, entry in enumerate(entries):
+            clipped = clip(entry, span)
+            if clipped is None:
+                continue
             raw += entry.count
             moved = replace(
-                entry,
-                first_seen=entry.first_seen + shift,
-                last_seen=entry.last_seen + shift,
-                intervals=tuple((a + shift, b + shift) for a, b in entry.intervals),
+                clipped,
+                first_seen=clipped.first_seen + shift,
+                last_seen=clipped.last_seen + shift,
+                intervals=tuple((a + shift, b + shift) for a, b in clipped.intervals),
             )
             rows.append((moved.first_seen, len(rows), tokens[i], moved, camera.id))
     if not rows:

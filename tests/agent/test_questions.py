@@ -100,6 +100,18 @@ def test_several_cameras_are_merged_by_wall_clock_time_on_the_first_cameras_seco
     assert tokens[:, 0].tolist() == [1.0, 7.0, 2.0], "each token row stays with its entry"
 
 
+def test_an_entry_that_came_back_is_reported_only_inside_the_range_asked_for() -> None:
+    back = EntryInfo(7, 0.0, 110.0, 40, 3, (1, 90), ((0.0, 5.0), (88.0, 95.0), (100.0, 110.0)), (1, 90, 101))
+    camera = Camera("gate", 1000.0, [back], kept={90, 101})
+    _, entries, _, raw = gather([camera], [TimeRange(90.0, 105.0)], None)
+    (only,) = entries
+    assert only.intervals == ((90.0, 95.0), (100.0, 105.0)) and only.interval_frames == (90, 101)
+    assert (only.first_seen, only.last_seen) == (90.0, 105.0) and raw == 40
+    spans = evidence(evidence_spans(entries), entries, ["gate"], [camera])
+    assert all(90.0 <= e.from_s <= e.to_s <= 105.0 for e in spans), spans
+    assert gather([camera], [TimeRange(20.0, 80.0)], None)[1] == []  # in the gap: not there
+
+
 def test_a_budget_keeps_the_best_supported_entries_in_first_seen_order() -> None:
     _, entries, owners, raw = gather([gate(), yard()], [TimeRange(None, None)] * 2, 2)
     assert [e.id for e in entries] == [1, 7] and owners == ["gate", "yard"] and raw == 85
