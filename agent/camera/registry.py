@@ -75,6 +75,7 @@ class CameraRegistry:
         """Validate and register a camera, persist it and start watching it."""
         if spec.id in self._pipelines:
             raise CameraExists(spec.id)
+        self._check_url(spec.url)  # the URL's form first: the policy reads its host and port
         await self._check_target(spec.url)
         self._start(spec)
         await self._with.store.put_camera(spec)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from agent.models.base import Reply, evidence_spans
-from agent.models.labels import Labeler, UnknownLabel
+from agent.models.labels import NOT_SEEABLE, Labeler, LabelNotSeen, UnknownLabel
 
 if TYPE_CHECKING:
     from compress.memory import EntryInfo
@@ -136,9 +136,12 @@ class EmbeddedAnswerer:
             )
         q = question.lower().strip()
         entries, tokens = self._window(q, entries, tokens)
-        found = self.find_target(q)
+        unseeable = next((w for w in re.findall(r"[a-z]+", q) if w in NOT_SEEABLE), None)
+        found = None if unseeable else self.find_target(q)
         used: list[EntryInfo]
-        if not entries:
+        if unseeable is not None:
+            text, used = f"I cannot tell: {LabelNotSeen(unseeable)}.", []
+        elif not entries:
             text, used = "My memory holds nothing for that time range yet.", []
         elif found is not None:
             text, used = self._about(q, found[0], found[1], tokens, entries)

@@ -36,6 +36,35 @@ class UnknownLabel(ValueError):
         )
 
 
+class LabelNotSeen(UnknownLabel):
+    """A label query names a concept the ImageNet classifier was never taught (people above all): a rule on
+    it could never fire and a "No" about it would be a guess, so it is refused with what the model can see."""
+
+    def __init__(self, query: str) -> None:
+        ValueError.__init__(
+            self,
+            f"the embedded model cannot recognise {query!r}: ImageNet-1k has no class for people, only for "
+            f"things and animals; it can see e.g. {', '.join(repr(s) for s in SEEABLE_EXAMPLES)}",
+        )
+        self.query = query
+        self.suggestions = list(SEEABLE_EXAMPLES)
+
+
+# Words for people: no ImageNet-1k class stands for them (its few person classes, a scuba diver, a groom, a
+# baseball player, are scenes, not people), so they are refused rather than resolved to those.
+NOT_SEEABLE = frozenset(
+    {
+        "person", "people", "persons", "human", "humans", "man", "men", "woman", "women", "child",
+        "children", "kid", "kids", "boy", "boys", "girl", "girls", "pedestrian", "pedestrians", "someone",
+        "somebody", "anyone", "anybody", "face", "faces", "intruder", "intruders", "visitor", "visitors",
+    }
+)  # fmt: skip
+SEEABLE_EXAMPLES = ("bicycle", "car", "bus", "truck", "dog", "cat", "bird", "backpack", "umbrella")
+# Everyday words WordNet sends elsewhere: "bike" is first a motorcycle there, and ImageNet's only
+# motorbike-like class is the moped; people who say bike mean a bicycle far more often.
+ALIASES = {"bike": "bicycle", "bikes": "bicycle", "push bike": "bicycle", "cycle": "bicycle"}
+
+
 @dataclass(frozen=True)
 class ClassCatalog:
     """The 1000 ImageNet classes with synonyms, and WordNet noun groups above them.
@@ -171,9 +200,13 @@ class Labeler:
         singular. A numeric id "281" is that class.
 
         Raises:
-            UnknownLabel: (a ValueError) listing close names when nothing matches.
+            UnknownLabel: (a ValueError) listing close names when nothing matches; LabelNotSeen for words
+                for people, which no ImageNet class stands for.
         """
         term = _norm(query)
+        if term in NOT_SEEABLE:
+            raise LabelNotSeen(query)
+        term = ALIASES.get(term, term)
         if term.isdigit() and int(term) < NUM_CLASSES:
             return {int(term)}
         for candidate in [term, *_singular(term)]:

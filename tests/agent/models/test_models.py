@@ -15,6 +15,7 @@ import torch
 
 from agent.models import Backend, BackendNotFound, WeightsNotFound, load_backend
 from agent.models.embedded import EfficientNetLite, load_lite0
+from agent.models.labels import LabelNotSeen
 from agent.models.preprocess import FrameError
 from compress import compress_video, compress_video_with_stats
 from compress.memory import EntryInfo
@@ -124,7 +125,8 @@ def test_embedded_encoder_resizes_frames_of_any_size_and_rejects_non_rgb(embedde
 @pytest.mark.parametrize(
     ("query", "must_hold", "size"),
     [("cat", CATS, None), ("cats", CATS, None), ("dog", {151, 207, 268}, 118),
-     ("car", {511, 817, 436}, None), ("bird", {7, 8, 24, 94, 146}, None), ("person", {981, 983}, None),
+     ("car", {511, 817, 436}, None), ("bird", {7, 8, 24, 94, 146}, None), ("bike", {671, 444}, 2),
+     ("taxi", {468}, 1), ("cab", {468}, 1),
      ("Tabby", {281}, 1), ("crane", {134, 517}, 2)],
 )  # fmt: skip
 def test_label_queries_resolve_names_synonyms_and_wordnet_groups(
@@ -136,6 +138,22 @@ def test_label_queries_resolve_names_synonyms_and_wordnet_groups(
     if size is not None:
         assert len(ids) == size
     assert not ids & {967, 968}  # never drifts into unrelated classes
+
+
+@pytest.mark.parametrize("query", ["person", "people", "man", "pedestrians"])
+def test_words_for_people_are_refused_with_what_the_model_can_see(embedded: Backend, query: str) -> None:
+    assert embedded.labeler is not None
+    with pytest.raises(LabelNotSeen, match=f"cannot recognise '{query}'.*it can see e.g. 'bicycle'"):
+        embedded.labeler.resolve(query)
+
+
+def test_the_embedded_answerer_says_it_cannot_tell_about_people_never_no(
+    embedded: Backend, photo_memory: tuple[torch.Tensor, list[EntryInfo]]
+) -> None:
+    tokens, entries = photo_memory
+    reply = embedded.answerer.answer("is there a person?", tokens, entries)
+    assert reply.text.startswith("I cannot tell: the embedded model cannot recognise 'person'")
+    assert reply.evidence == []
 
 
 def test_unknown_label_raises_a_value_error_with_suggestions(embedded: Backend) -> None:
