@@ -113,6 +113,14 @@ def test_a_label_rule_is_refused_when_the_backend_cannot_label() -> None:
     assert refused.value.field == "kind" and s.runner.rules() == []
 
 
+@pytest.mark.parametrize("label", ["person", "people", "pedestrian"])
+def test_a_label_rule_on_something_the_model_cannot_see_is_refused_with_what_it_can(label: str) -> None:
+    s = Setup(Camera())
+    with pytest.raises(InvalidRequest, match=f"cannot recognise '{label}'.*it can see e.g.") as refused:
+        s.runner.add(rule("label", {"label": label}))
+    assert refused.value.field == "params.label" and s.runner.rules() == []
+
+
 async def test_a_due_prompt_rule_asks_over_its_window_and_a_yes_fires_with_the_answer() -> None:
     s = Setup(Camera(), answer="Yes, the door is open.")
     added = s.runner.add(rule("prompt", {"question": "is the door open?", "window_s": 5}))
