@@ -177,10 +177,21 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    """The installed scissor-stream's version (the package metadata's, so it cannot drift)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scissor-stream")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scissor", description="Scissor Stream: video memory for camera streams"
     )
+    parser.add_argument("--version", action="version", version=f"scissor {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service (settings from SCISSOR_* env and an optional file)")
     demo = sub.add_parser("demo", help="run the service on a looping sample video, no other services needed")

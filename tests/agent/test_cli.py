@@ -27,3 +27,12 @@ def test_invalid_settings_exit_2_naming_the_key(
     with pytest.raises(SystemExit) as exited:
         main(["serve"])
     assert exited.value.code == 2 and "port (SCISSOR_PORT)" in capsys.readouterr().err
+
+
+def test_version_prints_the_installed_packages_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"scissor {version('scissor-stream')}"

@@ -73,3 +73,17 @@ async def test_closing_a_subscription_ends_its_iteration_and_removes_it_from_the
     assert len(received) == 1 and bus.subscribers == 0
     bus.publish(event(2))
     assert sub.pending() == 0
+
+
+async def test_the_event_stream_filters_by_camera_and_kind() -> None:
+    from agent.api.system import event_stream
+
+    bus = EventBus()
+    stream = event_stream(bus, keepalive_s=5.0, camera="cam2", kinds=frozenset({"novelty"}))
+    assert await anext(stream) == b": connected\n\n"
+    bus.publish(Event(kind="novelty", camera="cam1", message="other camera"))
+    bus.publish(Event(kind="info", camera="cam2", message="other kind"))
+    bus.publish(Event(kind="novelty", camera="cam2", message="wanted"))
+    chunk = (await asyncio.wait_for(anext(stream), 2.0)).decode()
+    assert chunk.startswith("event: novelty\n") and '"message":"wanted"' in chunk
+    await stream.aclose()
