@@ -9,7 +9,9 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.records import CameraSpec, RuleSpec
+from pydantic import BaseModel
+
+from agent.records import Alert, CameraSpec, CameraStatus, RuleSpec
 
 if TYPE_CHECKING:
     from agent.service import Service
@@ -58,6 +60,7 @@ async def populate(service: Service, video: Path) -> None:
                     "kind": "label",
                     "params": {"label": DEMO_LABEL, "min_score": 0.3},
                     "cooldown_s": 30,
+                    "name": DEMO_LABEL,
                 }
             )
         )
@@ -70,7 +73,35 @@ async def populate(service: Service, video: Path) -> None:
         f'-d \'{{"question": "when did you last see a bicycle?"}}\'\n',
         flush=True,
     )
-    async with service.bus.subscribe() as events:
+    async with service.bus.subscribe(accept=_worth_a_line) as events:
         while True:
-            record = await events.get()
-            print(f"[event] {record.model_dump_json()}", flush=True)
+            line = console_line(await events.get(), base)
+            if line:
+                print(line, flush=True)
+
+
+def _worth_a_line(record: BaseModel) -> bool:
+    """Alerts and camera state changes; everything else stays on /events."""
+    return isinstance(record, Alert | CameraStatus)
+
+
+_last_state: dict[str, str] = {}
+
+
+def console_line(record: BaseModel, base: str) -> str | None:
+    """One readable line for an alert (time, camera, rule name, label or answer, keyframe URL) or a camera's
+    change of state; None for a status that changed nothing a person needs to see."""
+    if isinstance(record, Alert):
+        what = record.label or record.answer or record.kind
+        url = f"  {base}{record.snapshot_url}" if record.snapshot_url else ""
+        when = record.time.astimezone().strftime("%H:%M:%S")
+        name = record.rule_name or record.rule
+        score = f"score {record.score:.2f}, t={record.stream_s:.1f}s"
+        return f"{when} ALERT {record.camera} [{name}] {what} ({score}){url}"
+    if isinstance(record, CameraStatus):
+        if _last_state.get(record.id) == record.state:
+            return None
+        _last_state[record.id] = record.state
+        reason = f": {record.reason}" if record.reason else ""
+        return f"{record.time.astimezone().strftime('%H:%M:%S')} camera {record.id} is {record.state}{reason}"
+    return None

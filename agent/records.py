@@ -152,6 +152,9 @@ class RuleSpec(Record):
     topic: str | None = Field(
         None, pattern=TOPIC_PATTERN, description="MQTT topic suffix replacing the rule id"
     )
+    name: str | None = Field(
+        None, min_length=1, max_length=80, description="a name people read; alerts carry it"
+    )
 
     @field_validator("params", mode="before")
     @classmethod
@@ -229,6 +232,7 @@ class Alert(Record):
     snapshot_url: str | None = None
     escalation: int = Field(0, ge=0, description="0 for the first alert of an episode, +1 per repeat")
     topic: str | None = Field(None, pattern=TOPIC_PATTERN)
+    rule_name: str | None = Field(None, max_length=80, description="the rule's name, when it has one")
 
 
 EventKind = Literal[

@@ -145,6 +145,7 @@ def _alert(rule: Rule, state: RuleState, obs: Observation, score: float) -> Aler
         snapshot_url=obs.snapshot_url,
         escalation=state.escalation,
         topic=rule.topic,
+        rule_name=rule.name,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -35,7 +36,7 @@ def test_scissor_demo_watches_the_sample_clip_answers_and_fires_its_label_rule(t
                 status = httpx.get(f"{base}/cameras/demo", timeout=5).json()
             except httpx.HTTPError:
                 continue
-            fired = '"kind":"label"' in log_path.read_text()
+            fired = "ALERT demo [bicycle]" in log_path.read_text()
             if status.get("memory_entries", 0) > 0 and fired:
                 answer = httpx.post(
                     f"{base}/cameras/demo/ask",
@@ -48,7 +49,11 @@ def test_scissor_demo_watches_the_sample_clip_answers_and_fires_its_label_rule(t
         assert "curl -s" in output and f"{base}/cameras/demo" in output, (
             "the demo prints its URLs and curl lines"
         )
-        assert '"kind":"label"' in output, "the ready-made bicycle rule fired and was printed"
+        alert = re.search(
+            r"^\d\d:\d\d:\d\d ALERT demo \[bicycle\] bicycle \(score .*snapshot\?frame=\d+$", output, re.M
+        )
+        assert alert, f"the bicycle rule fired and was printed as one readable line, by its name:\n{output}"
+        assert '"kind":' not in output, "no raw JSON records on the console: the rest stays on /events"
         assert answer.startswith("Yes") and "bicycle" in answer, answer
     finally:
         proc.terminate()
