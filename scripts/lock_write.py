@@ -1,8 +1,8 @@
 """Writes a lock file from a `pip install --dry-run --report` JSON (used by scripts/lock).
 
-The lock lists every resolved distribution as `name==version` (the project itself left out), sorted, under a
-header that repeats the direct requirements of pyproject.toml it was resolved from: tests/test_lock.py compares
-that header with pyproject.toml, so a changed dependency without a new lock fails the tests.
+The lock lists every resolved distribution as `name==version` (the project itself left out), sorted, under
+a header that repeats the direct requirements of pyproject.toml it was resolved from: tests/test_lock.py
+compares that header with pyproject.toml, so a changed dependency without a new lock fails the tests.
 """
 
 from __future__ import annotations
