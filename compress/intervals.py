@@ -55,7 +55,7 @@ def fuse(spans: Tensor, evidence: Tensor, gap: float, limit: int) -> tuple[Tenso
     step = torch.cat([start.new_full((r, 1), INF), start[:, 1:] - reach[:, :-1]], 1)  # the gap before a slot
     cut = valid & (step > min(gap, _MAX_GAP))  # slot opens a new interval
     over = cut.sum(dim=1) - limit
-    if int(over.max()) > 0:  # fuse the `over` smallest gaps, earliest first among equal ones
+    if w > limit:  # fuse the `over` smallest gaps, earliest first among equal ones (none where over <= 0)
         value = step.masked_fill(~cut, INF)
         value[:, 0] = INF  # the first interval has no gap before it
         rank = torch.empty_like(over[:, None].expand(r, w)).scatter_(
@@ -76,17 +76,20 @@ def fuse(spans: Tensor, evidence: Tensor, gap: float, limit: int) -> tuple[Tenso
     return out[:, :limit], chosen[:, :limit]
 
 
-def group_slots(inverse: Tensor, groups: int) -> tuple[Tensor, int]:
+def group_slots(inverse: Tensor, groups: int, widest: int | None = None) -> tuple[Tensor, int]:
     """Members `[n]` of `groups` groups (`inverse`: their group) -> (each member's position within its group
-    `[n]`, the largest group's size): where each member's slots go when a group's rows lie side by side."""
+    `[n]`, the largest group's size): where each member's slots go when a group's rows lie side by side.
+    `widest`: that size when the caller knows it (else read here: a host sync)."""
     if inverse.numel() <= groups:  # one member per group (a consolidation round's pairs), or none
         return torch.zeros_like(inverse), min(1, inverse.numel())
-    sizes = torch.bincount(inverse, minlength=groups)
+    sizes = torch.zeros(groups, dtype=torch.long, device=inverse.device).index_add_(
+        0, inverse, torch.ones_like(inverse)
+    )
     order = torch.argsort(inverse, stable=True)
     first = sizes.cumsum(0) - sizes
     position = torch.empty_like(inverse)
     position[order] = torch.arange(inverse.numel(), device=inverse.device) - first[inverse[order]]
-    return position, int(sizes.max())
+    return position, int(sizes.max()) if widest is None else widest
 
 
 def side_by_side(own: Tensor, other: Tensor, inverse: Tensor, position: Tensor, widest: int) -> Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import statistics
+import struct
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,14 +21,25 @@ from compress.memory_state import MAX_INTERVALS, SPACINGS, STATE_VERSION, check_
 from compress.memory_state import NEG as _NEG
 from compress.memory_state import ROW_FIELDS as _ROW_FIELDS
 from compress.memory_state import ROWS as _ROWS
-from compress.pairs import candidate_pairs, safe_pairs
-from compress.scc import check_tau, graph_components, merge_by_labels, normalize, semantic_components
+from compress.pairs import safe_count, walk
+from compress.scc import (
+    _components,
+    _exact_components,
+    _norms,
+    check_finite,
+    check_tau,
+    graph_components,
+    merge_by_labels,
+    unit,
+)
 
 __all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live in compress.entries
 
 _ROUND_PAIRS = 32  # most pairs one consolidation round merges with one similarity pass
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
+_NEIGHBOURS = 8  # most similar other entries each entry lists (an exact top list and a bound on the rest)
+_BIG = torch.iinfo(torch.int64).max
 # Where the state's ragged interval fields (after iv_count) live: (buffer, column of its last dimension).
 _SLOT_FIELDS = (("iv_span", 0), ("iv_span", 1), ("iv_evidence", 0), ("iv_evidence", 1))
 _GAP_SPACINGS = 3.5  # gap_s=None: this many frame spacings (missing from two frames stays one interval)
@@ -34,7 +47,7 @@ _GAP_SPACINGS = 3.5  # gap_s=None: this many frame spacings (missing from two fr
 
 class TokenMemory:
     """Bounded per-camera memory of visual tokens (N per frame, width D, M live entries), updated frame by
-    frame.
+    frame, on the device of its buffers (`device`).
 
     Entries are rows 0..M-1 of preallocated buffers (ToMe-style float32 sums + counts, G3); removal swaps the
     last row into the hole, so no step touches more than M rows. Prometheus counters: plain `*_total`
@@ -44,6 +57,12 @@ class TokenMemory:
     at most `max_intervals`, each with an evidence frame and its support (`compress.intervals`): an entry seen
     within `gap_s` of the end of its latest interval extends it, otherwise opens a new one; merged entries
     (bridging, consolidation) unite their intervals.
+
+    Each entry keeps its most similar other entries, exactly (`_NEIGHBOURS` of them and a bound on the rest),
+    so an entry whose nearest neighbour merges away mostly falls back on its list instead of meeting every
+    entry again. Host syncs: `add_frame` reads its counts from the device a few times per frame (each read
+    named `# host sync` below: `compress.syncs` counts them); everything between two reads has shapes the host
+    already knows.
     """
 
     def __init__(
@@ -89,23 +108,37 @@ class TokenMemory:
         self.tokens_evicted_total = self.evicted_total = self.consolidations_total = self.bridged_total = 0
         self._m = 0
         self._rows: dict[str, Tensor] = {}
-        self._recent = (
+        self._recent = (  # entries seen in the latest frame: id (-1: padding) and the unit of what they took
             torch.empty(0, dtype=torch.int64, device=self.device),
             torch.empty(0, dim, device=self.device),
         )
+        self._pace = _Pace()
         self._reserve(self.capacity + 1)
 
     def _reserve(self, rows: int) -> None:
-        """Hold at least `rows` rows (only ever capacity + the largest frame's components)."""
-        if self._rows and self._rows["ids"].shape[0] >= rows:
+        """Hold at least `rows` rows plus the scratch row (only ever capacity + the largest frame's
+        components)."""
+        if self._rows and self._rows["ids"].shape[0] > rows:
             return
         for name, (shape, dtype, fill) in _ROWS.items():
-            sizes = {"D": self.dim, "E": self.evidence_frames, "K": self.max_intervals, "2": 2}
+            sizes = {
+                "D": self.dim,
+                "E": self.evidence_frames,
+                "K": self.max_intervals,
+                "N": _NEIGHBOURS,
+                "2": 2,
+            }
             width = [sizes[c] for c in shape]
-            buf = torch.full((rows, *width), fill, dtype=dtype, device=self.device)
+            buf = torch.full((rows + 1, *width), fill, dtype=dtype, device=self.device)
             if name in self._rows:
                 buf[: self._m] = self._rows[name][: self._m]
             self._rows[name] = buf
+
+    @property
+    def _scratch(self) -> int:
+        """The last buffer row, past every live one: padded slots of fixed-size index lists point here, so
+        their reads and writes touch no entry."""
+        return self._rows["ids"].shape[0] - 1
 
     @property
     def spacing_s(self) -> float | None:
@@ -120,71 +153,151 @@ class TokenMemory:
         spacing = self.spacing_s
         return 0.0 if spacing is None else _GAP_SPACINGS * spacing
 
+    def _pick(self, mask: Tensor, count: int) -> Tensor:
+        """The `count` rows where `mask` is set, ascending (`count` read from the device before): no sync."""
+        return torch.nonzero_static(mask, size=count).squeeze(1)
+
     def _remove(self, rows: Tensor) -> Tensor:
         """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed
-        rows."""
-        m, r = self._m, self._rows
-        keep = m - rows.numel()
+        rows. Fixed shapes: the holes below the new end (in the order given) take the live rows past it
+        (ascending); the other removed rows pair with each other, past the new end, where nothing is read."""
+        m, r, n = self._m, self._rows, rows.numel()
+        keep = m - n
+        mapping = torch.arange(m, device=self.device)
+        if n == 0:
+            return mapping
         gone = torch.zeros(m, dtype=torch.bool, device=self.device).index_fill_(0, rows, True)
-        holes = rows[rows < keep]
-        movers = keep + (~gone[keep:]).nonzero().squeeze(1)  # live rows past the new end fill the holes
+        holes = rows[torch.argsort((rows >= keep).to(torch.int8), stable=True)]  # the holes below keep first
+        movers = keep + torch.argsort(gone[keep:].to(torch.int8), stable=True)  # the live rows past it first
         for buf in r.values():
             buf[holes] = buf[movers]
-        mapping = torch.arange(m, device=self.device).index_fill_(0, rows, -1)
-        mapping[movers] = holes
-        nn = r["nn_idx"][:keep]
-        nn.copy_(torch.where(nn >= 0, mapping[nn.clamp_min(0)], -1))  # -1 marks "neighbour gone": recomputed
+        mapping.index_fill_(0, rows, -1)
+        mapping[movers] = torch.where(gone[movers], -1, holes)
         self._m = keep
+        self._remap(mapping)
         return mapping
 
-    def _cos_all(self, q: Tensor) -> Tensor:
-        """`[r, D]` unit rows -> `[r, M]` cosines with every live entry. Past the CPU caches this product is
-        bound by reading the M x D units, and BLAS re-reads them per block of ~3 rows of `q @ U.T` but per ~16
-        rows of `U @ q.T`: the second orientation is up to 3x faster for the 4-30 rows of a refresh or a
-        frame."""
-        unit = self._rows["unit"][: self._m]
-        return q @ unit.T if q.shape[0] <= 3 else (unit @ q.T).T
+    def _remap(self, mapping: Tensor) -> None:
+        """Point every neighbour list through `mapping` (old row -> new row, -1: removed, dropped from the
+        lists), then the cached nearest neighbours."""
+        nb = self._rows["nb_idx"][: self._m]
+        moved = torch.where(nb >= 0, mapping[nb.clamp_min(0)], -1)
+        nb.copy_(moved)
+        self._rows["nb_sim"][: self._m].masked_fill_(moved < 0, _NEG)
+        self._heads()
 
-    def _refresh_nn(self, changed: Tensor) -> None:
-        """Keep each entry's most similar other entry exact after `changed` rows moved, in O(r M D) with r
-        small: rows whose neighbour changed or vanished are recomputed, the others only meet the changed
-        rows."""
-        m, r = self._m, self._rows
-        idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
-        moved = torch.zeros(m + 1, dtype=torch.bool, device=self.device).index_fill_(0, changed, True)
-        moved[m] = True
-        stale = moved[idx] | moved[:m]  # idx -1 reads the last slot, set for "neighbour gone"
-        rows = stale.nonzero().squeeze(1)
+    def _forget(self, rows: Tensor, m: int | None = None) -> None:
+        """Drop `rows` (whose units changed or which are gone) from every neighbour list of rows 0..m-1."""
+        m = self._m if m is None else m
+        gone = torch.zeros(m + 1, dtype=torch.bool, device=self.device)
+        gone[torch.where(rows < m, rows, m)] = True  # the scratch row and padding land in slot m
+        gone[m] = False
+        nb, sim = self._rows["nb_idx"][:m], self._rows["nb_sim"][:m]
+        hit = gone[torch.where(nb >= 0, nb, m)]
+        nb.masked_fill_(hit, -1)
+        sim.masked_fill_(hit, _NEG)
+
+    def _heads(self, m: int | None = None, alive: Tensor | None = None) -> None:
+        """The cached nearest neighbour of rows 0..m-1 from their lists (ties: the lowest row, as an argmax
+        over all rows gives); an empty list caches -1 and its bound (the walk stops there until it is
+        recomputed). `alive`: rows merged away during consolidation cache -inf."""
+        m = self._m if m is None else m
+        r = self._rows
+        nb, sim = r["nb_idx"][:m], r["nb_sim"][:m]
+        best = sim.max(dim=1).values
+        lowest = torch.where((sim == best[:, None]) & (nb >= 0), nb, _BIG).min(dim=1).values  # min: amin on
+        # int64 rows is ~10x slower on the CPU
+        empty = lowest == _BIG
+        nn_sim = torch.where(empty, r["nb_bound"][:m], best)
+        r["nn_sim"][:m] = nn_sim if alive is None else nn_sim.masked_fill(~alive[:m], _NEG)
+        r["nn_idx"][:m] = torch.where(empty, -1, lowest)
+
+    def _relist(self, rows: Tensor, sims: Tensor) -> None:
+        """Rows `rows` get the exact top neighbours of their row of cosines `sims` `[r, m]` with every entry
+        (itself and entries gone masked to -inf), and the next cosine as their bound."""
+        k = _NEIGHBOURS
+        if sims.shape[1] < k + 1:
+            sims = torch.cat([sims, sims.new_full((sims.shape[0], k + 1 - sims.shape[1]), _NEG)], 1)
+        top, at = sims.topk(k + 1, dim=1)
+        r = self._rows
+        r["nb_idx"][rows] = torch.where(top[:, :k] > _NEG, at[:, :k], -1)
+        r["nb_sim"][rows] = top[:, :k]
+        r["nb_bound"][rows] = top[:, k]
+
+    def _offer(self, cols: Tensor, sims: Tensor, m: int | None = None) -> None:
+        """Rows 0..m-1 meet the new units of rows `cols` (`sims` `[c, m]` their cosines with every row, -inf
+        where not to be offered): each joins a row's list when above its bound, and the list keeps its best
+        (what falls off raises the bound)."""
+        m = self._m if m is None else m
+        r, k = self._rows, _NEIGHBOURS
+        nb, sim, bound = r["nb_idx"][:m], r["nb_sim"][:m], r["nb_bound"][:m]
+        offered = sims.t()
+        offered = offered.masked_fill(offered <= bound[:, None], _NEG)  # [m, c]
+        every = torch.cat([sim, offered], 1)
+        top, at = every.topk(k + 1, dim=1)
+        rows = torch.cat([nb, cols[None].expand(m, -1)], 1).gather(1, at[:, :k])
+        nb.copy_(torch.where(top[:, :k] > _NEG, rows, -1))
+        sim.copy_(top[:, :k])
+        bound.copy_(torch.maximum(bound, top[:, k]))
+
+    def _cos_all(self, q: Tensor, m: int | None = None) -> Tensor:
+        """`[r, D]` unit rows -> `[r, M]` cosines with every live entry (rows 0..m-1). Past the CPU caches
+        this product is bound by reading the M x D units, and BLAS re-reads them per block of ~3 rows of
+        `q @ U.T` but per ~16 rows of `U @ q.T`: the second orientation is up to 3x faster for the 4-30 rows
+        of a refresh or a frame."""
+        unit_ = self._rows["unit"][: self._m if m is None else m]
+        return q @ unit_.T if q.shape[0] <= 3 else (unit_ @ q.T).T
+
+    def _refresh(self, changed: Tensor, stale: Tensor) -> None:
+        """Keep every neighbour list exact after the units of `changed` rows moved, in O(r M D) with r small:
+        the changed rows and the `stale` ones (whose lists emptied) meet every row; every other row meets the
+        changed rows only."""
+        m = self._m
+        self._forget(changed)
+        rows = torch.cat([changed, stale])
         if m < 2 or rows.numel() == 0:
-            idx[rows], sim[rows] = -1, _NEG
+            if m == 1:
+                self._relist(rows, self._rows["unit"].new_full((rows.numel(), 1), _NEG))
+            self._heads()
             return
-        s = self._cos_all(r["unit"][rows])  # [r, M]
+        s = self._cos_all(self._rows["unit"][rows])  # [r, M]
         s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
-        col_best, col_arg = s.max(dim=0)
-        better = (col_best > sim) & ~stale
-        sim.copy_(torch.where(better, col_best, sim))
-        idx.copy_(torch.where(better, rows[col_arg], idx))
-        sim[rows], idx[rows] = s.max(dim=1)
+        self._offer(changed, s[: changed.numel()])
+        self._relist(rows, s)
+        self._heads()
 
     def _merge_rows(
-        self, into: Tensor, away: Tensor, *, renormalize: bool = True, pairs: bool = False
+        self,
+        into: Tensor,
+        away: Tensor,
+        *,
+        renormalize: bool = True,
+        pairs: bool = False,
+        sums: bool = True,
+        groups: tuple[Tensor, Tensor, int] | None = None,
     ) -> None:
         """Add rows `away` into rows `into` (counts-weighted: sums and counts add; evidence frames and
         intervals unite); no row is removed here. `pairs`: `into` are distinct (a consolidation round), so no
-        grouping."""
+        grouping; `sums` False: the round added the sums already. Else `groups`: (the distinct rows of `into`
+        ascending, each away row's place among them, the most rows merging into one), read beforehand."""
         r, e = self._rows, self.evidence_frames
         if away.numel() == 0:
             return
         grouping: tuple[Tensor, Tensor, int] | None = None  # rows merging into one: (group, position, widest)
+        names = ("sums", "counts", "frames") if sums else ("counts", "frames")
         if pairs:  # one row into each: plain elementwise sums, minima and maxima
             rows = into
-            for name in ("sums", "counts", "frames"):
+            for name in names:
                 r[name][rows] += r[name][away]
             r["first_seen"][rows] = torch.minimum(r["first_seen"][rows], r["first_seen"][away])
             r["last_seen"][rows] = torch.maximum(r["last_seen"][rows], r["last_seen"][away])
         else:
-            rows, inverse = torch.unique(into, return_inverse=True)  # small: a bridge
-            for name in ("sums", "counts", "frames"):  # index_add_ on the small result, never a whole buffer
+            if groups is None:
+                rows, inverse = torch.unique(into, return_inverse=True)  # host sync; `groups` avoids it
+                widest = None
+            else:
+                rows, inverse, widest = groups
+            for name in names:  # index_add_ on the small result, never a whole buffer
                 r[name][rows] += torch.zeros_like(r[name][rows]).index_add_(0, inverse, r[name][away])
             r["first_seen"][rows] = r["first_seen"][rows].scatter_reduce(
                 0, inverse, r["first_seen"][away], "amin"
@@ -192,7 +305,7 @@ class TokenMemory:
             r["last_seen"][rows] = r["last_seen"][rows].scatter_reduce(
                 0, inverse, r["last_seen"][away], "amax"
             )
-            grouping = (inverse, *group_slots(inverse, rows.numel()))
+            grouping = (inverse, *group_slots(inverse, rows.numel(), widest))
         r["frames"][rows] = r["frames"][rows].clamp_max(
             self.frames_total
         )  # an upper bound on distinct frames
@@ -200,7 +313,7 @@ class TokenMemory:
         spans, evidence = (self._laid(name, rows, away, grouping) for name in ("iv_span", "iv_evidence"))
         self._fuse_intervals(rows, spans, evidence)
         if renormalize:  # a consolidation round already holds the merged units
-            r["unit"][rows] = normalize(r["sums"][rows])[0]
+            r["unit"][rows] = unit(r["sums"][rows])
 
     def _laid(
         self, name: str, rows: Tensor, away: Tensor, grouping: tuple[Tensor, Tensor, int] | None
@@ -220,11 +333,18 @@ class TokenMemory:
             spans, evidence, gap, self.max_intervals
         )
 
-    def _appear(self, rows: Tensor, took: Tensor, t: float, frame_index: int) -> None:
+    def _crowded(self, rows: Tensor, t: float) -> Tensor:
+        """`[r]` whether each of `rows`, seen at `t`, neither extends its latest interval nor has a free slot
+        (`_appear` then fuses its two closest intervals)."""
+        count = counts(self._rows["iv_span"][rows])
+        extend = (count > 0) & (t - self._rows["last_seen"][rows] <= self.current_gap_s())
+        return ~extend & (count >= self.max_intervals)
+
+    def _appear(self, rows: Tensor, took: Tensor, t: float, frame_index: int, crowded: int) -> None:
         """`rows` were seen in the frame at `t` (their last_seen not yet moved to `t`), `took` `[r]` tokens
         each: each extends its latest interval when that ends at most the current gap before `t` (its evidence
         moves to this frame if it took more tokens here than at the interval's evidence frame), or opens
-        [t, t] (past max_intervals, the two closest intervals fuse)."""
+        [t, t] (past max_intervals, the two closest intervals fuse: `crowded` rows, counted beforehand)."""
         r, k = self._rows, self.max_intervals
         spans, evidence = r["iv_span"], r["iv_evidence"]
         count = counts(spans[rows])
@@ -239,13 +359,13 @@ class TokenMemory:
         evidence[rows, slot] = torch.where(
             better[:, None], now, chosen
         )  # rows left alone write back as they were
-        crowded = (~extend & ~opens).nonzero().squeeze(1)
-        if crowded.numel():  # rare: one interval too many, so the two closest fuse (no gap fuses here)
-            fresh = spans.new_full((crowded.numel(), 1, 2), t)
+        if crowded:  # rare: one interval too many, so the two closest fuse (no gap fuses here)
+            at = self._pick(~extend & ~opens, crowded)
+            fresh = spans.new_full((crowded, 1, 2), t)
             self._fuse_intervals(
-                rows[crowded],
-                torch.cat([spans[rows[crowded]], fresh], 1),
-                torch.cat([evidence[rows[crowded]], now[crowded, None]], 1),
+                rows[at],
+                torch.cat([spans[rows[at]], fresh], 1),
+                torch.cat([evidence[rows[at]], now[at, None]], 1),
                 gap=-math.inf,
             )
 
@@ -254,8 +374,9 @@ class TokenMemory:
         one component merge) or become entries; every token joins its most similar entry (the final merge);
         bounds.
 
-        Args: tokens `[N, D]` any float dtype, zero-norm rows are padding (counted, not kept); t stream
-            seconds, never below the previous frame's; frame_index kept as evidence.
+        Args: tokens `[N, D]` any float dtype, on any device (moved to the memory's), zero-norm rows are
+            padding (counted, not kept); t stream seconds, never below the previous frame's; frame_index kept
+            as evidence.
         Raises: ValueError for a wrong shape, NaN/inf tokens, non-finite or decreasing t (then nothing
             changes).
         """
@@ -263,213 +384,351 @@ class TokenMemory:
             raise ValueError(f"tokens must be [N, {self.dim}], got shape {tuple(tokens.shape)}")
         if not math.isfinite(t) or (self.newest_t is not None and t < self.newest_t):
             raise ValueError(f"t must be finite and never go backwards (newest {self.newest_t}), got {t}")
-        x = tokens.to(self.device, torch.float32)
-        x = x[normalize(x)[1]]  # raises on NaN/inf; D4: zero-norm tokens carry nothing, never capture a merge
-        evicted = self._evict(float(t))
+        t, frame_index = float(t), int(frame_index)
+        x32 = tokens.to(self.device, torch.float32)
+        x, inv, finite = _norms(x32)
+        kept = inv > 0  # D4: zero-norm tokens carry nothing, never capture a merge
+        old = self._rows["last_seen"][: self._m] < t - self.window_s
+        labels, k1_, redo = _components(x * inv[:, None], kept, self.tau)  # [N] spatial step (Eq. 5)
+        # host sync 1: the NaN check, the tokens kept, the entries to evict, the frame's components
+        ok, n, n_old, k1, again = torch.stack(
+            [finite.long(), kept.sum(), old.sum(), k1_ - (~kept).sum(), redo.long()]
+        ).tolist()
+        if not ok:
+            check_finite(x32)  # raises naming the count; else the norms merely overflowed
+            raise ValueError("tokens: token norms overflow float32; rescale the input")
+        evicted = self._evict(old, n_old)
         if self.newest_t is not None and t > self.newest_t:
-            self._spacings = [*self._spacings, float(t) - self.newest_t][-SPACINGS:]
-        self.newest_t, t = float(t), float(t)
+            self._spacings = [*self._spacings, t - self.newest_t][-SPACINGS:]
+        self.newest_t = t
         self.frames_total += 1
         self.tokens_in_total += tokens.shape[0]
-        self.tokens_zero_total += tokens.shape[0] - x.shape[0]
-        if x.shape[0] == 0:
+        self.tokens_zero_total += tokens.shape[0] - n
+        if n == 0:
             self._recent = (self._recent[0][:0], self._recent[1][:0])  # nothing was seen in this frame
-            return MemoryUpdate(t, int(frame_index), (), (), (), evicted, 0.0, 0)
-        labels = semantic_components(x, self.tau)  # [N] spatial step (Eq. 5)
-        k1 = int(labels.max()) + 1
-        new, absorbed, away, novelty = self._merge_frame(x, labels, k1, t, int(frame_index))
-        away += self._consolidate()
-        return MemoryUpdate(t, int(frame_index), new, absorbed, tuple(away), evicted, novelty, k1)
+            if n_old:
+                self._mend()
+            ids = torch.cat(evicted).tolist() if evicted else []  # host sync: the evicted ids
+            self.tokens_evicted_total += ids.pop() if ids else 0
+            return MemoryUpdate(t, frame_index, (), (), (), tuple(ids), 0.0, 0)
+        if again:  # rare: more edges than the fixed-size list holds
+            labels, k1_ = _exact_components(x * inv[:, None], kept, self.tau)
+        labels = _kept_labels(labels, kept)
+        if again:
+            k1 = int(labels.max()) + 1  # host sync (rare): the redone count
+        if n < x.shape[0]:
+            x = x[self._pick(kept, n)]
+            labels = labels[self._pick(kept, n)]
+        done = self._merge_frame(x, labels, k1, t, frame_index)
+        gone = self._consolidate()
+        # host sync: what the update names (ids of absorbed, bridged, merged and evicted entries, counts)
+        values = torch.cat([done.absorbed, done.away, gone, *evicted]).tolist()
+        a, b, c = done.absorbed.numel(), done.away.numel(), gone.numel()
+        absorbed, away, merged = values[:a], values[a : a + b], values[a + b : a + b + c]
+        evicted_ids = values[a + b + c : -1] if evicted else []
+        if evicted:
+            self.tokens_evicted_total += values[-1]
+        novelty = 1.0 - _float32(done.matched / n)
+        return MemoryUpdate(
+            t,
+            frame_index,
+            done.new,
+            tuple(absorbed),
+            (*away, *merged),
+            tuple(evicted_ids),
+            novelty,
+            k1,
+        )
 
-    def _evict(self, t: float) -> tuple[int, ...]:
-        """Drop entries whose last_seen is older than window_s before `t`; returns their ids."""
-        m, r = self._m, self._rows
-        old = (r["last_seen"][:m] < t - self.window_s).nonzero().squeeze(1)
-        if old.numel() == 0:
+    def _evict(self, old: Tensor, count: int) -> tuple[Tensor, ...]:
+        """Drop the `count` entries `old` marks (last seen over window_s before now) -> (their ids, then the
+        tokens they held: one tensor to read with the update), or () when none."""
+        if count == 0:
             return ()
-        ids = tuple(r["ids"][old].tolist())
-        self.tokens_evicted_total += int(r["counts"][old].sum())
-        self.evicted_total += len(ids)
-        self._remove(old)
-        self._refresh_nn(old.new_empty(0))
-        return ids
-
-    def _group(self, x: Tensor, labels: Tensor, k1: int) -> tuple[Tensor, ...]:
-        """Link components to entries and to each other (cos > tau), union all linked -> (group [k1], target
-        row or -1 [G] (its oldest entry), bridged rows, rows they merge into, component units [k1, D], their
-        cos [k1, M])."""
         r = self._rows
-        comp_unit = normalize(merge_by_labels(x, labels, k1, reduce="sum"))[0]  # [k1, D]
+        rows = self._pick(old, count)
+        out = (r["ids"][rows], r["counts"][rows].sum()[None])
+        self.evicted_total += count
+        self._remove(rows)  # neighbour lists that lose every entry are recomputed with the frame's refresh
+        return out
+
+    def _mend(self) -> None:
+        """Recompute the neighbour lists that emptied (after an eviction in a frame that showed nothing)."""
+        m = self._m
+        empty = (self._rows["nb_idx"][:m] < 0).all(dim=1)
+        stale = self._pick(empty, int(empty.sum()))  # host sync (rare): how many lists emptied
+        self._refresh(stale[:0], stale)
+
+    def _group(self, x: Tensor, labels: Tensor, k1: int) -> _Groups:
+        """Link components to entries and to each other (cos > tau), union all linked -> `_Groups`: per
+        component its group, per group its target row or -1 (its oldest linked entry), the rows bridged into
+        targets, the components' units and cosines with every entry, the candidates of the final merge, and
+        the counts read from the device (one host sync)."""
+        m, r = self._m, self._rows
+        comp_unit = unit(merge_by_labels(x, labels, k1, reduce="sum"))  # [k1, D]
         comp_cos = self._cos_all(comp_unit)  # [k1, M]: the frame's one component x entry matmul
         link = comp_cos > self.tau
         # Chaining, as batch SCC links components frame to frame: a component also joins an entry whose look
         # in the previous frame it exceeds tau with, so a slowly drifting region stays one entry.
-        hit = (r["ids"][: self._m, None] == self._recent[0][None]).nonzero()  # [(row, recent)] still live
-        link[:, hit[:, 0]] |= comp_unit @ self._recent[1][hit[:, 1]].T > self.tau
-        cols = link.any(dim=0).nonzero().squeeze(1)  # [L] entries some component links
-        shared = link[:, cols].float()
-        adj = (comp_unit @ comp_unit.T > self.tau) | (
-            shared @ shared.T > 0
-        )  # same frame, or through an entry
+        recent_ids, recent_unit = self._recent
+        if recent_ids.numel() and m:
+            ids_sorted, order = torch.sort(r["ids"][:m])
+            at = torch.searchsorted(ids_sorted, recent_ids).clamp_max(m - 1)
+            column = torch.where(ids_sorted[at] == recent_ids, order[at], m)  # the row of each, m: gone
+            wide = torch.cat([link, link.new_zeros(k1, 1)], 1)
+            wide[:, column] |= comp_unit @ recent_unit.T > self.tau
+            link = wide[:, :m]
+        linked = link.any(dim=0)  # [M] entries some component links
+        first = link.T.contiguous().view(torch.uint8).argmax(dim=1)  # [M] the first component linking each
+        # Components sharing an entry join through that entry's first component.
+        share = torch.zeros(k1 * k1, dtype=torch.long, device=self.device)
+        share.index_add_(
+            0,
+            (torch.arange(k1, device=self.device)[:, None] * k1 + first).reshape(-1),
+            link.reshape(-1).long(),
+        )
+        share = share.view(k1, k1) > 0
+        adj = (comp_unit @ comp_unit.T > self.tau) | share | share.T  # same frame, or through an entry
         adj |= torch.eye(k1, dtype=torch.bool, device=self.device)
         group = graph_components(adj[None])[0]  # [k1], numbered in first-member order
-        col_group = group[shared.argmax(dim=0)]  # [L] group of any component linking the entry
-        ids = r["ids"][cols]
-        oldest = torch.full((int(group.max()) + 1,), torch.iinfo(torch.int64).max, device=self.device)
+        col_group = torch.where(linked, group[first], k1)  # [M] group of any component linking the entry
+        ids = r["ids"][:m]
+        oldest = torch.full((k1 + 1,), _BIG, dtype=torch.long, device=self.device)
         oldest.scatter_reduce_(0, col_group, ids, "amin")
-        target = torch.full_like(oldest, -1)
-        is_target = ids == oldest[col_group]
-        target[col_group[is_target]] = cols[is_target]
-        return group, target, cols[~is_target], target[col_group[~is_target]], comp_unit, comp_cos
+        is_target = linked & (ids == oldest[col_group])
+        target = torch.full((k1 + 1,), -1, dtype=torch.long, device=self.device)
+        target[torch.where(is_target, col_group, k1)] = torch.arange(m, device=self.device)
+        target[k1] = -1
+        bridged = linked & ~is_target  # [M] entries merged into their group's target
+        into = torch.where(bridged, target[col_group], m)  # [M] the target each merges into, m: none
+        per_target = torch.zeros(m + 1, dtype=torch.long, device=self.device).index_add_(
+            0, into, torch.ones_like(into)
+        )[:m]
+        # The final merge's candidates: each component's best entries outside the linked ones.
+        top_cos, top_rows, bound = comp_cos, comp_cos.new_zeros(0, dtype=torch.long), None
+        if m:
+            top_cos, top_rows = comp_cos.masked_fill(linked[None], _NEG).topk(min(_CANDIDATES + 1, m), dim=1)
+            if m > _CANDIDATES:
+                bound, top_rows = top_cos[:, -1], top_rows[:, :-1]
+        chosen = torch.zeros(m, dtype=torch.bool, device=self.device)
+        chosen[top_rows.reshape(-1)] = True
+        matched = (target[group[labels]] >= 0).sum()
+        # host sync 2: groups, targets, bridged entries and their targets, widest bridge, candidates, matched
+        g, n_targets, n_bridged, n_into, widest, n_cand, n_matched = torch.stack(
+            [
+                group.max() + 1,
+                (target >= 0).sum(),
+                bridged.sum(),
+                (per_target > 0).sum(),
+                per_target.max() if m else per_target.new_zeros(()),
+                chosen.sum(),
+                matched,
+            ]
+        ).tolist()
+        away = self._pick(bridged, n_bridged)
+        receivers = self._pick(per_target > 0, n_into)
+        place = (torch.cumsum((per_target > 0).long(), 0) - 1)[into[away]]
+        return _Groups(
+            group=group,
+            target=target[:g],
+            n_fresh=g - n_targets,
+            away=away,
+            into=into[away],
+            receivers=(receivers, place, widest),
+            blocked=linked,
+            comp_unit=comp_unit,
+            comp_cos=comp_cos,
+            cand=self._pick(chosen, n_cand),
+            bound=bound,
+            matched=n_matched,
+        )
 
-    def _nearest(
-        self, x: Tensor, labels: Tensor, comp: tuple[Tensor, Tensor], blocked: Tensor, reps: Tensor
-    ) -> Tensor:
+    def _nearest(self, x: Tensor, labels: Tensor, groups: _Groups, reps: Tensor) -> Tensor:
         """Eq. 7 per token -> `[N]`: the most similar unblocked live row (< M) or group representative g
         (M + g). Exact without an [N, M] matmul: any entry beyond a component's top ones is at least (its
         angle to the component - the token's) away (triangle inequality); only tokens this leaves open meet
-        every row."""
-        m, unit = self._m, self._rows["unit"][: self._m]
-        comp_unit, comp_cos = comp
-        x_unit = normalize(x)[0]
-        scores = [x_unit @ normalize(reps)[0].T]  # [N, G]
-        bound = torch.full((comp_cos.shape[0],), -1.0, device=self.device)  # cos of the best entry left out
-        cand = torch.empty(0, dtype=torch.long, device=self.device)
+        every row (their count: one host sync)."""
+        m, unit_ = self._m, self._rows["unit"][: self._m]
+        cand, blocked = groups.cand, groups.blocked
+        x_unit = unit(x)
+        scores = [x_unit @ unit(reps).T]  # [N, G]
+        bound = torch.full((groups.comp_cos.shape[0],), -1.0, device=self.device)  # cos of the best left out
+        if groups.bound is not None:
+            bound = groups.bound
         if m:
-            top_cos, top_rows = comp_cos.masked_fill(blocked[None], _NEG).topk(min(_CANDIDATES + 1, m), dim=1)
-            if m > _CANDIDATES:
-                bound, top_rows = top_cos[:, -1], top_rows[:, :-1]
-            cand = torch.unique(top_rows)
-            scores.insert(0, (x_unit @ unit[cand].T).masked_fill(blocked[cand][None], _NEG))
+            scores.insert(0, (x_unit @ unit_[cand].T).masked_fill(blocked[cand][None], _NEG))
         best, arg = torch.cat(scores, dim=1).max(dim=1)
         rows = torch.cat([cand, m + torch.arange(reps.shape[0], device=self.device)])[arg]
         own = torch.acos(
-            (x_unit @ comp_unit.T).gather(1, labels[:, None])[:, 0].clamp(-1, 1)
+            (x_unit @ groups.comp_unit.T).gather(1, labels[:, None])[:, 0].clamp(-1, 1)
         )  # margin: float error
         open_ = torch.acos(bound.clamp(-1, 1))[labels] - own < torch.acos(best.clamp(-1, 1)) + _ANGLE_MARGIN
-        if m and bool(open_.any()):
-            full = self._cos_all(x_unit[open_]).masked_fill(blocked[None], _NEG)  # [n_open, M]
-            full_best, full_arg = full.max(dim=1)
-            rows[open_] = torch.where(full_best > best[open_], full_arg, rows[open_])
+        if m:
+            n_open = int(open_.sum())  # host sync 3: the tokens left open; their count shapes the product
+            if n_open:
+                at = self._pick(open_, n_open)
+                full = self._cos_all(x_unit[at]).masked_fill(blocked[None], _NEG)  # [n_open, M]
+                full_best, full_arg = full.max(dim=1)
+                rows[at] = torch.where(full_best > best[at], full_arg, rows[at])
         return rows
 
-    def _merge_frame(
-        self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int
-    ) -> tuple[tuple[int, ...], tuple[int, ...], list[int], float]:
+    def _merge_frame(self, x: Tensor, labels: Tensor, k1: int, t: float, frame_index: int) -> _Done:
         """Steps 2-3 of DESIGN.md: join or create entries, then the final merge of every token (Eqs. 7-8)."""
         m, r = self._m, self._rows
-        group, target, away, away_into, comp_unit, comp_cos = self._group(x, labels, k1)
-        matched = (target >= 0)[group[labels]]  # [N] tokens whose component joined a pre-existing entry
-        away_ids = r["ids"][away].tolist()
-        self.bridged_total += len(away_ids)
-        self._merge_rows(away_into, away)
-        blocked = torch.zeros(m, dtype=torch.bool, device=self.device)
-        blocked[target[target >= 0]] = True  # joined entries are scored through their group's representative
-        blocked[away] = True
-        fresh = (target < 0).nonzero().squeeze(1)
-        self._reserve(m + fresh.numel())
+        g = self._group(x, labels, k1)
+        away = g.away
+        self.bridged_total += away.numel()
+        away_ids = r["ids"][away]
+        self._merge_rows(g.into, away, groups=g.receivers)
+        f = g.n_fresh
+        fresh = self._pick(g.target < 0, f)
+        self._reserve(m + f)
         for name, (_, _, fill) in _ROWS.items():
-            r[name][m : m + fresh.numel()] = t if name.endswith("_seen") else fill
-        target[fresh] = m + torch.arange(fresh.numel(), device=self.device)
-        reps = r["sums"][target] + merge_by_labels(x, group[labels], target.numel(), reduce="sum")  # [G, D]
-        assign = self._nearest(x, labels, (comp_unit, comp_cos), blocked, reps)
+            r[name][m : m + f] = t if name.endswith("_seen") else fill
+        target = g.target.clone()
+        target[fresh] = m + torch.arange(f, device=self.device)
+        reps = r["sums"][target] + merge_by_labels(x, g.group[labels], target.numel(), reduce="sum")  # [G, D]
+        assign = self._nearest(x, labels, g, reps)
         assign = torch.where(assign >= m, target[(assign - m).clamp_min(0)], assign)
-        rows, inverse = torch.unique(assign, return_inverse=True)
-        took = merge_by_labels(
-            x, inverse, rows.numel(), reduce="sum"
-        )  # [R, D] what each row takes this frame
-        r["sums"][rows] += took  # float32 accumulation (D5)
-        taken = torch.zeros(m + fresh.numel(), dtype=torch.int64, device=self.device)  # tokens each row took
-        taken[rows] = torch.bincount(inverse, minlength=rows.numel())
-        r["counts"][rows] += taken[rows]
-        touched = torch.zeros(m + fresh.numel(), dtype=torch.bool, device=self.device)
-        touched[rows] = True
+        size = m + f
+        present = torch.zeros(size, dtype=torch.bool, device=self.device)
+        present[assign] = True
+        inverse = (torch.cumsum(present.long(), 0) - 1)[assign]  # each token's rank among the rows it joins
+        rows = torch.nonzero_static(present, size=x.shape[0], fill_value=self._scratch).squeeze(1)  # padded
+        took = merge_by_labels(x, inverse, x.shape[0], reduce="sum")  # [N, D] what each row takes (padded)
+        r["sums"][rows] += took  # float32 accumulation (D5); padding lands in the scratch row
+        taken = torch.zeros(size, dtype=torch.int64, device=self.device).index_add_(
+            0, assign, torch.ones_like(assign)
+        )  # tokens each row took
+        r["counts"][:size] += taken
+        touched = present.clone()
         touched[target] = True  # a joined entry appeared in this frame even if its tokens went elsewhere
         touched[away] = False
-        touched = touched.nonzero().squeeze(1)
-        absorbed = tuple(r["ids"][touched[touched < m]].tolist())
-        self._appear(touched, taken[touched], t, frame_index)
-        r["last_seen"][touched] = t
-        r["frames"][touched] += 1
-        self._append_evidence(touched, frame_index)
-        r["unit"][touched] = normalize(r["sums"][touched])[0]
-        filled = (
-            r["counts"][m : m + fresh.numel()] > 0
-        )  # a new entry whose tokens all went elsewhere never exists
-        new_ids = self.next_id + torch.arange(int(filled.sum()), device=self.device)
-        r["ids"][m + filled.nonzero().squeeze(1)] = new_ids  # ids in first-appearance order, never reused
-        self.next_id += new_ids.numel()
-        self._recent = (r["ids"][rows], normalize(took)[0])  # every row that took tokens exists, with its id
-        self._m = m + fresh.numel()
-        mapping = self._remove(torch.cat([away, m + (~filled).nonzero().squeeze(1)]))
-        touched = mapping[touched]
-        self._refresh_nn(touched[touched >= 0])
-        return tuple(new_ids.tolist()), absorbed, away_ids, 1.0 - float(matched.float().mean())
+        filled = r["counts"][m:size] > 0  # a new entry whose tokens all went elsewhere never exists
+        # Lists that would lose every entry: all they hold is bridged away or has a new unit now.
+        moved = torch.zeros(m + 1, dtype=torch.bool, device=self.device)
+        moved[:m] = touched[:m]
+        moved[away] = True
+        nb = r["nb_idx"][:m]
+        empties = ~moved[:m] & ~(~moved[torch.where(nb >= 0, nb, m)] & (nb >= 0)).any(dim=1)
+        crowded = self._crowded(torch.arange(size, device=self.device), t) & touched
+        # host sync 4: rows touched, new entries that exist, lists to recompute, rows with too many intervals
+        n_touched, n_filled, n_empty, n_crowded = torch.stack(
+            [touched.sum(), filled.sum(), empties.sum(), crowded.sum()]
+        ).tolist()
+        touched_rows = self._pick(touched, n_touched)
+        stale = self._pick(empties, n_empty)
+        absorbed = r["ids"][touched_rows[: n_touched - f]]  # touched rows < m come first; every fresh row is
+        self._appear(touched_rows, taken[touched_rows], t, frame_index, n_crowded)
+        r["last_seen"][touched_rows] = t
+        r["frames"][touched_rows] += 1
+        self._append_evidence(touched_rows, frame_index)
+        r["unit"][touched_rows] = unit(r["sums"][touched_rows])
+        new_ids = self.next_id + torch.arange(n_filled, device=self.device)
+        r["ids"][m + self._pick(filled, n_filled)] = new_ids  # ids in first-appearance order, never reused
+        new = tuple(range(self.next_id, self.next_id + n_filled))
+        self.next_id += n_filled
+        live = rows != self._scratch
+        self._recent = (
+            torch.where(live, r["ids"][rows], -1),
+            unit(took),
+        )  # every row that took tokens exists
+        self._m = size
+        mapping = self._remove(torch.cat([away, m + self._pick(~filled, f - n_filled)]))
+        changed = mapping[touched_rows]
+        changed = changed[self._pick(changed >= 0, n_touched - (f - n_filled))]
+        self._refresh(changed, mapping[stale])
+        return _Done(new, absorbed, away_ids, g.matched)
 
     def _append_evidence(self, rows: Tensor, frame_index: int) -> None:
         """Record `frame_index` on `rows`; a full row keeps its first frame and shifts the newer ones left."""
         ev, e = self._rows["evidence"], self.evidence_frames
         block = ev[rows]  # [r, E]
         filled = (block >= 0).sum(dim=1)
-        block[filled == e, 1:-1] = block[filled == e, 2:]  # empty slices when E <= 2 are fine
+        shifted = block.clone()
+        shifted[:, 1:-1] = block[:, 2:]  # empty slices when E <= 2 are fine
+        block = torch.where((filled == e)[:, None], shifted, block)
         block[torch.arange(rows.numel(), device=self.device), filled.clamp_max(e - 1)] = frame_index
         ev[rows] = block
 
-    def _consolidate(self) -> list[int]:
-        """While over capacity, merge the most similar pair of entries (the older id survives); returns ids
-        gone. A round merges several pairs with one similarity pass when that equals one at a time
-        (`compress.pairs`)."""
-        gone: list[int] = []
-        r = self._rows
-        while self._m > self.capacity:
-            m = self._m
-            limit = min(m - self.capacity, _ROUND_PAIRS)
-            a, b, order = candidate_pairs(r["nn_sim"][:m], r["nn_idx"][:m], r["ids"][:m], limit)
-            merged = normalize(r["sums"][a] + r["sums"][b])[0]  # [k, D] unit of each candidate merge
-            taken = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
-            taken[a], taken[b] = True, True
-            stale = (
-                (taken[r["nn_idx"][:m]] & ~taken[:m]).nonzero().squeeze(1)
-            )  # their neighbour is merged away
-            sims = self._cos_all(torch.cat([merged, r["unit"][stale]]))  # [k + s, M] before any merge
-            k = safe_pairs(sims[: a.numel()], merged @ merged.T, a, b, order)
-            gone += r["ids"][b[:k]].tolist()
-            self._apply_pairs(a[:k], b[:k], merged[:k], sims[:k], (stale, sims[a.numel() :]))
-            self.consolidations_total += k
-        return gone
+    def _consolidate(self) -> Tensor:
+        """While over capacity, merge the most similar pair of entries (the older id survives); returns the
+        ids gone, in merge order (a device tensor). A round merges several pairs with one similarity pass when
+        that equals one at a time (`compress.pairs`); rounds queue without host syncs (merged entries stay
+        as dead rows until the end), and the host reads how far they got once per batch of rounds."""
+        m0, r = self._m, self._rows
+        need = m0 - self.capacity
+        if need <= 0:
+            return r["ids"][:0]
+        alive = torch.ones(m0 + 1, dtype=torch.bool, device=self.device)
+        alive[m0] = False  # slot m0: where padding points
+        merged = torch.zeros((), dtype=torch.long, device=self.device)
+        done, gone = 0, []
+        while done < need:
+            limit = min(_ROUND_PAIRS, need - done, self._pace.slots())
+            rounds = []
+            for _ in range(self._pace.rounds(need - done)):
+                rounds.append(self._round(m0, alive, limit, need - merged))
+                merged = merged + rounds[-1][2]
+            empty = alive[:m0] & (r["nb_idx"][:m0] < 0).all(dim=1)
+            # host sync: each round's pair count and the lists left empty (their rows meet every row next)
+            *sizes, n_empty = torch.stack([k for _, _, k in rounds] + [empty.sum()]).tolist()
+            for (a, b, _), k in zip(rounds, sizes, strict=True):
+                if k:
+                    gone.append(r["ids"][b[:k]])
+                    self._apply_pairs(a[:k], b[:k])
+                    self.consolidations_total += k
+            done += sum(sizes)
+            self._pace.update(sizes, limit)
+            if n_empty:
+                self._relist_alive(self._pick(empty, n_empty), m0, alive)
+        dead = self._pick(~alive[:m0], need)
+        self._remove(dead)
+        return torch.cat(gone)
 
-    def _apply_pairs(
-        self, a: Tensor, b: Tensor, merged: Tensor, sims: Tensor, stale: tuple[Tensor, Tensor]
-    ) -> None:
-        """Merge rows b into rows a and update every neighbour from the round's pass, taken before the round:
-        `sims` [k, M] the merged units', `stale` (rows whose neighbour was in a candidate pair, their
-        [s, M])."""
-        m, r = self._m, self._rows
-        self._merge_rows(a, b, renormalize=False, pairs=True)
-        r["unit"][a] = merged
-        gone = torch.zeros(m + 1, dtype=torch.bool, device=self.device)  # slot m: "no neighbour"
-        gone[a], gone[b] = True, True
-        p = sims.masked_fill(gone[None, :m], _NEG)  # merged l vs every entry left unchanged
-        idx, sim = r["nn_idx"][:m], r["nn_sim"][:m]
-        # Entries that kept their neighbour: the merged units may now be closer.
-        col_best, col_arg = p.max(dim=0)
-        better = (col_best > sim) & ~gone[:m]
-        sim.copy_(torch.where(better, col_best, sim))
-        idx.copy_(torch.where(better, a[col_arg], idx))
-        # Entries whose neighbour merged: their full row, with the merged units in the columns of rows a.
-        lost = (
-            gone[r["nn_idx"][stale[0]]] & ~gone[stale[0]]
-        )  # stale for the pairs taken (the pass had them all)
-        rows, s = stale[0][lost], stale[1][lost].masked_fill(gone[None, :m], _NEG)
-        s[:, a] = sims[:, rows].T
+    def _relist_alive(self, rows: Tensor, m0: int, alive: Tensor) -> None:
+        """Rows `rows` (lists emptied by a round) meet every row still alive."""
+        s = self._cos_all(self._rows["unit"][rows], m0).masked_fill(~alive[None, :m0], _NEG)
         s[torch.arange(rows.numel(), device=self.device), rows] = _NEG
-        sim[rows], idx[rows] = s.max(dim=1)
-        # The merged rows: each other merged unit, and every entry left unchanged.
+        self._relist(rows, s)
+        self._heads(m0, alive)
+
+    def _round(self, m0: int, alive: Tensor, limit: int, cap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One consolidation round over rows 0..m0-1 (`alive` marks those not merged away), no host sync:
+        take up to `limit` (and `cap`) candidate pairs off the neighbour cache, meet their merged units with
+        every row, keep the safe prefix (`compress.pairs`), merge its sums and update every list -> (`[limit]`
+        rows a, rows b, pairs merged k as a 0-dim tensor); slots past k are padding. A row whose list the
+        round empties caches -1 (the next rounds' walks stop there) until the host reads it."""
+        r, scratch = self._rows, self._scratch
+        a, b, value, count = walk(r["nn_sim"][:m0], r["nn_idx"][:m0], r["ids"][:m0], limit, cap)
+        a_, b_ = torch.where(a >= 0, a, scratch), torch.where(b >= 0, b, scratch)
+        merged = unit(r["sums"][a_] + r["sums"][b_])  # [L, D] unit of each candidate merge
+        p = self._cos_all(merged, m0).masked_fill_(~alive[None, :m0], _NEG)  # [L, M] before any merge
         between = merged @ merged.T
-        p[:, a] = between.fill_diagonal_(_NEG)
-        best, arg = p.max(dim=1)
-        sim[a], idx[a] = best, torch.where(best > _NEG, arg, -1)
-        self._remove(b)
+        k = safe_count(p, between, a, b, value, count)
+        ok = torch.arange(limit, device=self.device) < k
+        a_k, b_k = torch.where(ok, a_, scratch), torch.where(ok, b_, scratch)
+        a_m, b_m = torch.where(ok, a_, m0).clamp_max(m0), torch.where(ok, b_, m0).clamp_max(m0)
+        r["sums"][a_k] += r["sums"][b_k]  # the payload (counts, intervals...) follows after the host read
+        r["unit"][a_k] = merged
+        alive[b_m] = False
+        alive[m0] = False
+        gone = torch.zeros(m0 + 1, dtype=torch.bool, device=self.device)
+        gone[a_m], gone[b_m] = True, True
+        self._forget(torch.cat([a_m, b_m]), m0)
+        # Every row meets the merged units; the merged rows get whole lists.
+        self._offer(a_k.clamp_max(m0 - 1), p.masked_fill(~ok[:, None] | gone[None, :m0], _NEG), m0)
+        own = torch.cat([p, p.new_full((limit, 1), _NEG)], 1)  # [L, M + 1]: column m0 takes the padding
+        own[:, a_m] = between.masked_fill(~(ok[:, None] & ok[None, :]), _NEG).fill_diagonal_(_NEG)
+        own[:, b_m] = _NEG
+        self._relist(a_k, own[:, :m0].masked_fill(~alive[None, :m0], _NEG))
+        self._heads(m0, alive)
+        return a, b, k
+
+    def _apply_pairs(self, a: Tensor, b: Tensor) -> None:
+        """The payload of a round's pairs, after its count was read: counts, frames, times, evidence and
+        intervals of rows b join rows a (the round merged their sums and units)."""
+        self._merge_rows(a, b, renormalize=False, pairs=True, sums=False)
 
     def __len__(self) -> int:
         return self._m
@@ -521,7 +780,8 @@ class TokenMemory:
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
         rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
-        recent = {"recent_ids": self._recent[0].cpu().clone(), "recent_unit": self._recent[1].cpu().clone()}
+        seen = self._recent[0] >= 0  # padding slots hold id -1
+        recent = {"recent_ids": self._recent[0][seen].cpu(), "recent_unit": self._recent[1][seen].cpu()}
         live = self._rows["iv_span"][: self._m, :, 0] < INF
         intervals = {"iv_count": live.sum(dim=1).cpu()}
         for (buf, side), name in zip(_SLOT_FIELDS, _INTERVAL_FIELDS[1:], strict=True):
@@ -559,7 +819,11 @@ class TokenMemory:
         for (buf, side), name in zip(_SLOT_FIELDS, _INTERVAL_FIELDS[1:], strict=True):
             memory._rows[buf][owner, slot, side] = state[name].to(memory.device)
         memory._spacings = state["spacings"].tolist()
-        memory._rows["unit"][:m] = normalize(memory._rows["sums"][:m])[0]
+        memory._rows["unit"][:m] = unit(memory._rows["sums"][:m])
+        rows = memory._rows  # each list starts as the cached neighbour alone, bounded by its similarity
+        rows["nb_idx"][:m, 0] = rows["nn_idx"][:m]
+        rows["nb_sim"][:m, 0] = rows["nn_sim"][:m].masked_fill(rows["nn_idx"][:m] < 0, _NEG)
+        rows["nb_bound"][:m] = rows["nb_sim"][:m, 0]
         memory._m = m
         memory._recent = (state["recent_ids"].to(memory.device), state["recent_unit"].to(memory.device))
         for name in _COUNTERS:
@@ -591,3 +855,65 @@ def _first_and_newest(seen: Tensor, keep: int) -> Tensor:
     j = torch.arange(keep, device=x.device)[None]
     out = x.gather(1, torch.where(n <= keep, j, torch.where(j == 0, 0, n - keep + j)))
     return out.masked_fill(out == big, -1)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """What `TokenMemory._group` found (see there); `receivers` is `_merge_rows`'s `groups` argument."""
+
+    group: Tensor
+    target: Tensor
+    n_fresh: int
+    away: Tensor
+    into: Tensor
+    receivers: tuple[Tensor, Tensor, int]
+    blocked: Tensor
+    comp_unit: Tensor
+    comp_cos: Tensor
+    cand: Tensor
+    bound: Tensor | None
+    matched: int
+
+
+@dataclass(frozen=True)
+class _Done:
+    """What `TokenMemory._merge_frame` did: ids of the new entries, and on the device the ids of the absorbed
+    and the bridged ones (read with the update), and the tokens that matched a pre-existing entry."""
+
+    new: tuple[int, ...]
+    absorbed: Tensor
+    away: Tensor
+    matched: int
+
+
+class _Pace:
+    """How many consolidation rounds to queue before reading their counts (one host sync) and how many pair
+    slots each round offers: both from the pairs a round merged lately. A round queued past the need, or a
+    slot past the safe prefix, costs a share of a similarity pass for nothing; a batch too short costs a
+    sync."""
+
+    def __init__(self) -> None:
+        self.per_round = 4.0  # running mean of the pairs a round merged
+
+    def slots(self) -> int:
+        return max(2, math.ceil(2 * self.per_round))
+
+    def rounds(self, remaining: int) -> int:
+        return max(1, math.ceil(remaining / max(1.0, self.per_round)))
+
+    def update(self, sizes: list[int], limit: int) -> None:
+        for k in sizes:
+            if k:
+                self.per_round = 0.8 * self.per_round + 0.2 * min(k, limit)
+
+
+def _kept_labels(labels: Tensor, kept: Tensor) -> Tensor:
+    """Component labels over all tokens (a zero-norm token is a singleton) -> those of the kept tokens
+    numbered 0..K-1 in first-member order (rows of dropped tokens: any value)."""
+    dropped = torch.zeros_like(labels).index_add_(0, labels, (~kept).long())  # 1 at a zero token's label
+    return labels - (torch.cumsum(dropped, 0) - dropped)[labels]
+
+
+def _float32(value: float) -> float:
+    """`value` rounded to float32, as torch's float32 mean of 0/1 flags gives it (the novelty)."""
+    return float(struct.unpack("f", struct.pack("f", value))[0])

@@ -33,9 +33,10 @@ RECENT_FIELDS = ("recent_ids", "recent_unit")  # entries seen in the latest fram
 INTERVAL_FIELDS = ("iv_count", "iv_start", "iv_end", "iv_frame", "iv_support")
 INTERVAL_STATE = (*INTERVAL_FIELDS, "spacings")  # spacings: [<= SPACINGS] float64 seconds, oldest first
 _F32, _F64, _I64 = torch.float32, torch.float64, torch.int64
-# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "K" interval slots, "2" pairs, ""
-# scalar; dtype; fill of an unused row). An interval slot is used when its start is finite
-# (compress.intervals).
+# Per-entry buffers: name -> (row shape: "D" width, "E" evidence slots, "K" interval slots, "N" neighbour
+# slots, "2" pairs, "" scalar; dtype; fill of an unused row). An interval slot is used when its start is
+# finite (compress.intervals). The neighbour lists (nb_*) are rebuilt from nn_idx / nn_sim on load, never
+# saved.
 ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "sums": ("D", _F32, 0.0),
     "unit": ("D", _F32, 0.0),
@@ -49,6 +50,9 @@ ROWS: dict[str, tuple[str, torch.dtype, float]] = {
     "nn_sim": ("", _F32, NEG),
     "iv_span": ("K2", _F64, float("inf")),  # (start, end) per interval slot
     "iv_evidence": ("K2", _I64, -1),  # (evidence frame, its support) per interval slot
+    "nb_idx": ("N", _I64, -1),  # the most similar other entries (-1: empty slot), any order
+    "nb_sim": ("N", _F32, NEG),  # their cosines
+    "nb_bound": ("", _F32, NEG),  # every entry outside the list is at most this similar
 }
 
 

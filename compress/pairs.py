@@ -10,7 +10,8 @@ in the same order:
   the first entry whose cached neighbour an earlier pair merged (its best is then unknown) or at a tie;
 - no merged unit l < j is at least as similar to any entry still there, nor to another merged unit, as pair j.
 
-Pure tensor code: M live entries, k candidate pairs.
+Both steps are tensor code of fixed shapes (`walk`, `safe_count`): a round queues without a host sync, its
+pair count stays on the device. Pure tensor code: M live entries, k candidate pairs.
 """
 
 from __future__ import annotations
@@ -21,53 +22,114 @@ from torch import Tensor
 _NEG = float("-inf")
 
 
-def candidate_pairs(nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Up to `limit` disjoint pairs (entry, its cached neighbour), most similar first, from `[M]` neighbour
-    similarities, neighbour rows and entry ids -> (rows a that survive (older id), rows b merged into them,
-    `[k]` pair similarities). The first pair is always the most similar pair."""
-    sims, rows = torch.sort(nn_sim, descending=True, stable=True)
-    span = min(
-        rows.numel(), 4 * limit + 8
-    )  # rows read from the top: pairs show up twice, stale rows stop the walk
-    top, partner = rows[:span], nn_idx[rows[:span]]
-    a: list[int] = []
-    b: list[int] = []
-    values: list[float] = []
-    taken: set[int] = set()
-    columns = (sims[:span], top, partner, ids[top], ids[partner])
-    walk = zip(*(c.tolist() for c in columns), strict=True)
-    for value, i, j, id_i, id_j in walk:
-        if i in taken:
-            continue  # the other half of a pair already taken
-        if j in taken or j < 0 or (values and value >= values[-1]):
-            break  # i's best is unknown once its neighbour merges; a tie's order depends on row layout
-        older, newer = (i, j) if id_i < id_j else (j, i)
-        a.append(older)
-        b.append(newer)
-        values.append(value)
-        taken.update((i, j))
-        if len(a) == limit:
-            break
+def _walk_once(
+    nn_sim: Tensor, nn_idx: Tensor, limit: int, cap: Tensor | int | None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`walk`'s pairs as (`[limit]` rows i, their neighbours j (-1: padding), their similarities)."""
+    m = nn_sim.shape[0]
     device = nn_sim.device
-    return torch.tensor(a, device=device), torch.tensor(b, device=device), torch.tensor(values, device=device)
+    sims, rows = torch.sort(nn_sim, descending=True, stable=True)
+    span = min(m, 4 * limit + 8)  # rows read from the top: pairs show up twice, stale rows stop the walk
+    top, partner, value = rows[:span], nn_idx[rows[:span]], sims[:span]
+    position = torch.empty_like(rows)
+    position[rows] = torch.arange(m, device=device)
+    p = torch.arange(span, device=device)
+    valid = (partner >= 0) & (value > _NEG)
+    other = partner.clamp_min(0)
+    mutual = valid & (nn_idx[other] == top)
+    later = position[other] > p
+    first = mutual & later
+    first[0] = valid[0]  # the most similar pair, mutual or a tie
+    second = mutual & ~later
+    previous = torch.cat([p.new_full((1,), -1), torch.cummax(torch.where(first, p, -1), 0).values[:-1]])
+    tie = first & (previous >= 0) & (value >= value[previous.clamp_min(0)])
+    bad = ~(first | second) | tie
+    take = first & (torch.cumsum(bad.long(), 0) == 0)
+    if cap is not None:
+        take &= torch.cumsum(take.long(), 0) <= cap
+    at = torch.nonzero_static(take, size=limit, fill_value=-1).squeeze(1)  # [limit] positions of the pairs
+    held = at >= 0
+    at = at.clamp_min(0)
+    return (
+        torch.where(held, top[at], -1),
+        torch.where(held, partner[at], -1),
+        torch.where(held, value[at], _NEG),
+    )
+
+
+def walk(
+    nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int, cap: Tensor | int | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Up to `limit` (and `cap`, a 0-dim tensor or int) disjoint pairs (entry, its cached neighbour), most
+    similar first, from `[M]` neighbour similarities, neighbour rows (-1: unknown) and entry ids -> (`[limit]`
+    rows a that survive (older id), rows b merged into them, their similarities, and the count k as a 0-dim
+    tensor); slots past k hold -1 and -inf. The first pair is always the most similar pair. No host sync.
+
+    The walk down the sorted cache, in closed form: a pair is taken at the first of its two rows (a mutual
+    pair: each row is the other's cached neighbour), skipped at the second; the walk stops at a row whose
+    neighbour is unknown or not mutual (its neighbour was merged by an earlier pair, or a tie), or at a pair
+    as similar as the previous one (a tie's order depends on row layout). Past the first pair a taken pair is
+    always mutual except at exact ties, where stopping early only shortens the round."""
+    if limit == 1:  # the most similar pair alone: the first row of the stable descending sort
+        top = nn_sim.argmax().view(1)
+        value, j = nn_sim[top], nn_idx[top]
+        held = (j >= 0) & (value > _NEG)
+        if cap is not None:
+            held &= torch.as_tensor(cap, device=nn_sim.device) >= 1
+        i, j, value = torch.where(held, top, -1), torch.where(held, j, -1), torch.where(held, value, _NEG)
+    else:
+        i, j, value = _walk_once(nn_sim, nn_idx, limit, cap)
+    held = i >= 0
+    older = ids[i.clamp_min(0)] < ids[j.clamp_min(0)]
+    a = torch.where(held, torch.where(older, i, j), -1)
+    b = torch.where(held, torch.where(older, j, i), -1)
+    return a, b, value, held.sum()
+
+
+def candidate_pairs(nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int) -> tuple[Tensor, Tensor, Tensor]:
+    """`walk`'s pairs trimmed to their count (one host sync) -> (rows a that survive (older id), rows b merged
+    into them, `[k]` pair similarities). The first pair is always the most similar pair."""
+    a, b, values, count = walk(nn_sim, nn_idx, ids, limit)
+    k = int(count)  # host sync: the caller wants tensors of the pairs' own length
+    return a[:k], b[:k], values[:k]
+
+
+def safe_count(p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor, count: Tensor | int) -> Tensor:
+    """How many leading candidate pairs one-at-a-time merging would pick in this order, as a 0-dim tensor (at
+    least one when there is a candidate; no host sync).
+
+    Args: `p` [k, M] merged units x entries before the round, `pq` [k, k] merged x merged, `a`, `b` the pairs'
+        rows, `value` [k] their similarities (descending), `count` the candidates (slots past it are padding).
+    """
+    k, m = p.shape
+    device = p.device
+    if k == 1:  # one candidate: safe whenever there is one
+        return torch.as_tensor(count, device=device).long().clamp_max(1)
+    held = torch.arange(k, device=device) < count
+    spare = torch.cat([p, p.new_full((k, 1), _NEG)], 1)  # column m: where padding slots point
+    a_, b_ = torch.where(held, a, m), torch.where(held, b, m)
+    plain = spare.clone()
+    plain[:, a_], plain[:, b_] = _NEG, _NEG
+    others = plain.max(dim=1).values  # [k] best of each merged unit among entries outside every pair
+    separate = torch.maximum(spare[:, a_], spare[:, b_])  # [k, k]: merged l vs the rows of pair l'
+    between = pq.clone().fill_diagonal_(_NEG)
+    idx = torch.arange(k, device=device)
+    earlier = idx[:, None] < idx[None, :]  # [l, j]: l < j
+    # pair j fails when a merged unit l < j reaches value[j]: with an entry outside every pair, with a row of
+    # a pair j' >= j (still apart), or with another merged unit l' < j
+    outside = torch.cat([others.new_full((1,), _NEG), torch.cummax(others, 0).values[:-1]])
+    apart = torch.where(earlier, separate.flip(1).cummax(1).values.flip(1), _NEG).max(dim=0).values
+    within = torch.where(earlier.T, between, _NEG).max(dim=1).values  # [l]: best with a merged l' < l
+    within = torch.cat([within.new_full((1,), _NEG), torch.cummax(within, 0).values[:-1]])
+    fail = ((outside >= value) | (apart >= value) | (within >= value)) & (idx > 0)
+    fail |= ~held
+    return torch.where(fail.any(), fail.long().argmax(), k)
 
 
 def safe_pairs(p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor) -> int:
     """How many leading candidate pairs one-at-a-time merging would pick in this order (at least one).
 
     Args: `p` [k, M] merged units x entries before the round, `pq` [k, k] merged x merged, `a`, `b` the pairs'
-        rows, `value` [k] their similarities (descending).
+        rows, `value` [k] their similarities (descending). One host sync (`safe_count` is the sync-free form).
     """
-    k = a.numel()
-    plain = p.clone()
-    plain[:, torch.cat([a, b])] = _NEG
-    others = plain.max(dim=1).values  # [k] best of each merged unit among entries outside every pair
-    separate = torch.maximum(
-        p[:, a], p[:, b]
-    )  # [k, k]: merged l vs the rows of pair l', still apart before l'
-    between = pq.clone().fill_diagonal_(_NEG)
-    for j in range(1, k):  # k is a round's few pairs
-        v = value[j]
-        if (others[:j] >= v).any() or (separate[:j, j:] >= v).any() or (between[:j, :j] >= v).any():
-            return j
-    return k
+    return int(safe_count(p, pq, a, b, value, a.numel()))

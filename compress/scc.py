@@ -16,6 +16,7 @@ from torch import Tensor
 warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
 _NORM_EPS = 1e-12
 _BLOCK_ELEMENTS = 1 << 22  # similarity entries computed at once in the temporal step (~16 MB of float32)
+_DENSE = 256  # graphs up to this many nodes are hooked from their dense adjacency (`_dense_forest`)
 
 
 @dataclass(frozen=True)
@@ -111,15 +112,15 @@ def _union(parent: Tensor, src: Tensor, dst: Tensor, size: int) -> Tensor:
 
     A round hooks every root under the smallest root adjacent to its tree (pointers only decrease, so each
     root stays its tree's lowest index): a tree with an edge to another either hooks or is hooked onto, so
-    the trees of a component at least halve per round and ceil(log2 size) rounds join them all. The hooks
-    form chains of at most `size` roots; as many pointer jumps after each round flatten them."""
+    the trees of a component at least halve per round and ceil(log2 size) rounds join them all. Round t
+    (from 0) hooks chains of at most size / 2**t roots: ceil(log2 size) - t pointer jumps flatten them."""
     if src.numel() == 0:
         return parent
     rounds = _rounds(size)
-    for _ in range(rounds):
+    for done in range(rounds):
         a, b = parent.gather(0, src), parent.gather(0, dst)  # gather: no thread hand-off on small tensors
         parent = parent.scatter_reduce(0, torch.maximum(a, b), torch.minimum(a, b), reduce="amin")
-        for _ in range(rounds):
+        for _ in range(rounds - done):  # chains of at most size / 2**done roots (the trees left)
             parent = parent.gather(0, parent)
     return parent
 
@@ -185,10 +186,10 @@ def _dense_forest(adj: Tensor) -> Tensor:
     b, n, _ = adj.shape
     parent = torch.arange(b * n, device=adj.device)
     rounds, big = _rounds(n), b * n
-    for _ in range(rounds):
-        near = torch.where(adj, parent.view(b, 1, n), big).amin(dim=2).view(-1)  # [B*n]; big: no neighbour
+    for done in range(rounds):
+        near = torch.where(adj, parent.view(b, 1, n), big).min(dim=2).values.view(-1)  # [B*n]; big: none
         parent = parent.scatter_reduce(0, parent, near.clamp_max(big - 1), reduce="amin")
-        for _ in range(rounds):
+        for _ in range(rounds - done):
             parent = parent.gather(0, parent)
     return parent
 
@@ -236,7 +237,15 @@ def _token_forest(unit_: Tensor, nonzero: Tensor, tau: float, static: bool) -> t
 
 def _components(unit_: Tensor, nonzero: Tensor, tau: float) -> tuple[Tensor, Tensor, Tensor]:
     """`_token_forest` with fixed-size edge lists -> (labels, K, redo flag), all on the device: the caller
-    reads K and the flag in one go and, if the flag is set, calls `_exact_components`."""
+    reads K and the flag in one go and, if the flag is set, calls `_exact_components`. Up to `_DENSE` rows
+    (a frame) the whole graph is hooked densely instead: fewer, larger ops, never a redo."""
+    n = unit_.shape[0]
+    if n <= _DENSE:
+        hit = unit_ @ unit_.T > tau
+        if tau < 0:  # zero rows score exactly 0: only a negative tau links them
+            hit &= nonzero[:, None] & nonzero[None, :]
+        labels, k = _rank_roots(_dense_forest(hit[None]))
+        return labels, k, k.new_zeros((), dtype=torch.bool)
     parent, overflow = _token_forest(unit_, nonzero, tau, static=True)
     labels, k = _rank_roots(parent)
     return labels, k, overflow if overflow is not None else k.new_zeros((), dtype=torch.bool)
