@@ -11,7 +11,7 @@ import json
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from torch import Tensor
 from bench.reference import reference_compress
 from compress.budget import compress_to_budget_with_stats
 from compress.scc import compress_video, compress_video_with_stats, normalize
+from compress.syncs import count_syncs
 
 RETENTIONS = (0.35, 0.10, 0.04)
 DENSE_TAUS = (0.9, 0.8)
@@ -49,6 +50,34 @@ def camera_like(frames: int, tokens: int, dim: int, seed: int = 0) -> Tensor:
             )
             video[f, cells] = objects[o] + 0.2 * torch.randn(4, dim, generator=g)
     return video + spread(0.03, 0.6) * torch.randn(frames, tokens, dim, generator=g)
+
+
+def camera_like_stream(tokens: int, dim: int, seed: int = 0) -> Iterator[Tensor]:
+    """`camera_like` one `[N, D]` frame at a time, without end (for the memory benchmark): the same static
+    scene of 4 bands with per-position texture, the same 6 moving 2x2 objects and sensor noise of log-uniform
+    spread per position, drawn frame by frame (so not the numbers `camera_like` gives)."""
+    g = torch.Generator().manual_seed(seed)
+    side = max(2, math.isqrt(tokens))
+    region = (torch.arange(tokens) // side * 4 // side).clamp_max(3)
+
+    def spread(lo: float, hi: float) -> Tensor:
+        return torch.exp(torch.empty(tokens, 1).uniform_(math.log(lo), math.log(hi), generator=g))
+
+    scene = torch.randn(4, dim, generator=g)[region] + spread(0.05, 0.8) * torch.randn(
+        tokens, dim, generator=g
+    )
+    objects, noise = torch.randn(6, dim, generator=g), spread(0.03, 0.6)
+    f = 0
+    while True:
+        frame = scene.clone()
+        for o in range(6):
+            y, x = (o * 5 + f // 4) % (side - 1), (o * 7 + f // 3) % (side - 1)
+            cells = torch.tensor([(y + a) * side + x + b for a in range(2) for b in range(2)]).clamp_max(
+                tokens - 1
+            )
+            frame[cells] = objects[o] + 0.2 * torch.randn(4, dim, generator=g)
+        yield frame + noise * torch.randn(tokens, dim, generator=g)
+        f += 1
 
 
 def dense_regions(frames: int, tokens: int, dim: int, seed: int = 1) -> Tensor:
@@ -98,7 +127,10 @@ def measure(video: Tensor, tau: float, runs: int, ref_runs: int) -> dict[str, An
         if i < ref_runs:
             ref_t.append(_median_time(lambda: reference_compress(video, tau), 1, video.device))
     ours, fl, ref = statistics.median(ours_t), statistics.median(floor_t), statistics.median(ref_t)
+    syncs = count_syncs(lambda: compress_video(video, tau))[1]  # an extra call, counted, not timed
     return {
+        "host_syncs": syncs.total,
+        "host_syncs_by_op": dict(syncs.by_op),
         "tau": tau,
         "input_tokens": f * n,
         "spatial_tokens": stats.spatial_tokens,
@@ -123,7 +155,7 @@ def _device_name(device: torch.device) -> str:
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'workload':<12}{'tau':>8}{'K1':>7}{'K':>7}{'ret%':>7}{'ours s':>9}{'floor s':>9}{'ref s':>9}"
-        f"{'ours/floor':>11}{'ref/ours':>10}{'ref K':>7}{'ref drop':>9}"
+        f"{'ours/floor':>11}{'ref/ours':>10}{'ref K':>7}{'ref drop':>9}{'syncs':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -131,7 +163,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
             f"{r['workload']:<12}{r['tau']:>8.4f}{r['spatial_tokens']:>7}{r['output_tokens']:>7}"
             f"{100 * r['retention']:>7.1f}{r['ours_s']:>9.3f}{r['floor_s']:>9.3f}{r['reference_s']:>9.3f}"
             f"{r['ours_over_floor']:>11.2f}{r['reference_over_ours']:>10.2f}{r['reference_output_tokens']:>7}"
-            f"{r['reference_dropped_members']:>9}"
+            f"{r['reference_dropped_members']:>9}{r['host_syncs']:>7}"
         )
     return "\n".join(lines)
 
@@ -179,6 +211,7 @@ def main(argv: list[str]) -> int:
         f"on {_device_name(device)}"
     )
     print(_table(rows))
+    print("syncs: host syncs per compress_video call (compress.syncs.HostSyncs; goal <= 24)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

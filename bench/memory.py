@@ -1,14 +1,18 @@
 """`scissor bench memory`: TokenMemory per-frame update cost over a long camera-like stream (flat, bounded).
 
 Streams F frames x N tokens x D dims through one memory and compares the median update time of the first and
-last 1,000 frames; the share of the embedded encoder's per-frame time is measured in the same process. Prints
-a table, writes JSON. Never imported by the product.
+last 1,000 frames; the share of the embedded encoder's per-frame time is measured in the same process, and
+the host syncs per update (`compress.syncs`) below and at capacity. Workloads: `camera` (a drifting
+background and objects that leave and come back) or `static` (`bench.compress.camera_like` frame by frame: a
+static scene under sensor noise, where at a high tau most tokens are new every frame). `--device cuda` keeps
+the memory and the tokens on the GPU. Prints a table, writes JSON. Never imported by the product.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -18,9 +22,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bench.compress import camera_like_stream
 from compress import TokenMemory
+from compress.syncs import HostSyncs
 
-FLAT_GOAL, SHARE_GOAL = 1.3, 0.05
+FLAT_GOAL, SHARE_GOAL, SYNC_GOAL = 1.3, 0.05, 16
 
 
 class CameraStream:
@@ -59,49 +65,104 @@ class CameraStream:
         return out
 
 
+class Frames:
+    """The workload's `[N, D]` frames, on the benchmark's device (`next_frame`)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.device = torch.device(args.device)
+        if args.workload == "static":
+            self.source: Any = camera_like_stream(args.tokens, args.dim, seed=args.seed)
+        else:
+            self.camera = CameraStream(args.tokens, args.dim, seed=args.seed)
+            self.source = iter(self.camera.frame, None)
+
+    def next_frame(self) -> Tensor:
+        frame: Tensor = next(self.source)
+        return frame.to(self.device)
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued kernels, so a timer on the host measures the work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
 def run_stream(args: argparse.Namespace) -> dict[str, Any]:
-    """Stream the frames and time every update (token generation excluded)."""
+    """Stream the frames and time every update (token generation excluded); every `sync_every`-th update is
+    counted for host syncs instead of timed (the counter slows it down)."""
+    device = torch.device(args.device)
     memory = TokenMemory(
         args.dim,
         tau=args.tau,
         capacity=args.capacity,
         window_s=args.window_s,
+        device=device,
         gap_s=args.gap_s,
         max_intervals=args.max_intervals,
     )
-    stream = CameraStream(args.tokens, args.dim, seed=args.seed)
-    times, peak, novelty, early, full_at = [], 0, [], b"", None
+    stream = Frames(args)
+    times: list[float | None] = []
+    peak, novelty, early, full_at = 0, [], b"", None
+    syncs: dict[str, list[int]] = {"below": [], "at": []}
+    by_op: dict[str, int] = {}
     edge = min(args.edge, args.frames // 2)
     for f in range(args.frames):
         if f == edge // 2:
             early = memory.to_bytes()  # the memory at the middle of the first `edge` frames
-        tokens = stream.frame()
-        start = time.perf_counter()
-        update = memory.add_frame(tokens, f / args.fps, f)
-        times.append(time.perf_counter() - start)
+        tokens = stream.next_frame()
+        full = len(memory) >= args.capacity
+        if args.sync_every and f % args.sync_every == args.sync_every - 1:
+            with HostSyncs() as counted:
+                update = memory.add_frame(tokens, f / args.fps, f)
+            syncs["at" if full else "below"].append(counted.total)
+            if counted.total >= max(by_op.values(), default=0):
+                by_op = {"frame": f, "full": full, **counted.by_op}
+            times.append(None)
+        else:
+            _sync(device)
+            start = time.perf_counter()
+            update = memory.add_frame(tokens, f / args.fps, f)
+            _sync(device)
+            times.append(time.perf_counter() - start)
         peak = max(peak, len(memory))
         novelty.append(update.novelty)
         if full_at is None and len(memory) == args.capacity:
             full_at = f + 1
-    first, last = statistics.median(times[:edge]), statistics.median(times[-edge:])
+
+    def timed(part: list[float | None]) -> list[float]:
+        return [t for t in part if t is not None]
+
+    first, last = _median(timed(times[:edge])), _median(timed(times[-edge:]))
     # Flat with stream length: the first `edge` frames after the memory first filled vs the last `edge`.
-    full = (
-        statistics.median(times[full_at : full_at + edge])
+    full_ms = (
+        _median(timed(times[full_at : full_at + edge]))
         if full_at is not None and full_at < len(times)
         else None
     )
     blob = memory.to_bytes()
-    side = side_by_side(TokenMemory.from_bytes(early), TokenMemory.from_bytes(blob), stream, args)
+    side = side_by_side(
+        TokenMemory.from_bytes(early, device=device),
+        TokenMemory.from_bytes(blob, device=device),
+        stream,
+        args,
+    )
     return {
+        **sync_stats(syncs),
+        "host_syncs_worst_by_op": by_op,
         **side,
         "first_median_ms": first * 1e3,
         "last_median_ms": last * 1e3,
         "flat_ratio": last / first,
         "full_at_frame": full_at,
-        "full_median_ms": None if full is None else full * 1e3,
-        "full_ratio": None if full is None else last / full,
-        "p95_ms": float(np.percentile(times, 95)) * 1e3,
-        "max_ms": max(times) * 1e3,
+        "full_median_ms": None if full_ms is None else full_ms * 1e3,
+        "full_ratio": None if full_ms is None else last / full_ms,
+        "frames_per_s_at_capacity": None if full_at is None else 1.0 / last,
+        "p95_ms": float(np.percentile(timed(times), 95)) * 1e3,
+        "max_ms": max(timed(times)) * 1e3,
         "edge_frames": edge,
         "peak_entries": peak,
         "final_entries": len(memory),
@@ -111,6 +172,16 @@ def run_stream(args: argparse.Namespace) -> dict[str, Any]:
         "mean_novelty": statistics.fmean(novelty),
         **memory.summary(),
     }
+
+
+def sync_stats(syncs: dict[str, list[int]]) -> dict[str, float | int | None]:
+    """Host syncs per counted update, below and at capacity: max and mean (None where none was counted)."""
+    out: dict[str, float | int | None] = {}
+    for part, counts in syncs.items():
+        out[f"host_syncs_{part}_capacity_max"] = max(counts) if counts else None
+        out[f"host_syncs_{part}_capacity_mean"] = statistics.fmean(counts) if counts else None
+        out[f"host_syncs_{part}_capacity_frames"] = len(counts)
+    return out
 
 
 def interval_stats(memory: TokenMemory) -> dict[str, float | int]:
@@ -124,17 +195,19 @@ def interval_stats(memory: TokenMemory) -> dict[str, float | int]:
 
 
 def side_by_side(
-    early: TokenMemory, late: TokenMemory, stream: CameraStream, args: argparse.Namespace
+    early: TokenMemory, late: TokenMemory, stream: Frames, args: argparse.Namespace
 ) -> dict[str, float]:
     """Early vs late memory fed the same next frames, alternating per frame: a ratio immune to load drift."""
     times: dict[str, list[float]] = {"early": [], "late": []}
     for f in range(args.replay):
-        tokens, t = stream.frame(), (args.frames + f) / args.fps
+        tokens, t = stream.next_frame(), (args.frames + f) / args.fps
         for name, memory in (
             (("early", early), ("late", late)) if f % 2 else (("late", late), ("early", early))
         ):
+            _sync(stream.device)
             start = time.perf_counter()
             memory.add_frame(tokens, max(t, memory.newest_t or t), args.frames + f)
+            _sync(stream.device)
             times[name].append(time.perf_counter() - start)
     early_ms, late_ms = (statistics.median(times[k]) * 1e3 for k in ("early", "late"))
     return {
@@ -180,6 +253,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fps", type=float, default=4.0, help="stream seconds per frame = 1 / fps")
     parser.add_argument("--tau", type=float, default=0.9)
     parser.add_argument(
+        "--workload",
+        choices=("camera", "static"),
+        default="camera",
+        help="camera: objects come, go and return; static: bench compress's camera_like, frame by frame",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device of the memory and the tokens (cuda)")
+    parser.add_argument(
+        "--sync-every", type=int, default=25, help="count host syncs of every n-th update (0: none)"
+    )
+    parser.add_argument(
         "--gap-s", type=float, default=None, help="interval gap (default: measured from the stream)"
     )
     parser.add_argument("--max-intervals", type=int, default=16, help="intervals kept per entry")
@@ -212,16 +295,29 @@ def main(argv: list[str]) -> int:
     if enc:
         result.update(enc, encoder_share=result["last_median_ms"] / enc["encoder_ms_per_frame"])
     result["meets_flat_goal"] = result["flat_ratio"] <= FLAT_GOAL and result["replay_ratio"] <= FLAT_GOAL
-    print(
-        f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims, capacity "
-        f"{args.capacity}, window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, "
-        f"{args.threads} thread(s)"
+    where = (
+        f"cuda: {torch.cuda.get_device_name(args.device)}" if args.device.startswith("cuda") else args.device
     )
+    print(
+        f"TokenMemory: {args.frames} frames x {args.tokens} tokens x {args.dim} dims ({args.workload}), "
+        f"capacity {args.capacity}, window {args.window_s:g} s at {args.fps:g} fps, tau {args.tau}, "
+        f"{args.threads} thread(s), on {where}"
+    )
+    result["device"] = where
     rows = [
         (f"median update, first {result['edge_frames']} frames", f"{result['first_median_ms']:.2f} ms"),
         (f"median update, last {result['edge_frames']} frames", f"{result['last_median_ms']:.2f} ms"),
         (f"last / first (goal <= {FLAT_GOAL})", f"{result['flat_ratio']:.3f}"),
     ]
+    for part in ("below", "at"):
+        if result[f"host_syncs_{part}_capacity_max"] is not None:
+            rows.append(
+                (
+                    f"host syncs / update {part} capacity (goal <= {SYNC_GOAL})",
+                    f"{result[f'host_syncs_{part}_capacity_mean']:.1f} mean / "
+                    f"{result[f'host_syncs_{part}_capacity_max']} max",
+                )
+            )
     if result["full_ratio"] is not None:
         rows += [
             (

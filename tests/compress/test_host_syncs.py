@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import Tensor
 
-from bench.compress import camera_like
-from compress import compress_video, frame_components, semantic_components
+from bench.compress import camera_like, camera_like_stream
+from bench.memory import CameraStream
+from compress import TokenMemory, compress_video, frame_components, semantic_components
 from compress.syncs import HostSyncs, count_syncs
 
 COMPRESS_VIDEO_BUDGET = 24
+ADD_FRAME_BUDGET = 16
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -99,3 +101,41 @@ def test_nan_tokens_still_raise_naming_the_count_though_the_check_is_read_later(
     video[1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match="1 of 196 token"):
         compress_video(video, 0.9)
+
+
+def budget_run(memory: TokenMemory, frames: Iterator[Tensor], count: int, fps: float = 4.0) -> dict[str, int]:
+    """Feed `count` frames, counting each update's host syncs -> the most below and at capacity."""
+    worst = {"below": 0, "at": 0}
+    for f in range(count):
+        tokens = next(frames)
+        part = "at" if len(memory) >= memory.capacity else "below"
+        with HostSyncs() as syncs:
+            memory.add_frame(tokens, f / fps, f)
+        worst[part] = max(worst[part], syncs.total)
+    return worst
+
+
+@pytest.mark.parametrize(("workload", "tau"), [("camera", 0.83), ("static", 0.91), ("static", 0.97)])
+def test_add_frame_below_and_at_capacity_stays_within_its_budget(workload: str, tau: float) -> None:
+    frames: Iterator[Tensor]
+    if workload == "camera":
+        frames = iter(CameraStream(196, 64, seed=1).frame, None)
+    else:
+        frames = camera_like_stream(196, 64, seed=1)
+    memory = TokenMemory(64, tau=tau, capacity=24 if workload == "camera" else 96, window_s=1e9)
+    worst = budget_run(memory, frames, 40 if tau < 0.95 else 15)
+    assert memory.consolidations_total > 0  # frames at capacity were counted
+    assert worst["below"] <= ADD_FRAME_BUDGET and worst["at"] <= ADD_FRAME_BUDGET, worst
+
+
+def test_evicting_frames_and_frames_showing_nothing_stay_within_the_budget() -> None:
+    camera = CameraStream(49, 32, seed=2)
+
+    def frames() -> Iterator[Tensor]:
+        for f in range(60):
+            yield torch.zeros(0, 32) if f % 7 == 6 else camera.frame()
+
+    memory = TokenMemory(32, tau=0.85, capacity=24, window_s=3.0)
+    worst = budget_run(memory, frames(), 60)
+    assert memory.evicted_total > 0 and memory.consolidations_total > 0
+    assert max(worst.values()) <= ADD_FRAME_BUDGET, worst
