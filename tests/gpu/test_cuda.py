@@ -1,4 +1,5 @@
-"""On a CUDA device: the compressor, the memory and the embedded encoder give what they give on the CPU.
+"""On a CUDA device: the compressor, the memory and the embedded encoder give what they give on the CPU, and
+the memory and the compressor stay within their host-sync budgets (torch.cuda.set_sync_debug_mode).
 
 Marked `gpu` (left out of the default run); `scripts/gpu-check` runs them. Without a CUDA device they fail
 with that reason rather than skip: a GPU check that checked nothing must not read as passed.
@@ -6,14 +7,18 @@ with that reason rather than skip: a GPU check that checked nothing must not rea
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
 from agent.models import load_backend
+from bench.compress import camera_like_stream
 from compress.memory import TokenMemory
 from compress.scc import compress_video
+from compress.syncs import HostSyncs
 
 pytestmark = pytest.mark.gpu
 
@@ -63,3 +68,47 @@ def test_the_embedded_encoder_on_cuda_matches_the_cpu_and_auto_picks_cuda(cuda: 
     gpu = auto.encoder.encode([frame])
     assert gpu.shape == cpu.shape
     assert torch.allclose(gpu.float().cpu(), cpu, atol=5e-2, rtol=5e-2)  # float16 on CUDA by default
+
+
+ADD_FRAME_BUDGET = 16  # as tests/compress/test_host_syncs.py asserts on the CPU
+
+
+def test_add_frame_on_cuda_stays_within_the_host_sync_budget(cuda: torch.device) -> None:
+    """torch.cuda.set_sync_debug_mode warns at every synchronising CUDA call: below and at capacity an update
+    makes at most the budget of them (and compress.syncs counts the same ops as on the CPU)."""
+    frames = camera_like_stream(196, 256, seed=3)
+    memory = TokenMemory(256, tau=0.91, capacity=256, window_s=1e9, device=cuda)
+    worst = {"below": 0, "at": 0}
+    counted = {"below": 0, "at": 0}
+    for f in range(40):
+        tokens = next(frames).to(cuda)
+        part = "at" if len(memory) >= memory.capacity else "below"
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                memory.add_frame(tokens, f / 4, f)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
+        worst[part] = max(worst[part], syncs)
+        with HostSyncs() as host:
+            memory.add_frame(next(frames).to(cuda), f / 4 + 0.125, f)
+        counted[part] = max(counted[part], host.total)
+    assert memory.consolidations_total > 0
+    assert max(worst.values()) <= ADD_FRAME_BUDGET, worst
+    assert max(counted.values()) <= ADD_FRAME_BUDGET, counted
+
+
+def test_compress_video_on_cuda_stays_within_the_host_sync_budget(cuda: torch.device) -> None:
+    video = clustered(32).to(cuda)  # the paper's 32 x 196 tokens
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            compress_video(video, 0.9)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert sum("synchroniz" in str(w.message) for w in caught) <= 24
