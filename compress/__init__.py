@@ -1,6 +1,14 @@
 """compress: LLaVA-Scissor token compression and the rolling token memory. Pure tensor code: torch only."""
 
-from compress.baselines import PEERS, l2norm_topk, random_drop, tome_merge, uniform_frames, with_merge
+from compress.baselines import (
+    PEERS,
+    l2norm_topk,
+    random_drop,
+    tome_merge,
+    tome_plain,
+    uniform_frames,
+    with_merge,
+)
 from compress.budget import BudgetStats, compress_to_budget, compress_to_budget_with_stats
 from compress.memory import EntryInfo, MemoryUpdate, TokenMemory
 from compress.quality import coverage, nearest_cosine, retention, worst_coverage
@@ -39,6 +47,7 @@ __all__ = [
     "retention",
     "semantic_components",
     "tome_merge",
+    "tome_plain",
     "uniform_frames",
     "with_merge",
     "worst_coverage",

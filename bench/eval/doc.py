@@ -19,6 +19,11 @@ DEFINITIONS = """\
   the tau whose count is the largest found <= B (bisection, tolerance 0.002). The incremental `TokenMemory`
   streams the clip at 1 frame/s with no window, capacity = B and the batch tau (raised halfway to 1, at most
   twice, when it ends under 90 % of B). The achieved retention is reported beside every number.
+- **ToMe peers**: `tome` repeats ToMe's bipartite soft matching with size-weighted means (`merge_wavg`) and
+  puts the merged tokens back in order of their earliest member between rounds, so each alternate A/B split
+  pairs temporal neighbours; `tome-plain` repeats the real `bipartite_soft_matching` + `merge_wavg` on its
+  own output (unmerged A tokens by score, then B), as the facebookresearch/ToMe code does when called again.
+  The two agree on the first round only.
 - **Represent**: every original token is represented by the kept token most similar to it (cosine: the paper's
   Eq. 7 rule applied to the final kept set), the same rule for every method.
 - **Coverage**: `compress.quality.coverage`: mean over the F x N original tokens of the best cosine to a kept

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compress import PEERS, l2norm_topk, random_drop, tome_merge, uniform_frames
+from compress import PEERS, l2norm_topk, random_drop, tome_merge, tome_plain, uniform_frames
 from compress.scc import final_merge
 
 
@@ -72,3 +72,22 @@ def test_merge_variants_apply_the_papers_final_merge_to_the_selection() -> None:
 def test_bad_budgets_raise(budget: object) -> None:
     with pytest.raises(ValueError, match="budget"):
         uniform_frames(video(), budget)  # type: ignore[arg-type]
+
+
+def test_plain_tome_is_one_tome_round_on_its_own_output_order() -> None:
+    frames = video(5)
+    one = tome_plain(frames, 96 - 7)  # a single round: the same merges as the re-sorted peer, ToMe's order
+    torch.testing.assert_close(one.sort(dim=0).values, tome_merge(frames, 96 - 7).sort(dim=0).values)
+    tokens = torch.tensor([[[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [-1.0, 0.0]]])  # A = even, B = odd
+    out = tome_plain(tokens, 3)  # kept A token first, then the B tokens (one holding the merge)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 1.0], [0.995, 0.05], [-1.0, 0.0]]))
+
+
+def test_plain_and_resorted_tome_part_ways_after_the_first_round() -> None:
+    frames = video(6, f=8, n=32)
+    plain, resorted = tome_plain(frames, 40), tome_merge(frames, 40)
+    assert plain.shape == resorted.shape == (40, 8)
+    assert not torch.allclose(plain.sort(dim=0).values, resorted.sort(dim=0).values)
+    zeros = frames.clone()
+    zeros[0, :4] = 0  # zero-norm tokens score 0 instead of dividing by their norm
+    assert torch.isfinite(tome_plain(zeros, 40)).all()
