@@ -48,9 +48,7 @@ def test_sigkill_then_start_brings_back_cameras_rules_sessions_and_memory_and_in
                 api.post(
                     "/rules", json={"camera_id": "gate", "kind": "novelty", "params": {"threshold": 0.6}}
                 ),
-                api.post(
-                    "/rules", json={"camera_id": "yard", "kind": "label", "params": {"label": "car"}}
-                ),
+                api.post("/rules", json={"camera_id": "yard", "kind": "label", "params": {"label": "car"}}),
             ]
             assert all(r.status_code == 201 for r in rules), [r.text for r in rules]
             wait_for(
