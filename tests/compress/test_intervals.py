@@ -92,13 +92,13 @@ class Replay:
         merge_rows, consolidate = TokenMemory._merge_rows, TokenMemory._consolidate
         events = self.events
 
-        def merges(memory: TokenMemory, into: Tensor, away: Tensor, **kwargs: bool) -> None:
+        def merges(memory: TokenMemory, into: Tensor, away: Tensor, **kwargs: Any) -> None:
             if memory is self.memory and away.numel():
                 ids = memory._rows["ids"]
                 events.append(("merge", ids[into].tolist(), ids[away].tolist()))
             merge_rows(memory, into, away, **kwargs)
 
-        def consolidates(memory: TokenMemory) -> list[int]:
+        def consolidates(memory: TokenMemory) -> Tensor:
             if memory is self.memory:
                 events.append(("counts", {i.id: i.count for i in memory.tokens()[1]}, None))
             return consolidate(memory)
