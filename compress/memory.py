@@ -38,6 +38,7 @@ __all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live i
 _ROUND_PAIRS = 32  # most pairs one consolidation round merges with one similarity pass
 _CANDIDATES = 8  # entries a component offers its tokens in the final merge before the exactness check
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
+_LINKED = 4  # columns per component held for the entries a frame links (more: the grouping is redone)
 _NEIGHBOURS = 8  # most similar other entries each entry lists (an exact top list and a bound on the rest)
 _BIG = torch.iinfo(torch.int64).max
 # Where the state's ragged interval fields (after iv_count) live: (buffer, column of its last dimension).
@@ -157,10 +158,11 @@ class TokenMemory:
         """The `count` rows where `mask` is set, ascending (`count` read from the device before): no sync."""
         return torch.nonzero_static(mask, size=count).squeeze(1)
 
-    def _remove(self, rows: Tensor) -> Tensor:
+    def _remove(self, rows: Tensor, *, heads: bool = True) -> Tensor:
         """Swap-remove the (unique) live `rows`; returns the old-row -> new-row map `[M]`, -1 for removed
         rows. Fixed shapes: the holes below the new end (in the order given) take the live rows past it
-        (ascending); the other removed rows pair with each other, past the new end, where nothing is read."""
+        (ascending); the other removed rows pair with each other, past the new end, where nothing is read.
+        `heads` False: the caller recomputes the cached nearest neighbours (`_heads`) itself."""
         m, r, n = self._m, self._rows, rows.numel()
         keep = m - n
         mapping = torch.arange(m, device=self.device)
@@ -174,17 +176,13 @@ class TokenMemory:
         mapping.index_fill_(0, rows, -1)
         mapping[movers] = torch.where(gone[movers], -1, holes)
         self._m = keep
-        self._remap(mapping)
-        return mapping
-
-    def _remap(self, mapping: Tensor) -> None:
-        """Point every neighbour list through `mapping` (old row -> new row, -1: removed, dropped from the
-        lists), then the cached nearest neighbours."""
-        nb = self._rows["nb_idx"][: self._m]
+        nb = r["nb_idx"][:keep]  # every list through the mapping; removed rows drop out
         moved = torch.where(nb >= 0, mapping[nb.clamp_min(0)], -1)
         nb.copy_(moved)
-        self._rows["nb_sim"][: self._m].masked_fill_(moved < 0, _NEG)
-        self._heads()
+        r["nb_sim"][:keep].masked_fill_(moved < 0, _NEG)
+        if heads:
+            self._heads()
+        return mapping
 
     def _forget(self, rows: Tensor, m: int | None = None) -> None:
         """Drop `rows` (whose units changed or which are gone) from every neighbour list of rows 0..m-1."""
@@ -234,7 +232,8 @@ class TokenMemory:
         offered = sims.t()
         offered = offered.masked_fill(offered <= bound[:, None], _NEG)  # [m, c]
         every = torch.cat([sim, offered], 1)
-        top, at = every.topk(k + 1, dim=1)
+        top, at = every.sort(dim=1, descending=True)  # faster than topk for these short rows on the CPU
+        top, at = top[:, : k + 1], at[:, : k + 1]
         rows = torch.cat([nb, cols[None].expand(m, -1)], 1).gather(1, at[:, :k])
         nb.copy_(torch.where(top[:, :k] > _NEG, rows, -1))
         sim.copy_(top[:, :k])
@@ -449,7 +448,7 @@ class TokenMemory:
         rows = self._pick(old, count)
         out = (r["ids"][rows], r["counts"][rows].sum()[None])
         self.evicted_total += count
-        self._remove(rows)  # neighbour lists that lose every entry are recomputed with the frame's refresh
+        self._remove(rows, heads=False)  # lists that lose every entry are recomputed with the frame's refresh
         return out
 
     def _mend(self) -> None:
@@ -459,12 +458,14 @@ class TokenMemory:
         stale = self._pick(empty, int(empty.sum()))  # host sync (rare): how many lists emptied
         self._refresh(stale[:0], stale)
 
-    def _group(self, x: Tensor, labels: Tensor, k1: int) -> _Groups:
+    def _group(self, x: Tensor, labels: Tensor, k1: int, room: int | None = None) -> _Groups:
         """Link components to entries and to each other (cos > tau), union all linked -> `_Groups`: per
         component its group, per group its target row or -1 (its oldest linked entry), the rows bridged into
         targets, the components' units and cosines with every entry, the candidates of the final merge, and
-        the counts read from the device (one host sync)."""
+        the counts read from the device (one host sync). The linked entries are gathered into `room` columns
+        (default: a few per component; a frame linking more is redone with room for all)."""
         m, r = self._m, self._rows
+        room = min(m, _LINKED * k1) if room is None else room
         comp_unit = unit(merge_by_labels(x, labels, k1, reduce="sum"))  # [k1, D]
         comp_cos = self._cos_all(comp_unit)  # [k1, M]: the frame's one component x entry matmul
         link = comp_cos > self.tau
@@ -479,28 +480,32 @@ class TokenMemory:
             wide[:, column] |= comp_unit @ recent_unit.T > self.tau
             link = wide[:, :m]
         linked = link.any(dim=0)  # [M] entries some component links
-        first = link.T.contiguous().view(torch.uint8).argmax(dim=1)  # [M] the first component linking each
+        # The linked entries' columns (ascending; past them padding m): `room` of them, enough unless flagged.
+        cols = torch.nonzero_static(linked, size=room, fill_value=m).squeeze(1)  # [L]
+        held = cols < m
+        sub = torch.cat([link, link.new_zeros(k1, 1)], 1)[:, cols]  # [k1, L]
+        first = sub.T.contiguous().view(torch.uint8).argmax(dim=1)  # [L] the first component linking each
         # Components sharing an entry join through that entry's first component.
         share = torch.zeros(k1 * k1, dtype=torch.long, device=self.device)
         share.index_add_(
             0,
             (torch.arange(k1, device=self.device)[:, None] * k1 + first).reshape(-1),
-            link.reshape(-1).long(),
+            sub.reshape(-1).long(),
         )
         share = share.view(k1, k1) > 0
         adj = (comp_unit @ comp_unit.T > self.tau) | share | share.T  # same frame, or through an entry
         adj |= torch.eye(k1, dtype=torch.bool, device=self.device)
         group = graph_components(adj[None])[0]  # [k1], numbered in first-member order
-        col_group = torch.where(linked, group[first], k1)  # [M] group of any component linking the entry
-        ids = r["ids"][:m]
+        col_group = torch.where(held, group[first], k1)  # [L] group of any component linking the entry
+        ids = torch.cat([r["ids"][:m], r["ids"].new_full((1,), _BIG)])[cols]
         oldest = torch.full((k1 + 1,), _BIG, dtype=torch.long, device=self.device)
         oldest.scatter_reduce_(0, col_group, ids, "amin")
-        is_target = linked & (ids == oldest[col_group])
+        is_target = held & (ids == oldest[col_group])
         target = torch.full((k1 + 1,), -1, dtype=torch.long, device=self.device)
-        target[torch.where(is_target, col_group, k1)] = torch.arange(m, device=self.device)
+        target[torch.where(is_target, col_group, k1)] = cols
         target[k1] = -1
-        bridged = linked & ~is_target  # [M] entries merged into their group's target
-        into = torch.where(bridged, target[col_group], m)  # [M] the target each merges into, m: none
+        bridged = held & ~is_target  # [L] entries merged into their group's target
+        into = torch.where(bridged, target[col_group], m)  # [L] the target each merges into, m: none
         per_target = torch.zeros(m + 1, dtype=torch.long, device=self.device).index_add_(
             0, into, torch.ones_like(into)
         )[:m]
@@ -514,7 +519,7 @@ class TokenMemory:
         chosen[top_rows.reshape(-1)] = True
         matched = (target[group[labels]] >= 0).sum()
         # host sync 2: groups, targets, bridged entries and their targets, widest bridge, candidates, matched
-        g, n_targets, n_bridged, n_into, widest, n_cand, n_matched = torch.stack(
+        g, n_targets, n_bridged, n_into, widest, n_cand, n_matched, overflow = torch.stack(
             [
                 group.max() + 1,
                 (target >= 0).sum(),
@@ -523,17 +528,21 @@ class TokenMemory:
                 per_target.max() if m else per_target.new_zeros(()),
                 chosen.sum(),
                 matched,
+                linked.sum() > room,
             ]
         ).tolist()
-        away = self._pick(bridged, n_bridged)
+        if overflow:  # rare: more linked entries than `room`; again with room for all (one more host sync)
+            return self._group(x, labels, k1, m)
+        at = self._pick(bridged, n_bridged)
+        away = cols[at]
         receivers = self._pick(per_target > 0, n_into)
-        place = (torch.cumsum((per_target > 0).long(), 0) - 1)[into[away]]
+        place = (torch.cumsum((per_target > 0).long(), 0) - 1)[into[at]]
         return _Groups(
             group=group,
             target=target[:g],
             n_fresh=g - n_targets,
             away=away,
-            into=into[away],
+            into=into[at],
             receivers=(receivers, place, widest),
             blocked=linked,
             comp_unit=comp_unit,
@@ -634,7 +643,7 @@ class TokenMemory:
             unit(took),
         )  # every row that took tokens exists
         self._m = size
-        mapping = self._remove(torch.cat([away, m + self._pick(~filled, f - n_filled)]))
+        mapping = self._remove(torch.cat([away, m + self._pick(~filled, f - n_filled)]), heads=False)
         changed = mapping[touched_rows]
         changed = changed[self._pick(changed >= 0, n_touched - (f - n_filled))]
         self._refresh(changed, mapping[stale])
