@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 PROJECT = "scissor-stream"
-EXTRAS = ("test", "dev")
+EXTRAS = ("test", "dev", "ray")
 
 
 def direct_requirements(pyproject: Path) -> list[str]:
