@@ -15,6 +15,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
+from cryptography.fernet import Fernet
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -104,6 +105,24 @@ class RedisOptions(Section):
     tls_cert_file: Path | None = Field(None, description="client certificate for rediss:// (file path)")
     tls_key_file: Path | None = Field(None, description="client key for rediss:// (file path)")
     socket_timeout_s: float = Field(2.0, gt=0.0, le=60.0, description="seconds before a Redis call gives up")
+    encryption_key: SecretStr | None = Field(
+        None,
+        description="Fernet key encrypting camera URLs in Redis and the local write-ahead file "
+        "(unset: a key generated once in SCISSOR_STATE__DIR, mode 0600)",
+    )
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                Fernet(value.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "must be a Fernet key (32 url-safe base64-encoded bytes): "
+                    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                ) from None
+        return value
 
 
 class MqttOptions(Section):
@@ -111,7 +130,11 @@ class MqttOptions(Section):
 
     username: str | None = Field(None, max_length=256, description="broker user (overrides one in the URL)")
     password: SecretStr | None = Field(None, description="broker password (overrides one in the URL)")
-    client_id: str = Field("scissor", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="MQTT client identifier")
+    client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT client identifier (unset: scissor-<host>-<random>, unique per process)",
+    )
     topic_root: str = Field(
         "scissor", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="first level of every topic"
     )
@@ -152,6 +175,11 @@ class StateOptions(Section):
     session_ttl_s: float = Field(1800.0, gt=0.0, description="idle seconds before a Q&A session is forgotten")
     session_max_turns: int = Field(50, ge=1, le=10_000, description="turns kept per Q&A session")
     sync_retry_s: float = Field(1.0, gt=0.0, le=60.0, description="seconds between Redis reconnect attempts")
+    dir: Path | None = Field(
+        None,
+        description="local directory for the write-ahead file (changes and alerts Redis has not confirmed) "
+        "and the generated encryption key (unset: $XDG_STATE_HOME/scissor or ~/.local/state/scissor)",
+    )
 
 
 class Settings(BaseSettings):

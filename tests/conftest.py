@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,17 @@ from harness.servers import MosquittoServer, PrometheusServer, RedisServer
 # policy refuses (it suits a camera LAN): allow it for every service the tests start, in process or not.
 TEST_CAMERA_NETS = '["127.0.0.0/8", "::1/128"]'
 os.environ.setdefault("SCISSOR_CAMERA__ALLOW_NETS", TEST_CAMERA_NETS)
+# Every service the tests start keeps its write-ahead file and generated key in a temporary directory: one per
+# test (the fixture below), one for the session for module-scoped services; never the user's ~/.local/state.
+os.environ.setdefault("SCISSOR_STATE__DIR", tempfile.mkdtemp(prefix="scissor-state-"))
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own `SCISSOR_STATE__DIR` (a service started twice in one test finds its file again)."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("SCISSOR_STATE__DIR", str(path))
+    return path
 
 
 @pytest.fixture

@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
+import secrets
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -31,13 +34,22 @@ OnDropped = Callable[[str], None]  # alert id dropped from the full outbox
 
 @dataclass
 class MqttStats:
-    """Plain metric counters: alerts sent (PUBACK received) / dropped (outbox full), failures, reconnects."""
+    """Plain metric counters: alerts sent (PUBACK received) / dropped (outbox full), failures, reconnects,
+    and how often a foreign value on our availability topic was overwritten with `online`."""
 
     sent: int = 0
     failed: int = 0
     dropped: int = 0
     reconnects: int = 0
     events_dropped: int = 0
+    availability_reasserted: int = 0
+
+
+def default_client_id() -> str:
+    """`scissor-<host>-<6 random hex>`: unique per process, so two instances never take each other's session
+    (a broker disconnects the older of two clients with one id)."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "host"
+    return f"scissor-{host}-{secrets.token_hex(3)}"
 
 
 class MqttPublisher:
@@ -46,13 +58,17 @@ class MqttPublisher:
     Alerts are written to the store's outbox first (in Redis when configured), then published in order with
     QoS 1 and removed only after the broker's PUBACK, so a broker outage loses nothing up to the outbox bound.
     On every (re)connect it republishes retained `<root>/availability = online` and every camera's status; the
-    last will sets it `offline` (retained, QoS 1) and `stop()` publishes `offline` itself. Delivery is at
-    least once: a subscriber drops duplicates by the alert's unique `id`.
+    last will sets it `offline` (retained, QoS 1) and `stop()` publishes `offline` itself. It listens on its
+    availability topic and puts `online` back whenever anything else appears there while it runs (a forged
+    `offline`, another instance's last will). A removed camera's retained status is cleared (empty retained
+    payload), and remembered in the store until the broker has taken the clear, so a camera removed during
+    an outage is cleared when the broker returns, even after a restart. Delivery is at least once: a
+    subscriber drops duplicates by the alert's unique `id`.
 
     Args:
         url: `mqtt://[user[:password]@]host[:port]` or `mqtts://...` (TLS).
-        store: where the outbox lives.
-        client_id: MQTT client identifier.
+        store: where the outbox and the pending clears live.
+        client_id: MQTT client identifier (None: `default_client_id()`).
         topic_root: first topic level.
         username, password: override the URL's credentials.
         tls_ca_file, tls_cert_file, tls_key_file, tls_insecure: TLS options for mqtts.
@@ -65,7 +81,7 @@ class MqttPublisher:
         url: str,
         *,
         store: Store,
-        client_id: str = "scissor",
+        client_id: str | None = None,
         topic_root: str = "scissor",
         username: str | None = None,
         password: str | None = None,
@@ -89,12 +105,14 @@ class MqttPublisher:
         self.username = username or parts.username
         self.password = password or parts.password
         self.tls_files, self.tls_insecure = (tls_ca_file, tls_cert_file, tls_key_file), tls_insecure
-        self.store, self.client_id, self.root = store, client_id, topic_root
+        self.store, self.client_id, self.root = store, client_id or default_client_id(), topic_root
+        self.availability_topic = f"{topic_root}/availability"
         self.keepalive_s, self.timeout_s = keepalive_s, timeout_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, backoff_max_s
         self.on_delivered, self.on_dropped = on_delivered, on_dropped
         self.stats = MqttStats()
         self._statuses: dict[str, CameraStatus] = {}
+        self._clears: set[str] = set()  # removed cameras whose retained status the broker may still hold
         self._client: aiomqtt.Client | None = None
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -146,6 +164,7 @@ class MqttPublisher:
         """Start the connection task (it keeps reconnecting until `stop()`); returns at once."""
         if self._task is None:
             self._stopping.clear()
+            self._clears.update(await self.store.retained_clears())
             self._task = asyncio.create_task(self._run(), name="mqtt-publisher")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
@@ -174,14 +193,28 @@ class MqttPublisher:
     async def set_status(self, status: CameraStatus) -> None:
         """Publish a camera's status retained (again on every reconnect)."""
         self._statuses[status.id] = status
+        if status.id in self._clears:  # the id is in use again: its status replaces the pending clear
+            self._clears.discard(status.id)
+            await self.store.put_retained_clear(status.id, False)
         await self._try_publish(
             f"{self.root}/{status.id}/status", status.model_dump_json(), qos=1, retain=True
         )
 
     async def clear_status(self, camera_id: str) -> None:
-        """Forget a removed camera: clear its retained status on the broker."""
+        """Forget a removed camera: clear its retained status on the broker, now or when it returns."""
         self._statuses.pop(camera_id, None)
-        await self._try_publish(f"{self.root}/{camera_id}/status", b"", qos=1, retain=True)
+        self._clears.add(camera_id)
+        await self.store.put_retained_clear(camera_id, True)
+        if await self._try_publish(self._status_topic(camera_id), b"", qos=1, retain=True):
+            await self._cleared(camera_id)
+
+    def _status_topic(self, camera_id: str) -> str:
+        return f"{self.root}/{camera_id}/status"
+
+    async def _cleared(self, camera_id: str) -> None:
+        if camera_id in self._clears and camera_id not in self._statuses:
+            self._clears.discard(camera_id)
+            await self.store.put_retained_clear(camera_id, False)
 
     async def publish_event(self, event: Event) -> None:
         """Publish an event on `<root>/<camera>/events` (QoS 0; counted and skipped while disconnected)."""
@@ -203,7 +236,7 @@ class MqttPublisher:
 
     def _make_client(self) -> aiomqtt.Client:
         # A fresh client per connection: paho must not replay half-sent messages of an old session on its own.
-        will = aiomqtt.Will(f"{self.root}/availability", "offline", qos=1, retain=True)
+        will = aiomqtt.Will(self.availability_topic, "offline", qos=1, retain=True)
         return aiomqtt.Client(
             self.host,
             self.port,
@@ -250,9 +283,13 @@ class MqttPublisher:
 
     async def _connected(self, client: aiomqtt.Client) -> None:
         self._client = client
-        await client.publish(
-            f"{self.root}/availability", "online", qos=1, retain=True, timeout=self.timeout_s
-        )
+        await client.publish(self.availability_topic, "online", qos=1, retain=True, timeout=self.timeout_s)
+        await client.subscribe(self.availability_topic, qos=1, timeout=self.timeout_s)
+        for camera_id in sorted(self._clears):
+            await client.publish(
+                self._status_topic(camera_id), b"", qos=1, retain=True, timeout=self.timeout_s
+            )
+            await self._cleared(camera_id)
         for status in list(self._statuses.values()):
             await client.publish(
                 f"{self.root}/{status.id}/status",
@@ -273,14 +310,23 @@ class MqttPublisher:
         if self._stopping.is_set():
             self._client = None
             await client.publish(
-                f"{self.root}/availability", "offline", qos=1, retain=True, timeout=self.timeout_s
+                self.availability_topic, "offline", qos=1, retain=True, timeout=self.timeout_s
             )
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator raises MqttError as soon as the broker drops us,
         # even while nothing is published.
-        async for _ in client.messages:
-            pass
+        async for message in client.messages:
+            if message.topic.matches(self.availability_topic) and message.payload != b"online":
+                if self._stopping.is_set():
+                    continue
+                log.warning(
+                    "mqtt: %s was set to something else; publishing online again", self.availability_topic
+                )
+                self.stats.availability_reasserted += 1
+                await client.publish(
+                    self.availability_topic, "online", qos=1, retain=True, timeout=self.timeout_s
+                )
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while not self._stopping.is_set():

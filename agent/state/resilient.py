@@ -1,15 +1,20 @@
-"""The store the service uses: RAM first, Redis write-through, resync after an outage.
+"""The store the service uses: RAM first, Redis write-through, a local write-ahead file for what Redis has not
+confirmed, resync after an outage.
 
-Never blocks on Redis.
+Never blocks on Redis. What an API answer or an alert acknowledged is on disk before it returns: in Redis, or,
+while Redis cannot take it, in the write-ahead file (`state.wal`), which the next start replays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,18 +23,31 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from agent.errors import InvalidStateUrl, StateUnavailable
+from agent.records import Alert
 from agent.settings import Settings
-from agent.state.store import KINDS, REDIS_DOWN, MemoryStore, RedisStore
+from agent.state.crypt import Undecryptable, UrlCipher, ensure_private_dir, state_dir
+from agent.state.store import _CASCADE, KINDS, REDIS_DOWN, MemoryStore, RedisStore, decode, encode
+from agent.state.wal import Change, WriteAheadFile
 
 log = logging.getLogger(__name__)
+# What the write-ahead file keeps while Redis is down: what the API acknowledged (cameras, rules), the alert
+# outbox, and retained topics still to clear. Rule state, sessions and memory blobs are not journaled: a crash
+# during an outage loses their latest changes (see ops/README.md, "State and durability").
+JOURNALED = frozenset({"camera", "rule", "retained_clear", "outbox"})
+
+
+class StateDirInUse(RuntimeError):
+    """Another process holds this state directory's write-ahead file."""
 
 
 class ResilientStore(MemoryStore):
     """What the service uses: RAM first (reads never touch Redis), writes go through to Redis when it is up.
 
     When Redis is down it keeps working from RAM, reports `healthy = False` with a `reason`, remembers which
-    keys changed, and a background task writes them back once Redis answers. `start()` loads everything from
-    Redis (restart recovery). Without a backend (`memory://`) it is a MemoryStore that is always healthy.
+    keys changed, and a background task writes them back once Redis answers. Every change of a journaled kind
+    (`JOURNALED`) Redis has not confirmed is appended to `wal` (fsync'd) before the change returns; `start()`
+    replays that file, then loads everything else from Redis (restart recovery), and the file is emptied once
+    Redis holds it all. Without a backend (`memory://`) it is a MemoryStore that is always healthy.
     """
 
     def __init__(
@@ -39,9 +57,10 @@ class ResilientStore(MemoryStore):
         outbox_max: int = 10_000,
         session_max_turns: int = 50,
         sync_retry_s: float = 1.0,
+        wal: WriteAheadFile | None = None,
     ) -> None:
         super().__init__(outbox_max=outbox_max, session_max_turns=session_max_turns)
-        self.backend, self.sync_retry_s = backend, sync_retry_s
+        self.backend, self.sync_retry_s, self.wal = backend, sync_retry_s, wal
         self.healthy, self.reason = backend is None, None if backend is None else "not connected yet"
         self.write_failures = 0
         self._loaded = backend is None
@@ -52,7 +71,7 @@ class ResilientStore(MemoryStore):
     @classmethod
     def from_settings(cls, settings: Settings) -> ResilientStore:
         """Build the store `settings.redis_url` names (`memory://` gives no backend)."""
-        sizes = {
+        sizes: dict[str, Any] = {
             "outbox_max": settings.mqtt.outbox_max_alerts,
             "session_max_turns": settings.state.session_max_turns,
         }
@@ -71,12 +90,15 @@ class ResilientStore(MemoryStore):
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=1),
             **{k: str(v) for k, v in ssl.items() if v is not None},
         )
-        backend = RedisStore(client, prefix=r.key_prefix, **sizes)
-        return cls(backend, **sizes, sync_retry_s=settings.state.sync_retry_s)
+        backend = RedisStore(client, prefix=r.key_prefix, **sizes, cipher=UrlCipher.from_settings(settings))
+        wal = open_wal(ensure_private_dir(state_dir(settings)) / f"{r.key_prefix}.wal")
+        return cls(backend, **sizes, sync_retry_s=settings.state.sync_retry_s, wal=wal)
 
     async def start(self) -> None:
-        """Load state from Redis if it answers (else start degraded), then start the background sync task."""
+        """Replay the write-ahead file, load state from Redis if it answers (else start degraded), then start
+        the background sync task."""
         if self.backend is not None and self._task is None:
+            self._replay()
             await self.sync_now()
             self._task = asyncio.create_task(self._sync_loop(), name="state-sync")
 
@@ -89,6 +111,8 @@ class ResilientStore(MemoryStore):
         if self.backend is not None:
             await self.sync_now()
             await self.backend.close()
+        if self.wal is not None:
+            self.wal.close()
 
     async def ping(self) -> None:
         """Raise StateUnavailable with the reason while Redis is unreachable."""
@@ -109,6 +133,7 @@ class ResilientStore(MemoryStore):
         ):
             return False
         self.healthy, self.reason = True, None
+        self._clear_wal_if_synced()
         if not was_healthy:
             log.info("state store: Redis reachable, state loaded and written back")
         return True
@@ -163,7 +188,9 @@ class ResilientStore(MemoryStore):
         # Saved alerts are older than any queued here before Redis was reached:
         # they go first, ours are renumbered.
         saved = [
-            (seq, a) for seq, a in await backend.outbox_entries(self.outbox_max) if a.id not in self.outbox
+            (seq, a)
+            for seq, a in await backend.outbox_entries(self.outbox_max)
+            if a.id not in self.outbox and ("outbox", a.id) not in self.dirty  # not delivered meanwhile
         ]
         base = saved[-1][0] if saved else 0
         mine = [(base + i, a) for i, (_, a) in enumerate(self.outbox.values(), start=1)]
@@ -176,6 +203,9 @@ class ResilientStore(MemoryStore):
         while len(self.outbox) > self.outbox_max:
             self.dirty.add(("outbox", self.outbox.popitem(last=False)[0]))
             self.dropped += 1
+        # Cameras an older version wrote with their URL in clear are written back sealed.
+        self.dirty.update(("camera", key) for key in backend.plain_cameras if key in self.maps["camera"])
+        backend.plain_cameras.clear()
         self._loaded = True
 
     async def _write_dirty(self, backend: RedisStore) -> None:
@@ -193,12 +223,100 @@ class ResilientStore(MemoryStore):
             seq, alert = self.outbox.get(key, (0, None))
             await backend.put_alert(seq, alert, key, self.dropped)
         self.dirty.discard(kind_key)
+        if kind in JOURNALED:
+            self._clear_wal_if_synced()
 
     async def _changed(self, kind: str, key: str = "") -> None:
-        # Write-through when healthy; otherwise (or on failure) the key stays dirty for the sync task.
+        # Write-through when healthy; otherwise (or on failure) the key stays dirty for the sync task, and a
+        # journaled kind goes to the write-ahead file before this returns. While the file holds anything,
+        # every journaled change goes there too, so its last line for a key is never older than Redis's.
         if self.backend is None:
             return
         # A deleted camera or rule also deletes its memory blob or state in Redis (RedisStore.put cascades).
         self.dirty.add((kind, key))
+        journaled = self.wal is not None and kind in JOURNALED and (not self.healthy or self.wal.pending)
+        if journaled:
+            self._journal(kind, key)
         if self.healthy:
             await self._redis(partial(self._write, kind_key=(kind, key)))
+        if not journaled and kind in JOURNALED and (kind, key) in self.dirty:
+            self._journal(kind, key)  # the write-through failed
+
+    # ------------------------------------------------------------------------------------ write-ahead file
+    def _journal(self, kind: str, key: str) -> None:
+        """Append RAM's current value of one key to the write-ahead file (fsync'd)."""
+        if self.wal is None:
+            return
+        if kind == "outbox":
+            seq, alert = self.outbox.get(key, (0, None))
+            value = (
+                None if alert is None else json.dumps({"seq": seq, "alert": alert.model_dump(mode="json")})
+            )
+        else:
+            found = self.maps[kind].get(key)
+            value = (
+                None
+                if found is None
+                else str(encode(kind, found, self.backend.cipher if self.backend else None))
+            )
+        self.wal.append(Change(kind, key, value))
+
+    def _replay(self) -> None:
+        """Apply the write-ahead file to RAM; every key in it stays dirty until Redis has it."""
+        if self.wal is None or not self.wal.pending:
+            return
+        cipher = self.backend.cipher if self.backend is not None else None
+        changes = self.wal.replay()
+        for change in changes:
+            kind, key = change.kind, change.key
+            try:
+                if kind == "outbox":
+                    self._replay_alert(key, change.value)
+                elif kind in KINDS and change.value is None:
+                    self.maps[kind].pop(key, None)
+                    if kind in _CASCADE:
+                        self.maps[_CASCADE[kind]].pop(key, None)
+                        self.dirty.add((_CASCADE[kind], key))
+                elif kind in KINDS:
+                    self.maps[kind][key] = decode(kind, change.value or "null", cipher)
+                else:
+                    continue
+            except (Undecryptable, ValueError) as exc:
+                log.error("write-ahead file: %s %s not replayed: %s", kind, key, exc)
+                continue
+            self.dirty.add((kind, key))
+        log.warning(
+            "replayed %d change(s) Redis had not confirmed from %s",
+            len(changes),
+            self.wal.path,
+        )
+
+    def _replay_alert(self, alert_id: str, value: str | None) -> None:
+        if value is None:
+            self.outbox.pop(alert_id, None)
+            return
+        item = json.loads(value)
+        seq = int(item["seq"])
+        self.outbox[alert_id] = (seq, Alert.model_validate(item["alert"]))
+        self.seq = max(self.seq, seq)
+
+    def _clear_wal_if_synced(self) -> None:
+        if self.wal is not None and self.wal.pending and not any(k in JOURNALED for k, _ in self.dirty):
+            self.wal.clear()
+
+
+def open_wal(path: Path) -> WriteAheadFile:
+    """Open the write-ahead file at `path`, holding an exclusive lock on it for this process's lifetime.
+
+    Raises:
+        StateDirInUse: another process holds it (two instances must not share a state directory).
+    """
+    wal = WriteAheadFile(path)
+    try:
+        fcntl.flock(wal.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        wal.close()
+        raise StateDirInUse(
+            f"{path} is in use by another process: give each instance its own SCISSOR_STATE__DIR"
+        ) from None
+    return wal

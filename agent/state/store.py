@@ -1,7 +1,8 @@
 """What the service keeps across restarts (cameras, rules, rule state, sessions, memory blobs, the alert
-outbox), in RAM or in Redis.
+outbox, retained MQTT topics still to clear), in RAM or in Redis.
 
 No decisions. The memory blobs live under the kind `snapshot`, the name Redis has held them by from the start.
+Camera URLs are sealed (`state.crypt`) before they reach Redis.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from redis.exceptions import RedisError
 
 from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
+from agent.state.crypt import Undecryptable, UrlCipher, is_sealed
 
 log = logging.getLogger(__name__)
 SavedRuleState = dict[str, Any]  # `rules.engine.RuleState.to_dict()`: the store never looks inside
-KINDS = ("camera", "rule", "rule_state", "snapshot")  # the keyed kinds; sessions and the outbox are special
+# The keyed kinds; sessions and the outbox are special. `retained_clear`: camera id -> True for a removed
+# camera whose retained MQTT status the broker may still hold (cleared once it answers).
+KINDS = ("camera", "rule", "rule_state", "snapshot", "retained_clear")
 _CASCADE = {"camera": "snapshot", "rule": "rule_state"}  # deleting a camera deletes its memory blob, etc.
 REDIS_DOWN = (RedisError, OSError, TimeoutError, StateUnavailable)  # what "Redis is unreachable" looks like
 
@@ -100,6 +104,14 @@ class Store(Protocol):
     async def memory_blob(self, camera_id: str) -> bytes | None:
         """The camera's latest memory blob, or None."""
         return (await self.all("snapshot")).get(camera_id)
+
+    async def put_retained_clear(self, camera_id: str, pending: bool) -> None:
+        """Remember (True) or forget (False) that a removed camera's retained topics are still to clear."""
+        await self.put("retained_clear", camera_id, True if pending else None)
+
+    async def retained_clears(self) -> list[str]:
+        """Removed cameras whose retained MQTT topics are still to clear."""
+        return sorted(await self.all("retained_clear"))
 
 
 class MemoryStore(Store):
@@ -196,9 +208,11 @@ class MemoryStore(Store):
 class RedisStore(Store):
     """Redis (redis-py asyncio) under one key prefix `<p>`. Methods raise redis errors when Redis is down.
 
-    Keys: hashes `<p>:camera`, `<p>:rule`, `<p>:rule_state`, `<p>:snapshot` (memory blobs), id -> JSON or
-    bytes; `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox `<p>:outbox:ids` (sorted set id ->
-    sequence number), `<p>:outbox:items` (hash id -> JSON), `<p>:outbox:seq` and `<p>:outbox:dropped` (ints).
+    Keys: hashes `<p>:camera`, `<p>:rule`, `<p>:rule_state`, `<p>:snapshot` (memory blobs),
+    `<p>:retained_clear`, id -> JSON or bytes (a camera's `url` sealed by `cipher`: `fernet:...`; without a
+    cipher, tests only, in clear); `<p>:session:<id>` (list of JSON turns, with a TTL); the outbox
+    `<p>:outbox:ids` (sorted set id -> sequence number), `<p>:outbox:items` (hash id -> JSON),
+    `<p>:outbox:seq` and `<p>:outbox:dropped` (ints).
     """
 
     # Append and trim atomically, so the set and the hash never disagree on what the outbox holds.
@@ -221,8 +235,10 @@ class RedisStore(Store):
         prefix: str = "scissor",
         outbox_max: int = 10_000,
         session_max_turns: int = 50,
+        cipher: UrlCipher | None = None,
     ) -> None:
-        self.client, self.prefix = client, prefix
+        self.client, self.prefix, self.cipher = client, prefix, cipher
+        self.plain_cameras: set[str] = set()  # camera ids last read with their URL in clear (to rewrite)
         self.outbox_max, self.session_max_turns = outbox_max, session_max_turns
         self._append = client.register_script(self._APPEND)
         self._ids, self._items, self._seq, self._dropped = (
@@ -245,15 +261,27 @@ class RedisStore(Store):
 
     async def put(self, kind: str, key: str, value: Any) -> None:
         if value is not None:
-            await self.client.hset(self.key(kind), key, _encode(value))
+            await self.client.hset(self.key(kind), key, encode(kind, value, self.cipher))
         else:
             await self.client.hdel(self.key(kind), key)
             if kind in _CASCADE:
                 await self.client.hdel(self.key(_CASCADE[kind]), key)
 
     async def all(self, kind: str) -> dict[str, Any]:
+        """Every value of the kind; a camera that does not decrypt with this key is left out (logged) and
+        left in Redis as it is."""
         raw = cast(dict[bytes, bytes], await self.client.hgetall(self.key(kind)))
-        return {k.decode(): _decode(kind, v) for k, v in raw.items()}
+        found = {}
+        for k, v in raw.items():
+            key = k.decode()
+            try:
+                found[key] = decode(kind, v, self.cipher)
+            except Undecryptable as exc:
+                log.error("camera %s not loaded from Redis: %s", key, exc)
+                continue
+            if kind == "camera" and self.cipher is not None and not _url_sealed(v):
+                self.plain_cameras.add(key)
+        return found
 
     async def append_turn(self, session_id: str, turn: Turn, ttl_s: float) -> None:
         key = self.key("session", session_id)
@@ -334,14 +362,37 @@ class RedisStore(Store):
             await pipe.execute()
 
 
-def _encode(value: Any) -> bytes | str:
+def encode(kind: str, value: Any, cipher: UrlCipher | None) -> bytes | str:
+    """A keyed kind's value as Redis (and the write-ahead file) holds it: JSON, bytes for memory blobs, a
+    camera's URL sealed when there is a cipher."""
     if isinstance(value, bytes):
         return value
+    if isinstance(value, CameraSpec) and cipher is not None:
+        return json.dumps({**value.model_dump(mode="json"), "url": cipher.seal(value.url)})
     return value.model_dump_json() if isinstance(value, CameraSpec | Rule) else json.dumps(value)
 
 
-def _decode(kind: str, raw: bytes) -> Any:
-    records: dict[str, type[CameraSpec | Rule]] = {"camera": CameraSpec, "rule": Rule}
+def decode(kind: str, raw: bytes | str, cipher: UrlCipher | None) -> Any:
+    """The inverse of `encode`; a camera URL in clear (an older version's record) is accepted.
+
+    Raises:
+        Undecryptable: a sealed camera URL this cipher cannot open (or there is no cipher).
+    """
     if kind == "snapshot":
-        return bytes(raw)
-    return records[kind].model_validate_json(raw) if kind in records else json.loads(raw)
+        return bytes(raw) if isinstance(raw, bytes) else raw.encode()
+    if kind == "camera":
+        fields = json.loads(raw)
+        if isinstance(fields, dict) and isinstance(fields.get("url"), str) and is_sealed(fields["url"]):
+            if cipher is None:
+                raise Undecryptable("a stored camera URL is encrypted and no key was given")
+            fields["url"] = cipher.open(fields["url"])
+        return CameraSpec.model_validate(fields)
+    return Rule.model_validate_json(raw) if kind == "rule" else json.loads(raw)
+
+
+def _url_sealed(raw: bytes) -> bool:
+    try:
+        url = json.loads(raw).get("url", "")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(url, str) and is_sealed(url)

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from agent.errors import StateUnavailable
 from agent.records import Alert, CameraSpec, Rule, Turn
 from agent.settings import Settings
+from agent.state.crypt import UrlCipher
 from agent.state.resilient import ResilientStore
 from agent.state.store import MemoryStore, RedisStore, Store
 from harness.servers import RedisServer
@@ -27,7 +28,9 @@ def resilient(server: RedisServer, prefix: str) -> ResilientStore:
 
 
 def redis_store(server: RedisServer, prefix: str, outbox_max: int = 10_000) -> RedisStore:
-    return RedisStore(aioredis.from_url(server.url), prefix=prefix, outbox_max=outbox_max)
+    # The key the service uses (the one generated in this test's SCISSOR_STATE__DIR), so sealed URLs read.
+    cipher = UrlCipher.from_settings(Settings(redis_url=server.url))
+    return RedisStore(aioredis.from_url(server.url), prefix=prefix, outbox_max=outbox_max, cipher=cipher)
 
 
 @pytest.fixture(params=["memory", "redis", "resilient"])
