@@ -135,10 +135,13 @@ def _speed(tokens: list[Tensor], encode_s: list[float], args: argparse.Namespace
 
 
 def write(result: dict[str, Any], out_dir: Path) -> None:
-    """Write benchmarks.md, eval_quality.png and eval_speed.png into `out_dir`."""
+    """Write benchmarks.md (keeping the marker blocks other commands wrote there), eval_quality.png and
+    eval_speed.png into `out_dir`."""
     report.plot_quality(result, out_dir / "eval_quality.png")
     report.plot_speed(result, out_dir / "eval_speed.png")
-    (out_dir / "benchmarks.md").write_text(doc.markdown(result))
+    page = out_dir / "benchmarks.md"
+    old = page.read_text() if page.exists() else ""
+    page.write_text(doc.keep_blocks(old, doc.markdown(result)))  # the needles block, the QA block... stay
 
 
 def main(argv: list[str]) -> int:

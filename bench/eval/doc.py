@@ -5,6 +5,7 @@ Never measures anything.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from bench.eval.quality import INCREMENTAL, SCC
@@ -39,6 +40,21 @@ DEFINITIONS = """\
 - **Verdicts**: per clip, SCC minus the best other method (by mean); noise = 2 x standard error of that paired
   gap over clips (at least 0.005). *clearly best*: ahead by more than the noise; *best*: ahead by less;
   *within noise*: behind by no more than the noise; *behind*: worse."""
+
+
+# A block another command writes into the same page: `<!-- NAME:begin ... -->` ... `<!-- NAME:end -->`.
+BLOCK = re.compile(r"<!-- ([\w-]+):begin\b.*?-->.*?<!-- \1:end -->", re.DOTALL)
+
+
+def keep_blocks(old: str, new: str) -> str:
+    """`new` (this command's page) with every marker block of `old` (the page as it was) that `new` lacks,
+    appended in their order, byte for byte: what `scissor bench needles` and the other commands wrote stays
+    when `scissor bench eval` rewrites the page."""
+    have = {m.group(1) for m in BLOCK.finditer(new)}
+    kept = [m.group(0) for m in BLOCK.finditer(old) if m.group(1) not in have]
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
 
 
 def _pct(x: float) -> str:

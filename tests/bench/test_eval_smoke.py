@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from bench.eval import main
+from bench.eval import main, write
+from bench.eval.doc import keep_blocks
 from bench.eval.quality import INCREMENTAL, METHODS, SCC
 from bench.eval.report import verdict
 from bench.models import flops_eq9
@@ -88,3 +89,35 @@ def test_a_gap_inside_the_clip_to_clip_noise_is_not_called_a_loss() -> None:
     assert verdict([0.80, 0.70, 0.90], [0.81, 0.69, 0.92])[0] == "within noise"
     assert verdict([0.70, 0.71, 0.72], [0.80, 0.81, 0.82])[0] == "behind"
     assert verdict([0.90, 0.91, 0.92], [0.80, 0.81, 0.82])[0] == "clearly best"
+
+
+NEEDLES = (
+    "<!-- needles:begin: written by `scissor bench needles`, replaced on every run -->\n"
+    "## Needles\n\n| a | b |\n|---|---|\n| 1 | 2 |\n<!-- needles:end -->"
+)
+QA = "<!-- qa:begin -->\n## Questions\n\nsome text\n<!-- qa:end -->"
+
+
+def test_rewriting_the_page_keeps_every_marker_block_other_commands_wrote(
+    quick: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    _, result = quick
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# an older eval page\n\nold tables\n\n{NEEDLES}\n\nmore old text\n\n{QA}\n")
+    write(result, tmp_path)
+    text = page.read_text()
+    assert "old tables" not in text and "more old text" not in text  # the eval part is replaced
+    assert "## Verdicts" in text
+    assert text.index(NEEDLES) < text.index(QA)  # both blocks, byte for byte, in their order
+    write(result, tmp_path)  # a second run neither loses nor doubles them
+    again = page.read_text()
+    assert again == text and again.count("<!-- needles:begin") == 1 and again.count("<!-- qa:begin") == 1
+
+
+def test_keep_blocks_keeps_the_new_pages_own_block_and_ignores_unclosed_markers() -> None:
+    new = "# page\n\n<!-- qa:begin -->\nnew answers\n<!-- qa:end -->\n"
+    old = f"{QA}\n<!-- broken:begin -->\nno end marker\n{NEEDLES}\n"
+    out = keep_blocks(old, new)
+    assert "new answers" in out and "some text" not in out  # the new page's block wins
+    assert out.endswith(NEEDLES + "\n") and "no end marker" not in out
+    assert keep_blocks("no blocks here", new) == new
