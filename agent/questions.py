@@ -7,31 +7,34 @@ Reads memory, never writes it; knows cameras only through `MemoryReader`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-import os
-import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 import torch
 
+from agent.answer_queue import RULE, USER, AnswerQueue
 from agent.errors import AnswerTimeout, InvalidRequest, TooBusy
-from agent.models.base import Answerer
+from agent.models.base import (
+    Answerer,
+    AskContext,
+    CameraView,
+    ContextAnswerer,
+    Reply,
+    clip_entry,
+    evidence_spans,
+)
 from agent.outputs.metrics import Metrics
+from agent.phrases import RangePhrase, find_range
 from agent.records import Answer, AskBody, Evidence, Turn
 from agent.settings import Settings
 from agent.state.store import Store
 from compress.memory import EntryInfo
 
-log = logging.getLogger(__name__)
-
-ANSWER_THREAD_NICENESS = 10
-HISTORY_TURNS = 5  # earlier turns of a session put before a follow-up question
+HISTORY_TURNS = 5  # earlier turns of a session put before a follow-up question (answerers without context)
 
 
 @dataclass(frozen=True)
@@ -77,14 +80,44 @@ class CameraLookup(Protocol):
         ...
 
 
-def time_range(camera: MemoryReader, body: AskBody) -> TimeRange:
-    """The request's `since_s` (the last N seconds) or `from`/`to` (stream seconds) as a range of `camera`.
+def time_range(camera: MemoryReader, body: AskBody, phrase: RangePhrase | None = None) -> TimeRange:
+    """The request's `since_s` (the last N seconds) or `from`/`to` (stream seconds), narrowed by the range
+    the question itself names (`phrase`), as a range of `camera`: where both bound a side, the narrower wins.
 
-    `AskBody` has already refused a request that gives both, or `to` before `from`.
+    `AskBody` has already refused a request that gives both since_s and from/to, or `to` before `from`.
+
+    Raises:
+        InvalidRequest: the question's range and the request's do not overlap (nothing could answer both).
     """
+    now = camera.stream_seconds()
+    since: float | None
+    until: float | None
     if body.since_s is not None:
-        return TimeRange(max(0.0, camera.stream_seconds() - body.since_s), None)
-    return TimeRange(body.from_s, body.to_s)
+        since, until = max(0.0, now - body.since_s), None
+    else:
+        since, until = body.from_s, body.to_s
+    if phrase is None:
+        return TimeRange(since, until)
+    p_since, p_until = phrase.bounds(now)
+    both_since = [t for t in (since, p_since) if t is not None]
+    both_until = [t for t in (until, p_until) if t is not None]
+    narrowed = TimeRange(max(both_since) if both_since else None, min(both_until) if both_until else None)
+    if narrowed.since is not None and narrowed.until is not None and narrowed.until < narrowed.since:
+        asked = f"since_s={body.since_s:g}" if body.since_s is not None else _from_to(body)
+        raise InvalidRequest(
+            "question",
+            f"the question's range {phrase.text!r} and the request's {asked} do not overlap on camera "
+            f"{camera.id}; give one range or ranges that overlap",
+        )
+    return narrowed
+
+
+def _from_to(body: AskBody) -> str:
+    parts = [
+        f"from={body.from_s:g}" if body.from_s is not None else "",
+        f"to={body.to_s:g}" if body.to_s else "",
+    ]
+    return " ".join(p for p in parts if p)
 
 
 def _select(
@@ -103,21 +136,7 @@ def clip(entry: EntryInfo, span: TimeRange) -> EntryInfo | None:
     nothing an answer says or links to lies outside the range asked for; None when no interval is in it."""
     lo = -math.inf if span.since is None else span.since
     hi = math.inf if span.until is None else span.until
-    kept = [
-        ((max(a, lo), min(b, hi)), frame)
-        for (a, b), frame in zip(entry.intervals, entry.interval_frames, strict=True)
-        if a <= hi and b >= lo
-    ]
-    if not kept:
-        return None
-    intervals = tuple(i for i, _ in kept)
-    return replace(
-        entry,
-        first_seen=intervals[0][0],
-        last_seen=intervals[-1][1],
-        intervals=intervals,
-        interval_frames=tuple(f for _, f in kept),
-    )
+    return clip_entry(entry, lo, hi)
 
 
 def gather(
@@ -158,6 +177,71 @@ def gather(
     return kept_tokens, kept, kept_owners, raw
 
 
+def views(
+    cameras: Sequence[MemoryReader], ranges: Sequence[TimeRange], entries: list[EntryInfo], owners: list[str]
+) -> tuple[CameraView, ...]:
+    """Each camera as an answer names it: its offset on the entries' time line, the range asked in its own
+    seconds (open ends closed at what its memory holds and at now), its wall clock."""
+    base = cameras[0].added_at
+    out = []
+    for camera, span in zip(cameras, ranges, strict=True):
+        offset = camera.added_at - base
+        mine = [
+            (e.first_seen - offset, e.last_seen - offset)
+            for e, o in zip(entries, owners, strict=True)
+            if o == camera.id
+        ]
+        now = camera.stream_seconds()
+        lo = span.since if span.since is not None else min((a for a, _ in mine), default=0.0)
+        newest = max([now, *(b for _, b in mine)])  # never past now (nor before the newest entry it holds)
+        hi = max(lo, min(span.until, newest) if span.until is not None else newest)
+        out.append(CameraView(camera.id, offset, max(0.0, lo), max(0.0, hi), camera.added_at))
+    return tuple(out)
+
+
+def supported_evidence(
+    rows: Sequence[int],
+    spans: Sequence[tuple[float, float]],
+    entries: list[EntryInfo],
+    owners: list[str],
+    cameras: Sequence[MemoryReader],
+    gap_s: float = 1.0,
+) -> list[Evidence]:
+    """Evidence from the entries an answer rests on only: per camera, their presence intervals inside the
+    answer's `spans` merged (`gap_s`), in that camera's own seconds, each with the kept keyframe of its
+    best-supported interval; a camera none of them belongs to gives none."""
+    base = cameras[0].added_at
+    out: list[Evidence] = []
+    for camera in cameras:
+        shift = camera.added_at - base
+        mine = [
+            cut
+            for r in rows
+            if owners[r] == camera.id
+            for a, b in spans
+            if (cut := clip_entry(entries[r], a, b)) is not None
+        ]
+        for start, end in evidence_spans(mine, gap_s):
+            frames = sorted(
+                (e.count, f)
+                for e in mine
+                for (a, b), f in zip(e.intervals, e.interval_frames, strict=True)
+                if a <= end and b >= start
+            )
+            best = next((f for _, f in reversed(frames) if f >= 0 and camera.has_keyframe(f)), None)
+            out.append(
+                Evidence(
+                    camera=camera.id,
+                    from_s=max(0.0, start - shift),
+                    to_s=max(0.0, end - shift),
+                    from_time=datetime.fromtimestamp(base + start, UTC),
+                    to_time=datetime.fromtimestamp(base + end, UTC),
+                    snapshot_url=None if best is None else f"/cameras/{camera.id}/snapshot?frame={best}",
+                )
+            )
+    return sorted(out, key=lambda e: (e.from_time or datetime.min.replace(tzinfo=UTC), e.camera or ""))
+
+
 def evidence(
     spans: Sequence[tuple[float, float]],
     entries: list[EntryInfo],
@@ -165,7 +249,8 @@ def evidence(
     cameras: Sequence[MemoryReader],
 ) -> list[Evidence]:
     """Attribute every answer span to the cameras whose entries were on camera in it (their presence
-    intervals overlap it), in each camera's own seconds, each with the keyframe that shows it best."""
+    intervals overlap it), in each camera's own seconds (cut at its second 0), each with the keyframe that
+    shows it best. For answerers that cannot say which entries they rest on (`Reply.rows` None)."""
     by_id = {c.id: c for c in cameras}
     base = cameras[0].added_at
     out: list[Evidence] = []
@@ -180,13 +265,13 @@ def evidence(
         for camera_id, candidates in seen.items():
             camera = by_id[camera_id]
             shift = camera.added_at - base
-            kept = (f for _, f in sorted(candidates, reverse=True) if camera.has_keyframe(f))
+            kept = (f for _, f in sorted(candidates, reverse=True) if f >= 0 and camera.has_keyframe(f))
             best = next(kept, None)
             out.append(
                 Evidence(
                     camera=camera_id,
-                    from_s=start - shift,
-                    to_s=end - shift,
+                    from_s=max(0.0, start - shift),
+                    to_s=max(0.0, end - shift),
                     from_time=datetime.fromtimestamp(base + start, UTC),
                     to_time=datetime.fromtimestamp(base + end, UTC),
                     snapshot_url=None if best is None else f"/cameras/{camera_id}/snapshot?frame={best}",
@@ -195,9 +280,18 @@ def evidence(
     return out
 
 
+class PromptDropped(Exception):
+    """A prompt rule's question was not asked: the answer slots rules may take were all in use."""
+
+
 class Questions:
-    """Answers questions over camera memories: at most `max_pending` at once (more get 429, so answers never
-    starve ingest), on one low-priority thread, each within `timeout_s`; sessions keep the turns.
+    """Answers questions over camera memories on one low-priority answer thread, each within `timeout_s`;
+    sessions keep the turns and their subject.
+
+    Admission is shared by people and prompt rules: at most `max_pending` user questions at once (more get
+    429, so answers never starve ingest); a prompt rule's question only while fewer than `max_pending - 1`
+    questions of any kind are in (at least one), else it is dropped (`PromptDropped`), never queued behind
+    users; and the answer thread always runs a waiting user question before any rule's.
 
     Args:
         answerer: the model that answers.
@@ -219,10 +313,9 @@ class Questions:
         self._answerer, self._store, self._metrics = answerer, store, metrics
         self.max_question_chars, self.max_pending = max_question_chars, max_pending
         self.timeout_s, self.session_ttl_s = timeout_s, session_ttl_s
-        self._pending = 0
-        self._pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="scissor-answer", initializer=_lower_thread_priority
-        )
+        self._users = 0  # user questions admitted and not answered
+        self._rules = 0  # prompt-rule questions admitted and not answered
+        self._queue = AnswerQueue()
 
     @classmethod
     def from_settings(
@@ -239,42 +332,64 @@ class Questions:
             session_ttl_s=settings.state.session_ttl_s,
         )
 
+    @property
+    def rule_slots(self) -> int:
+        """Questions in at once (any kind) from which on a prompt rule's is dropped: max_pending - 1, >= 1."""
+        return max(1, self.max_pending - 1)
+
     def close(self) -> None:
         """Release the answer thread (a question still running there is abandoned)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.close()
 
     async def ask(self, body: AskBody, camera_ids: list[str], cameras: CameraLookup) -> Answer:
-        """Answer `body.question` over the named cameras' memories; a session keeps the turn."""
+        """Answer `body.question` over the named cameras' memories in the range asked for (the request's and
+        the question's own, "in the last 10 seconds"); a session keeps the turn."""
         if len(body.question) > self.max_question_chars:
             raise InvalidRequest("question", f"longer than {self.max_question_chars} characters")
+        try:
+            question, phrase = find_range(body.question)
+        except ValueError as exc:
+            raise InvalidRequest("question", str(exc)) from None
         readers = cameras.readers(camera_ids)
-        ranges = [time_range(c, body) for c in readers]
-        if self._pending >= self.max_pending:
+        ranges = [time_range(c, body, phrase) for c in readers]
+        if self._users >= self.max_pending:
             raise TooBusy(self.max_pending)
-        self._pending += 1
+        self._users += 1
         try:
-            return await self._ask(body, readers, ranges)
+            return await self._ask(body, question, phrase, readers, ranges)
         finally:
-            self._pending -= 1
+            self._users -= 1
 
-    async def _ask(self, body: AskBody, cameras: list[MemoryReader], ranges: list[TimeRange]) -> Answer:
+    async def _ask(
+        self,
+        body: AskBody,
+        question: str,
+        phrase: RangePhrase | None,
+        cameras: list[MemoryReader],
+        ranges: list[TimeRange],
+    ) -> Answer:
         history = await self._store.turns(body.session_id) if body.session_id else []
-        try:
-            answer = await self.answer(
-                cameras,
-                _with_history(body.question, history),
-                ranges,
-                max_memory_tokens=body.max_memory_tokens,
-                max_new_tokens=body.max_new_tokens,
-                session_id=body.session_id,
-            )
-        except Exception:
-            for c in cameras:
-                self._metrics.answered(c.id, 0.0, 0, 0, ok=False)
-            raise
+        subject = next((t.subject for t in reversed(history) if t.subject), None)
+        kind = next((t.kind for t in reversed(history) if t.kind), None)
+        answer, reply = await self._answer(
+            cameras,
+            ranges,
+            plain=_with_history(body.question, history),
+            question=question,
+            context=(subject, kind, phrase.text if phrase else None),
+            priority=USER,
+            max_memory_tokens=body.max_memory_tokens,
+            max_new_tokens=body.max_new_tokens,
+            session_id=body.session_id,
+        )
         if body.session_id:
             turn = Turn(
-                question=body.question, answer=answer.answer, cameras=answer.cameras, evidence=answer.evidence
+                question=body.question,
+                answer=answer.answer,
+                cameras=answer.cameras,
+                evidence=answer.evidence,
+                subject=reply.subject or subject,
+                kind=reply.kind or kind,
             )
             await self._store.append_turn(body.session_id, turn, self.session_ttl_s)
         return answer
@@ -287,23 +402,100 @@ class Questions:
         *,
         max_memory_tokens: int | None = None,
         max_new_tokens: int = 64,
-        session_id: str | None = None,
     ) -> Answer:
-        """Answer `question` from the cameras' memories in `ranges`, without admission control (prompt rules
-        ask here); the model runs on the answer thread under the timeout."""
+        """A prompt rule's question over the cameras' memories in `ranges`: admitted only while fewer than
+        `rule_slots` questions are in, answered after every waiting user question.
+
+        Raises:
+            PromptDropped: no slot was free (the rule skips this check).
+        """
+        if self._users + self._rules >= self.rule_slots:
+            raise PromptDropped(
+                f"{self._users + self._rules} questions in, {self.rule_slots} allowed with rules"
+            )
+        self._rules += 1
+        try:
+            try:
+                text, phrase = find_range(question)
+            except ValueError:
+                text, phrase = question, None
+            if phrase is not None:  # the rule's own words may narrow its window, never widen it
+                ranges = [
+                    _narrow(r, phrase, c.stream_seconds()) for c, r in zip(cameras, ranges, strict=True)
+                ]
+            answer, _ = await self._answer(
+                cameras,
+                ranges,
+                plain=question,
+                question=text,
+                context=(None, None, phrase.text if phrase else None),
+                priority=RULE,
+                max_memory_tokens=max_memory_tokens,
+                max_new_tokens=max_new_tokens,
+                session_id=None,
+            )
+            return answer
+        finally:
+            self._rules -= 1
+
+    async def _answer(
+        self,
+        cameras: Sequence[MemoryReader],
+        ranges: Sequence[TimeRange],
+        *,
+        plain: str,
+        question: str,
+        context: tuple[str | None, str | None, str | None],
+        priority: int,
+        max_memory_tokens: int | None,
+        max_new_tokens: int,
+        session_id: str | None,
+    ) -> tuple[Answer, Reply]:
+        """Run the answerer on the answer thread under the timeout: an answerer taking context gets the
+        question without its range phrase plus the session's subject; any other gets `plain` (with the
+        session's earlier turns written out)."""
         started = time.perf_counter()
         tokens, entries, owners, raw = gather(cameras, ranges, max_memory_tokens)
-        call = asyncio.get_running_loop().run_in_executor(
-            self._pool,
-            lambda: self._answerer.answer(question, tokens, entries, max_new_tokens=max_new_tokens),
-        )
+        answerer = self._answerer
+        if isinstance(answerer, ContextAnswerer):
+            index = {c.id: i for i, c in enumerate(cameras)}
+            subject, kind, range_text = context
+            ctx = AskContext(
+                cameras=views(cameras, ranges, entries, owners),
+                owners=tuple(index[o] for o in owners),
+                subject=subject,
+                kind=kind,
+                range_text=range_text,
+            )
+            call = self._queue.submit(
+                lambda: answerer.answer_in_context(
+                    question, tokens, entries, ctx, max_new_tokens=max_new_tokens
+                ),
+                priority=priority,
+            )
+        else:
+            call = self._queue.submit(
+                lambda: answerer.answer(plain, tokens, entries, max_new_tokens=max_new_tokens),
+                priority=priority,
+            )
         try:
-            reply = await asyncio.wait_for(call, self.timeout_s)
+            reply = await asyncio.wait_for(asyncio.wrap_future(call), self.timeout_s)
         except TimeoutError:
+            call.cancel()
+            for c in cameras:
+                self._metrics.answered(c.id, time.perf_counter() - started, 0, 0, ok=False)
             raise AnswerTimeout(self.timeout_s) from None
+        except Exception:
+            for c in cameras:
+                self._metrics.answered(c.id, 0.0, 0, 0, ok=False)
+            raise
+        if reply.rows is not None:
+            found = supported_evidence(reply.rows, reply.evidence, entries, owners, cameras)
+        else:
+            found = evidence(reply.evidence, entries, owners, cameras)
         answer = Answer(
             answer=reply.text,
-            evidence=evidence(reply.evidence, entries, owners, cameras),
+            evidence=found,
             tokens_used=int(reply.tokens_used),
             raw_tokens_in_range=raw,
             prefill_tokens=int(reply.prefill_tokens),
@@ -313,7 +505,16 @@ class Questions:
         )
         for c in cameras:
             self._metrics.answered(c.id, answer.latency_s, answer.prefill_tokens, answer.tokens_used, ok=True)
-        return answer
+        return answer, reply
+
+
+def _narrow(span: TimeRange, phrase: RangePhrase, now: float) -> TimeRange:
+    since, until = phrase.bounds(now)
+    lo = max(t for t in (span.since, since, -math.inf) if t is not None)
+    hi = min(t for t in (span.until, until, math.inf) if t is not None)
+    if hi < lo:
+        return TimeRange(lo, lo)
+    return TimeRange(None if lo == -math.inf else lo, None if hi == math.inf else hi)
 
 
 def _with_history(question: str, history: list[Turn]) -> str:
@@ -321,15 +522,3 @@ def _with_history(question: str, history: list[Turn]) -> str:
         return question
     lines = [f"Q: {t.question}\nA: {t.answer}" for t in history[-HISTORY_TURNS:]]
     return "Earlier in this conversation:\n" + "\n".join(lines) + f"\n\nQuestion: {question}"
-
-
-def _lower_thread_priority() -> None:
-    """Run the answer worker at a lower CPU priority than ingest and encoding.
-
-    Linux threads have their own nice. Questions are bursty and can wait a little; frames cannot (they are
-    dropped when the encoder falls behind).
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ANSWER_THREAD_NICENESS)
-    except (AttributeError, OSError):  # not Linux, or not permitted: keep the default priority
-        log.debug("could not lower the answer thread's priority")

@@ -259,6 +259,10 @@ class Turn(Record):
     cameras: list[CameraId] = Field(default_factory=list)
     time: datetime = Field(default_factory=utc_now)
     evidence: list[Evidence] = Field(default_factory=list)
+    subject: str | None = Field(None, max_length=200, description="what the answer was about ('bicycle')")
+    kind: str | None = Field(
+        None, max_length=32, description="the kind of question ('how_long', 'first', ...)"
+    )
 
 
 class MemoryEntry(Record):

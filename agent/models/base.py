@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -44,6 +44,11 @@ class Reply:
         tokens_used: K, the visual tokens handed to the answerer.
         prefill_tokens: prompt length the language model prefilled (text + K); 0 when no language model ran.
         latency_s: wall time of the answer call.
+        rows: the entries (rows of the tokens handed in) the answer rests on; None when the answerer cannot
+            say (then evidence is attributed by time overlap).
+        subject: what the answer was about ("bicycle"), kept by a session for a follow-up's "it".
+        kind: the kind of question answered ("yesno", "first", "last", "every", "how_long", "how_many",
+            "what"), kept by a session for an elliptical follow-up ("and a car?").
     """
 
     text: str
@@ -51,6 +56,68 @@ class Reply:
     tokens_used: int = 0
     prefill_tokens: int = 0
     latency_s: float = 0.0
+    rows: tuple[int, ...] | None = None
+    subject: str | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class CameraView:
+    """One camera of a question as an answer names it.
+
+    Attributes:
+        id: the camera id.
+        offset_s: where its stream second 0 lies on the entries' time line (the first camera's seconds):
+            an entry time minus `offset_s` is this camera's own stream seconds.
+        lo: start of the range asked for, in its own stream seconds (finite).
+        hi: end of that range, never past now, in its own stream seconds.
+        wall0: wall-clock second (Unix time) of its stream second 0; None: stream seconds only.
+    """
+
+    id: str
+    offset_s: float
+    lo: float
+    hi: float
+    wall0: float | None = None
+
+
+@dataclass(frozen=True)
+class AskContext:
+    """What a question is asked over beyond its tokens, for answerers that say which camera and when.
+
+    Attributes:
+        cameras: the cameras asked, the first one's seconds being the entries' time line.
+        owners: per entry, the index in `cameras` of the camera it belongs to.
+        subject: the session's previous subject (a follow-up's "it"), None outside a session.
+        kind: the session's previous kind of question.
+        range_text: the time-range phrase the question carried ("in the last 10 seconds"), taken out of it.
+    """
+
+    cameras: tuple[CameraView, ...]
+    owners: tuple[int, ...]
+    subject: str | None = None
+    kind: str | None = None
+    range_text: str | None = None
+
+
+def clip_entry(entry: EntryInfo, lo: float, hi: float) -> EntryInfo | None:
+    """`entry` with only its presence intervals inside [lo, hi], cut at its ends (first/last seen follow);
+    None when no interval is in it."""
+    kept = [
+        ((max(a, lo), min(b, hi)), frame)
+        for (a, b), frame in zip(entry.intervals, entry.interval_frames, strict=True)
+        if a <= hi and b >= lo
+    ]
+    if not kept:
+        return None
+    intervals = tuple(i for i, _ in kept)
+    return replace(
+        entry,
+        first_seen=intervals[0][0],
+        last_seen=intervals[-1][1],
+        intervals=intervals,
+        interval_frames=tuple(f for _, f in kept),
+    )
 
 
 def evidence_spans(entries: Sequence[EntryInfo], gap_s: float = 1.0) -> list[tuple[float, float]]:
@@ -82,6 +149,23 @@ class Answerer(Protocol):
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
     ) -> Reply:
         """Answer `question` from tokens `[K, D]` (one row per entry, in `entries` order)."""
+        ...
+
+
+@runtime_checkable
+class ContextAnswerer(Protocol):
+    """An Answerer that also takes an `AskContext`: the session's subject, the cameras and their ranges."""
+
+    def answer_in_context(
+        self,
+        question: str,
+        tokens: Tensor,
+        entries: Sequence[EntryInfo],
+        context: AskContext,
+        *,
+        max_new_tokens: int = 64,
+    ) -> Reply:
+        """Answer `question` (its time-range phrase taken out) from tokens `[K, D]` in `context`."""
         ...
 
 

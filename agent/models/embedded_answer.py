@@ -1,6 +1,9 @@
-"""The embedded backend's honest, limited answerer: what / when / how-long questions about ImageNet-labellable
-things, answered from memory entries' labels (the linear head on entry means) and time spans; never guesses
-beyond what the labels say.
+"""The embedded backend's honest, limited answerer: yes/no, when (first, last, every time), how long and how
+many (as separate appearances) about ImageNet-labellable things, and what was seen (whole-frame
+predictions), answered from memory entries' labels and presence intervals; never guesses beyond them.
+
+Every time it names lies in the range asked for (`english.Clock`), each camera in its own stream seconds
+with its wall clock; a follow-up's "it" is the session's subject (`AskContext.subject`).
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from agent.models.base import Reply, evidence_spans
+from agent.english import Clock, article, join, occasions, plural, singular
+from agent.models.base import AskContext, CameraView, Reply, clip_entry, evidence_spans
+from agent.models.frames import frame_labels
 from agent.models.labels import NOT_SEEABLE, Labeler, LabelNotSeen, UnknownLabel
+from agent.phrases import find_range
 
 if TYPE_CHECKING:
     from compress.memory import EntryInfo
@@ -29,78 +35,79 @@ often last first recently latest earliest see seen saw spot spotted notice notic
 appear appeared appears show showed shown camera memory video stream ago past during since until now today
 minute minutes min mins second seconds sec secs hour hours time times ever anything something everything
 thing things happen happened going about many much please tell can could would should has have had around near
+every each total all separate occasions count number come came arrive arrived pass passed go went again them
+they one ones also then more still while
 """.split()  # noqa: SIM905 (a word list reads better as text)
 )
-_WINDOW = re.compile(r"(?:last|past|previous)\s+(\d+(?:\.\d+)?)?\s*(second|sec|s|minute|min|m|hour|h)s?\b")
-_UNIT_S = {
-    "second": 1.0,
-    "sec": 1.0,
-    "s": 1.0,
-    "minute": 60.0,
-    "min": 60.0,
-    "m": 60.0,
-    "hour": 3600.0,
-    "h": 3600.0,
-}
 _BEYOND = (
     "I can't answer that: the embedded model only recognises the 1000 ImageNet object classes and when they "
     "were on camera. Ask e.g. 'when did you last see a cat?', 'what was seen in the last 2 minutes?' or "
     "'how long was the dog there?'."
 )
+_KINDS = (  # the first that matches decides; a question matching none is yes/no or "every time"
+    ("how_long", re.compile(r"\bhow long\b|\bfor how\b|\bduration\b|\bhow much time\b")),
+    ("how_many", re.compile(r"\bhow many\b|\bhow often\b|\bnumber of\b|\bcount\b")),
+    ("first", re.compile(r"\bfirst\b|\bearliest\b")),
+    ("last", re.compile(r"\blast\b|\blatest\b|\bmost recent(ly)?\b")),
+    ("every", re.compile(r"\bwhen\b|\bwhat time\b|\bevery\b|\beach time\b|\ball the times\b")),
+)
+_YES_NO = re.compile(r"^(?:and |so |also |but )?(?:is|are|was|were|did|do|does|have|has|had|can|could|any)\b")
+_ELLIPTICAL = re.compile(r"^(?:and|what about|how about|also|or)\b")
+_REFERS_BACK = re.compile(r"\b(?:it|its|that|them|they|those|this|one|him|her)\b")
+_WHAT = re.compile(r"\bwhat\b|\bwho\b|\banything\b|\bsomething\b")
 
 
 @dataclass(frozen=True)
-class Sighting:
-    """One memory entry labelled: its row, top class, top probability, target-group mass and time span."""
+class Subject:
+    """What a question asks about: the words as a person says them (singular) and their class ids."""
 
-    row: int
-    top_class: int
-    top_prob: float
-    target_mass: float
-    first_seen: float
-    last_seen: float
-    count: int
-
-
-def _fmt_t(t: float) -> str:
-    return f"t={t:.0f}s"
-
-
-def _fmt_span(a: float, b: float) -> str:
-    return _fmt_t(a) if abs(b - a) < 0.5 else f"{_fmt_t(a)}-{b:.0f}s"
+    name: str
+    ids: frozenset[int]
 
 
 class EmbeddedAnswerer:
-    """Answers what / when / how-long questions from entry labels.
+    """Answers yes/no, when, how-long, how-many and what questions from entry labels.
 
     Args:
         labeler: the ImageNet labeler of the embedded encoder.
         min_prob: probability mass an entry must put on a queried class group to count as a sighting.
-        min_support: token support (sum of count x mass over sighting entries) needed to say "yes": a few
-            fur patches of a cat that look like a dog must not make a dog (measured on skimage's chelsea:
-            dog support 3.5 tokens, cat support over 20 at min_prob 0.3).
-        top_labels: how many labels a "what was seen" answer lists.
+        min_support: token support (sum of count x mass over a camera's sighting entries) needed to say a
+            camera saw it: a few fur patches of a cat that look like a dog must not make a dog (measured on
+            skimage's chelsea: dog support 3.5 tokens, cat support over 20 at min_prob 0.3).
+        top_labels: how many labels a "what was seen" answer names at most.
+        frame_min_prob: whole-frame probability a class needs in a frame for "what was seen" to name it.
+        gap_s: sightings closer than this are one appearance.
     """
 
     def __init__(
-        self, labeler: Labeler, *, min_prob: float = 0.3, min_support: float = 10.0, top_labels: int = 5
+        self,
+        labeler: Labeler,
+        *,
+        min_prob: float = 0.3,
+        min_support: float = 10.0,
+        top_labels: int = 5,
+        frame_min_prob: float = 0.1,
+        gap_s: float = 1.0,
     ) -> None:
         if not 0.0 < min_prob <= 1.0:
             raise ValueError(f"min_prob must be in (0, 1], got {min_prob}")
+        if not 0.0 < frame_min_prob <= 1.0:
+            raise ValueError(f"frame_min_prob must be in (0, 1], got {frame_min_prob}")
         if min_support < 0:
             raise ValueError(f"min_support must be >= 0, got {min_support}")
         self.labeler = labeler
-        self.min_prob = min_prob
-        self.min_support = min_support
-        self.top_labels = top_labels
+        self.min_prob, self.min_support, self.top_labels = min_prob, min_support, top_labels
+        self.frame_min_prob, self.gap_s = frame_min_prob, gap_s
 
+    # ------------------------------------------------------------------------------------------ subject
     def find_target(self, question: str) -> tuple[str, set[int]] | None:
-        """The first label query in the question (longest phrase first) and its class ids, or None."""
-        words = [w for w in re.findall(r"[a-z][a-z\-']*", question.lower())]
-        for n in (3, 2, 1):
-            for i in range(len(words) - n + 1):
+        """The first label query in the question (by position; at one position the longest phrase) and its
+        class ids, or None."""
+        words = re.findall(r"[a-z][a-z\-']*", question.lower())
+        for i in range(len(words)):
+            for n in (3, 2, 1):
                 phrase = words[i : i + n]
-                if phrase[0] in _STOP or phrase[-1] in _STOP:
+                if len(phrase) < n or phrase[0] in _STOP or phrase[-1] in _STOP:
                     continue
                 try:
                     return " ".join(phrase), self.labeler.resolve(" ".join(phrase))
@@ -108,108 +115,223 @@ class EmbeddedAnswerer:
                     continue
         return None
 
-    def _sightings(
-        self, tokens: Tensor, entries: Sequence[EntryInfo], target: set[int] | None
-    ) -> list[Sighting]:
-        probs = self.labeler.probs(tokens)  # [K, 1000]
-        top_p, top_c = probs.max(dim=-1)
-        if target:
-            mass = probs.index_select(-1, torch.tensor(sorted(target), dtype=torch.long)).sum(-1)
-        else:
-            mass = torch.zeros(len(entries))
-        return [
-            Sighting(i, int(top_c[i]), float(top_p[i]), float(mass[i]), e.first_seen, e.last_seen, e.count)
-            for i, e in enumerate(entries)
-        ]
+    def _subject(self, q: str, context: AskContext) -> Subject | None:
+        found = self.find_target(q)
+        if found is not None:
+            words, ids = found
+            name = singular(words)
+            try:
+                same = self.labeler.resolve(name) == ids
+            except UnknownLabel:
+                same = False
+            return Subject(name if same else words, frozenset(ids))
+        if context.subject and (_REFERS_BACK.search(q) or _kind(q) is not None or _ELLIPTICAL.match(q)):
+            try:
+                return Subject(context.subject, frozenset(self.labeler.resolve(context.subject)))
+            except UnknownLabel:
+                return None
+        return None
 
+    # ------------------------------------------------------------------------------------------ answer
     def answer(
         self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], *, max_new_tokens: int = 64
     ) -> Reply:
-        """Answer from tokens `[K, 1280]` (row i = entries[i]).
+        """Answer from tokens `[K, 1280]` (row i = entries[i]) of one camera, outside any session: a range
+        phrase in the question ("in the last 2 minutes") counts back from the newest entry.
 
         `max_new_tokens` is ignored (no language model).
         """
+        _check(tokens, entries)
+        text, phrase = find_range(question)
+        lo = min((e.first_seen for e in entries), default=0.0)
+        hi = max((e.last_seen for e in entries), default=0.0)
+        if phrase is not None:
+            since, until = phrase.bounds(hi)
+            lo = max(lo, since if since is not None else lo)
+            hi = min(hi, until if until is not None else hi)
+            rows = [(i, clip_entry(e, lo, hi)) for i, e in enumerate(entries)]
+            keep = [(i, e) for i, e in rows if e is not None]
+            tokens = tokens[torch.tensor([i for i, _ in keep], dtype=torch.long)]
+            entries = [e for _, e in keep]
+        view = CameraView("", 0.0, lo, max(lo, hi), None)
+        context = AskContext((view,), (0,) * len(entries), range_text=phrase.text if phrase else None)
+        return self.answer_in_context(text, tokens, entries, context)
+
+    def answer_in_context(
+        self,
+        question: str,
+        tokens: Tensor,
+        entries: Sequence[EntryInfo],
+        context: AskContext,
+        *,
+        max_new_tokens: int = 64,
+    ) -> Reply:
+        """Answer `question` (its range phrase taken out) from tokens `[K, 1280]` (row i = entries[i], of
+        camera `context.cameras[context.owners[i]]`)."""
         start = time.perf_counter()
-        if tokens.ndim != 2 or tokens.shape[0] != len(entries):
-            raise ValueError(
-                f"need one token row per entry: tokens {tuple(tokens.shape)}, {len(entries)} entries"
-            )
+        _check(tokens, entries)
         q = question.lower().strip()
-        entries, tokens = self._window(q, entries, tokens)
+        yes_no = bool(_YES_NO.match(q))
+        kind = _kind(q) or (
+            context.kind if _ELLIPTICAL.match(q) and context.kind not in (None, "what") else None
+        )
         unseeable = next((w for w in re.findall(r"[a-z]+", q) if w in NOT_SEEABLE), None)
-        found = None if unseeable else self.find_target(q)
-        used: list[EntryInfo]
+        subject = None if unseeable else self._subject(q, context)
+        rows: list[int] = []
+        spans: list[tuple[float, float]] | None = None  # None: the rows' own intervals
         if unseeable is not None:
-            text, used = f"I cannot tell: {LabelNotSeen(unseeable)}.", []
+            text = f"I cannot tell: {LabelNotSeen(unseeable)}."
+        elif subject is None and _WHAT.search(q):
+            kind = "what"
+            text, rows, spans = self._summary(tokens, entries, context)
+        elif subject is None:
+            text = _BEYOND
         elif not entries:
-            text, used = "My memory holds nothing for that time range yet.", []
-        elif found is not None:
-            text, used = self._about(q, found[0], found[1], tokens, entries)
-        elif re.search(r"\bwhat\b|\bwho\b|\banything\b", q):
-            text, used = self._summary(tokens, entries)
+            text = f"My memory holds nothing {self._ranges(context)} yet."
         else:
-            text, used = _BEYOND, []
+            text, rows = self._about(
+                kind or ("yesno" if yes_no else "every"), yes_no, subject, tokens, entries, context
+            )
         return Reply(
             text=text,
-            evidence=evidence_spans(used),
+            evidence=evidence_spans([entries[r] for r in rows], self.gap_s) if spans is None else spans,
             tokens_used=int(tokens.shape[0]),
             prefill_tokens=0,
             latency_s=time.perf_counter() - start,
+            rows=tuple(rows),
+            subject=subject.name if subject else None,
+            kind=kind or ("yesno" if yes_no else None),
         )
 
-    def _window(self, q: str, entries: Sequence[EntryInfo], tokens: Tensor) -> tuple[list[EntryInfo], Tensor]:
-        m = _WINDOW.search(q)
-        if m is None or not entries:
-            return list(entries), tokens
-        span = float(m.group(1) or 1.0) * _UNIT_S[m.group(2)]
-        now = max(e.last_seen for e in entries)  # stream time of the newest memory
-        keep = [i for i, e in enumerate(entries) if e.last_seen >= now - span]
-        return [entries[i] for i in keep], tokens[torch.tensor(keep, dtype=torch.long)]
-
+    # ------------------------------------------------------------------------------------------ about X
     def _about(
-        self, q: str, name: str, target: set[int], tokens: Tensor, entries: Sequence[EntryInfo]
-    ) -> tuple[str, list[EntryInfo]]:
-        hits = [s for s in self._sightings(tokens, entries, target) if s.target_mass >= self.min_prob]
-        lo, hi = min(e.first_seen for e in entries), max(e.last_seen for e in entries)
-        if sum(s.count * s.target_mass for s in hits) < self.min_support:
-            return f"No, I did not see a {name} between {_fmt_t(lo)} and {_fmt_t(hi)}.", []
-        used = [entries[s.row] for s in hits]
-        best = max(hits, key=lambda s: s.target_mass)
-        what = self.labeler.class_names[best.top_class] if best.top_class in target else name
-        spans = evidence_spans(used)
-        if re.search(r"\bhow long\b|\bfor how\b|\bduration\b", q):
-            total = sum(b - a for a, b in spans)
-            return f"A {name} ({what}) was on camera for about {total:.0f}s: {self._spans(spans)}.", used
-        if re.search(r"\bfirst\b|\bearliest\b", q):
-            first = min(hits, key=lambda s: s.first_seen)
-            return (
-                f"I first saw a {name} ({what}, p={first.target_mass:.2f}) at {_fmt_t(first.first_seen)}.",
-                used,
+        self,
+        kind: str,
+        yes_no: bool,
+        subject: Subject,
+        tokens: Tensor,
+        entries: Sequence[EntryInfo],
+        ctx: AskContext,
+    ) -> tuple[str, list[int]]:
+        probs = self.labeler.probs(tokens)  # [K, 1000]
+        ids = torch.tensor(sorted(subject.ids), dtype=torch.long)
+        mass = probs.index_select(-1, ids).sum(-1)  # [K]
+        top_c = probs.argmax(dim=-1)
+        several = len(ctx.cameras) > 1
+        clauses: list[str] = []
+        rows: list[int] = []
+        for c, view in enumerate(ctx.cameras):
+            hits = [i for i in range(len(entries)) if ctx.owners[i] == c and float(mass[i]) >= self.min_prob]
+            if sum(entries[i].count * float(mass[i]) for i in hits) < self.min_support:
+                continue
+            best = max(hits, key=lambda i: float(mass[i]))
+            shown = self.labeler.class_names[int(top_c[best])] if int(top_c[best]) in subject.ids else None
+            detail = (
+                f" ({shown}, p={float(mass[best]):.2f})" if shown and shown.lower() != subject.name else ""
             )
-        last = max(hits, key=lambda s: s.last_seen)
-        text = (
-            f"Yes: I last saw a {name} ({what}, p={last.target_mass:.2f}) at {_fmt_t(last.last_seen)}; "
-            f"seen {self._spans(spans)}."
-        )
-        return text, used
-
-    def _summary(self, tokens: Tensor, entries: Sequence[EntryInfo]) -> tuple[str, list[EntryInfo]]:
-        sightings = self._sightings(tokens, entries, None)
-        mass: dict[int, float] = {}
-        rows: dict[int, list[Sighting]] = {}
-        for s in sightings:  # token-weighted evidence per top class
-            mass[s.top_class] = mass.get(s.top_class, 0.0) + s.count * s.top_prob
-            rows.setdefault(s.top_class, []).append(s)
-        ranked = sorted(mass, key=lambda c: -mass[c])[: self.top_labels]
-        lo, hi = min(e.first_seen for e in entries), max(e.last_seen for e in entries)
-        parts, used = [], []
-        for c in ranked:
-            group = [entries[s.row] for s in rows[c]]
-            used.extend(group)
-            parts.append(f"{self.labeler.class_names[c]} ({self._spans(evidence_spans(group))})")
-        return f"Between {_fmt_t(lo)} and {_fmt_t(hi)} I saw: " + "; ".join(parts) + ".", used
+            spans = [
+                (a - view.offset_s, b - view.offset_s)
+                for a, b in evidence_spans([entries[i] for i in hits], self.gap_s)
+            ]
+            clock = Clock(view.lo, view.hi, view.wall0)
+            clauses.append(_clause(kind, subject.name, detail, spans, clock, view.id if several else None))
+            rows.extend(hits)
+        if not clauses:
+            text = f"I did not see {article(subject.name)} {self._ranges(ctx)}."
+            return ("No: " + text if yes_no else text), []
+        text = "; ".join(clauses)
+        if kind == "how_many":
+            text += (
+                f"; I cannot count individuals: my memory keeps when {plural(subject.name)} were on camera, "
+                "not how many there were"
+            )
+        text = text[0].upper() + text[1:] + "."
+        return ("Yes: " + text if yes_no else text), sorted(rows)
 
     @staticmethod
-    def _spans(spans: list[tuple[float, float]], limit: int = 4) -> str:
-        text = ", ".join(_fmt_span(a, b) for a, b in spans[-limit:])
-        return f"{text} and {len(spans) - limit} earlier" if len(spans) > limit else text
+    def _ranges(ctx: AskContext) -> str:
+        """The range asked for, per camera: "between t=5s and t=15s (17:41:32-17:41:42)"."""
+        several = len(ctx.cameras) > 1
+        return join(
+            [
+                (f"on camera {v.id} " if several else "") + Clock(v.lo, v.hi, v.wall0).range()
+                for v in ctx.cameras
+            ]
+        )
+
+    # ------------------------------------------------------------------------------------------ what
+    def _summary(
+        self, tokens: Tensor, entries: Sequence[EntryInfo], ctx: AskContext
+    ) -> tuple[str, list[int], list[tuple[float, float]]]:
+        """What was seen: per camera, the classes whole frames were confidently predicted as, with when."""
+        if not entries:
+            return f"My memory holds nothing {self._ranges(ctx)} yet.", [], []
+        clauses: list[str] = []
+        rows: list[int] = []
+        moments: list[tuple[float, float]] = []
+        for c, view in enumerate(ctx.cameras):
+            mine = [i for i in range(len(entries)) if ctx.owners[i] == c]
+            if not mine:
+                continue
+            clock = Clock(view.lo, view.hi, view.wall0)
+            named = frame_labels(
+                self.labeler, tokens[mine], [entries[i] for i in mine], self.frame_min_prob, self.gap_s
+            )[: self.top_labels]
+            where = f"on camera {view.id} " if len(ctx.cameras) > 1 else ""
+            if not named:
+                clauses.append(f"{where}nothing I could name with confidence")
+                continue
+            parts = []
+            for label in named:
+                spans = [(a - view.offset_s, b - view.offset_s) for a, b in label.spans]
+                parts.append(f"{article(label.name)} (p={label.prob:.2f}; {clock.spans(spans, limit=3)})")
+                rows.extend(mine[j] for j in label.rows)
+                moments.extend(label.spans)
+            clauses.append(f"{where}{join(parts)}")
+        said = self._ranges(ctx)
+        if not rows:
+            return (
+                f"{said[0].upper()}{said[1:]} I saw nothing I could name with confidence: no ImageNet class "
+                f"reached p={self.frame_min_prob:.2f} as a whole-frame prediction.",
+                [],
+                [],
+            )
+        text = f"{said[0].upper()}{said[1:]} I saw " + "; ".join(clauses) + "."
+        return text, sorted(set(rows)), sorted(moments)
+
+
+def _kind(q: str) -> str | None:
+    return next((name for name, pattern in _KINDS if pattern.search(q)), None)
+
+
+def _clause(
+    kind: str, name: str, detail: str, spans: list[tuple[float, float]], clock: Clock, camera: str | None
+) -> str:
+    """One camera's part of an answer about `name`, seen in `spans` (its own stream seconds); `camera` is
+    named when the question asked several."""
+    n = len(spans)
+    thing = article(name) + detail
+    where = f"on camera {camera} " if camera else ""
+    if kind == "first":
+        return f"{where}I first saw {thing} {clock.at(spans[0][0])}"
+    if kind == "last":
+        return f"{where}I last saw {thing} {clock.at(spans[-1][1])}"
+    if kind == "how_long":
+        total = sum(b - a for a, b in spans)
+        length = f"about {total:.0f} s" if total >= 0.5 else "under a second"
+        on = f"on camera {camera}" if camera else "on camera"
+        return f"{thing} was {on} for {length} in total, {occasions(n)}: {clock.spans(spans)}"
+    if kind == "how_many":
+        return f"{where}I saw {thing} {occasions(n)}: {clock.spans(spans)}"
+    if kind == "every":
+        return f"{where}I saw {thing} {occasions(n)}: {clock.spans(spans)}"
+    # yes/no: that it was seen, how often, and the latest time
+    last = clock.at(spans[-1][1])
+    return f"{where}I saw {thing} {occasions(n)}, last {last}" + (f": {clock.spans(spans)}" if n > 1 else "")
+
+
+def _check(tokens: Tensor, entries: Sequence[EntryInfo]) -> None:
+    if tokens.ndim != 2 or tokens.shape[0] != len(entries):
+        raise ValueError(
+            f"need one token row per entry: tokens {tuple(tokens.shape)}, {len(entries)} entries"
+        )

@@ -42,6 +42,7 @@ TOKEN_BUCKETS: Final = tuple(float(2**k) for k in range(4, 16))  # 16 ... 32768 
 
 ALERT_OUTCOMES: Final = ("sent", "queued", "failed", "dropped")
 ANSWER_OUTCOMES: Final = ("ok", "error")
+PROMPT_DROP_REASONS: Final = ("busy", "in_flight")
 
 
 class Metrics:
@@ -135,6 +136,13 @@ class Metrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
+        self.rule_prompts_dropped = Counter(
+            "scissor_rule_prompts_dropped",
+            "Prompt-rule questions not asked: no answer slot free for rules (busy) or the rule's previous "
+            "question still unanswered (in_flight).",
+            ["camera", "rule", "reason"],
+            registry=r,
+        )
 
     def set_scrape_source(self, source: ScrapeSource | None) -> None:
         """Register the callable read on every scrape (None unregisters); it must be fast and not block."""
@@ -177,6 +185,7 @@ class Metrics:
             self.answer_memory_tokens,
             self.answers,
             self.alerts,
+            self.rule_prompts_dropped,
         ):
             # prometheus_client has no public listing of a metric's label sets; _metrics is stable since 0.4.
             for labels in [k for k in metric._metrics if k[0] == camera]:
@@ -220,6 +229,14 @@ class Metrics:
         if scc_seconds is not None:
             self.scc_seconds.labels(c).observe(scc_seconds)
         self.memory_update_seconds.labels(c).observe(update_seconds)
+
+    def rule_prompt_dropped(self, camera: str, rule: str, reason: str) -> None:
+        """Count a prompt rule's question that was not asked, and why (`PROMPT_DROP_REASONS`)."""
+        if reason not in PROMPT_DROP_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(PROMPT_DROP_REASONS)}, got {reason!r}")
+        self.rule_prompts_dropped.labels(
+            checked_label("camera", camera), checked_label("rule", rule), reason
+        ).inc()
 
     def answered(
         self, camera: str, latency_s: float, prefill_tokens: int, tokens_used: int, ok: bool

@@ -19,6 +19,7 @@ from torch import Tensor
 from agent.errors import InvalidRequest
 from agent.models.labels import Labeler
 from agent.outputs.dispatch import Dispatcher
+from agent.questions import PromptDropped
 from agent.records import Alert, Evidence, LabelParams, PromptParams, Rule, RuleSpec
 from agent.rules.engine import Observation, RuleEngine, RuleState, step
 from agent.state.store import Store
@@ -70,7 +71,9 @@ class RuleRunner:
         backend_name: named when a label rule is refused.
         dispatcher: where alerts go; it reports deliveries and drops back to `delivered` / `dropped`.
         store: where rule state is kept across restarts.
-        ask: answers a prompt rule's question over this camera's memory since a stream second.
+        ask: answers a prompt rule's question over this camera's memory since a stream second; raises
+            `PromptDropped` when the answer slots rules may take are full (the check is skipped and counted,
+            as is a rule due again while its previous question is unanswered).
     """
 
     def __init__(
@@ -166,11 +169,13 @@ class RuleRunner:
         for alert in self.engine.evaluate(obs):
             await self._dispatcher.alert(alert)
         for rule in self.engine.prompts_due(self._camera.id, obs.now, update.novelty):
-            if rule.id not in self._prompt_tasks:
-                self.engine.mark_asked(rule.id, obs.now)
-                task = asyncio.create_task(self._prompt(rule, update.t), name=f"prompt-{rule.id}")
-                self._prompt_tasks[rule.id] = task
-                task.add_done_callback(functools.partial(self._prompt_done, rule.id))
+            if rule.id in self._prompt_tasks:  # its previous question is still unanswered: skip this one
+                self._dispatcher.metrics.rule_prompt_dropped(self._camera.id, rule.id, "in_flight")
+                continue
+            self.engine.mark_asked(rule.id, obs.now)
+            task = asyncio.create_task(self._prompt(rule, update.t), name=f"prompt-{rule.id}")
+            self._prompt_tasks[rule.id] = task
+            task.add_done_callback(functools.partial(self._prompt_done, rule.id))
         for rule_id, state in self.engine.changed().items():
             await self._store.put_rule_state(rule_id, state)
 
@@ -192,6 +197,9 @@ class RuleRunner:
         assert isinstance(params, PromptParams)
         try:
             answer = await self._ask(f"{params.question} Answer yes or no.", max(0.0, t - params.window_s))
+        except PromptDropped:  # the answer slots rules may take were full: this check is skipped, counted
+            self._dispatcher.metrics.rule_prompt_dropped(self._camera.id, rule.id, "busy")
+            return
         except Exception:  # crash guard: a failed check is a skipped check
             log.exception("prompt rule %s failed", rule.id)
             return
