@@ -323,10 +323,10 @@ class MqttPublisher:
                 log.warning(
                     "mqtt: %s was set to something else; publishing online again", self.availability_topic
                 )
-                self.stats.availability_reasserted += 1
                 await client.publish(
                     self.availability_topic, "online", qos=1, retain=True, timeout=self.timeout_s
                 )
+                self.stats.availability_reasserted += 1
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while not self._stopping.is_set():

@@ -30,6 +30,33 @@ def env_of(service: dict[str, Any]) -> dict[str, str]:
     return dict(env) if isinstance(env, dict) else dict(item.split("=", 1) for item in env)
 
 
+def test_prometheus_is_published_on_loopback_only_and_without_the_lifecycle_api() -> None:
+    prometheus = SERVICES["prometheus"]
+    assert not any("lifecycle" in arg for arg in prometheus["command"]), "/-/quit and /-/reload need no auth"
+    for port in prometheus.get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), (
+            f"Prometheus has no login: publish on loopback only ({port})"
+        )
+
+
+# An exact release: 1.2.3 with an optional v and suffix (redis:7.2.7-alpine, prom/prometheus:v2.53.3), or a
+# digest; never a floating tag such as 7.2-alpine, bookworm-slim or latest.
+EXACT = re.compile(r"(:v?\d+\.\d+\.\d+(-[\w.]+)?|@sha256:[0-9a-f]{64})$")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in SERVICES.items() if "build" not in s))
+def test_every_pulled_image_is_pinned_to_an_exact_version(name: str) -> None:
+    assert EXACT.search(SERVICES[name]["image"]), SERVICES[name]["image"]
+
+
+@pytest.mark.parametrize("dockerfile", ["ops/Dockerfile", "ops/camera/Dockerfile"])
+def test_every_base_image_is_pinned_to_an_exact_version(dockerfile: str) -> None:
+    text = (ROOT / dockerfile).read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, flags=re.MULTILINE))
+    bases = [args.get(b.strip("${}"), b) for b in re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)]
+    assert bases and all(re.search(r":\d+(\.\d+)+(-[\w.-]+)?$|@sha256:", b) for b in bases), bases
+
+
 def test_compose_names_the_six_services_of_a_deployment() -> None:
     assert {"app", "redis", "mosquitto", "prometheus", "grafana", "camera"} <= set(SERVICES)
 
@@ -145,6 +172,7 @@ def test_shipped_mosquitto_config_refuses_anonymous_clients_and_accepts_the_pass
     conf = (ROOT / "ops" / "mosquitto" / "mosquitto.conf").read_text()
     conf = conf.replace("listener 1883 0.0.0.0", f"listener {broker.port} 127.0.0.1")
     conf = conf.replace("/mosquitto/auth/passwd", str(passwd)).replace("/mosquitto/data/", f"{data}/")
+    conf = conf.replace("/mosquitto/auth/acl", str(ROOT / "ops" / "mosquitto" / "acl"))
     (broker.dir / "shipped.conf").write_text(conf)
     broker.command = lambda: ["mosquitto", "-c", str(broker.dir / "shipped.conf")]  # type: ignore[method-assign]
     broker.start()
