@@ -13,7 +13,7 @@ from typing import Any
 from agent.camera.batcher import EncodeBatcher
 from agent.camera.pipeline import Collaborators
 from agent.camera.registry import CameraRegistry
-from agent.models import Backend, load_backend
+from agent.models import Backend, backend_from_settings
 from agent.outputs.dispatch import Dispatcher
 from agent.outputs.events import EventBus
 from agent.outputs.metrics import Metrics
@@ -47,7 +47,7 @@ class Service:
         self.store = ResilientStore.from_settings(settings)
         await self.store.start()
         if self.backend is None:
-            self.backend = await asyncio.to_thread(load_backend, settings.backend, device=settings.device)
+            self.backend = await asyncio.to_thread(backend_from_settings, settings)
         backend = self.backend
         self.metrics.set_backend(backend.name, settings.device, backend.token_dim)
         self.bus = EventBus()

@@ -182,6 +182,23 @@ class StateOptions(Section):
     )
 
 
+class LlavaOptions(Section):
+    """How the LLaVA-OneVision (and tiny) backends build the prompt from memory tokens."""
+
+    video_newline: bool = Field(
+        True,
+        description="append the checkpoint's image_newline row after the memory tokens, as transformers "
+        "closes every video (false: leave it out)",
+    )
+    time_markers: bool = Field(True, description="write 't=12s' before each group of memory tokens")
+    marker_bucket_s: float = Field(10.0, gt=0.0, le=3600.0, description="seconds one time marker groups")
+    context_overflow: Literal["drop_oldest", "error"] = Field(
+        "drop_oldest",
+        description="a prompt over the model's context: drop_oldest leaves out the earliest-seen memory "
+        "tokens until it fits | error refuses the question",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of `scissor serve`; env `SCISSOR_<NAME>` and `SCISSOR_<SECTION>__<NAME>`."""
 
@@ -191,6 +208,10 @@ class Settings(BaseSettings):
 
     backend: str = Field("embedded", description="embedded | tiny | llava_onevision | a model path or hub id")
     device: str = Field("auto", description="compute device: auto | cpu | cuda | cuda:N | mps")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="weights dtype: auto (float16 on CUDA, float32 on CPU) | float32 | bfloat16 | float16",
+    )
     redis_url: str = Field("memory://", description="state store: memory:// | redis:// | rediss:// | unix://")
     mqtt_url: str = Field("none", description="broker: none | mqtt://user:pass@host:port | mqtts://...")
     host: str = Field("127.0.0.1", min_length=1, description="HTTP listen address")
@@ -206,6 +227,7 @@ class Settings(BaseSettings):
     mqtt: MqttOptions = Field(default_factory=MqttOptions, description="MQTT options")
     api: ApiOptions = Field(default_factory=ApiOptions, description="HTTP API limits")
     state: StateOptions = Field(default_factory=StateOptions, description="persistence and sessions")
+    llava: LlavaOptions = Field(default_factory=LlavaOptions, description="LLaVA-OneVision prompt options")
 
     @classmethod
     def settings_customise_sources(

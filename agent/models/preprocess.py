@@ -91,10 +91,10 @@ def pick_device(device: str) -> torch.device:
 
 
 def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
-    """Resolve a dtype setting: None means float16 on CUDA and float32 on CPU.
+    """Resolve a dtype setting: None or "auto" means float16 on CUDA and float32 on CPU.
 
     Args:
-        dtype: None, "float32", "float16" or "bfloat16".
+        dtype: None, "auto", "float32", "float16" or "bfloat16".
         device: the device the model runs on.
 
     Returns:
@@ -103,7 +103,7 @@ def pick_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     Raises:
         ValueError: for any other name.
     """
-    if dtype is None:
+    if dtype is None or dtype == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in table:

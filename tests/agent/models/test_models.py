@@ -16,6 +16,7 @@ import torch
 from agent.models import Backend, BackendNotFound, WeightsNotFound, load_backend
 from agent.models.embedded import EfficientNetLite, load_lite0
 from agent.models.labels import LabelNotSeen
+from agent.models.llava_onevision import LlavaAnswerer
 from agent.models.preprocess import FrameError
 from compress import compress_video, compress_video_with_stats
 from compress.memory import EntryInfo
@@ -230,10 +231,12 @@ def test_tiny_runs_frames_to_compressed_tokens_to_an_answer_with_exactly_k_visua
         handle.remove()
     prefill = seen[0]  # [1, prompt + K, D]: the first language-model call is the prefill
     assert prefill.shape[1] == answer.prefill_tokens
-    ids = tiny.answerer.tokenizer(tiny.answerer.prompt("what did you see ?", entries, k))["input_ids"]  # type: ignore[attr-defined]
-    video = torch.tensor(ids) == 127
-    assert int(video.sum()) == k == answer.tokens_used
-    assert torch.allclose(prefill[0, video], memory, atol=1e-6)  # the memory rows themselves, not re-encoded
+    answerer = cast(LlavaAnswerer, tiny.answerer)
+    video = torch.tensor(answerer.prompt_ids("what did you see ?", entries, k)) == 127
+    assert int(video.sum()) == k + 1 and k == answer.tokens_used  # K memory rows, then the newline row
+    # The memory rows themselves, not re-encoded.
+    assert torch.allclose(prefill[0, video][:k], memory, atol=1e-6)
+    assert torch.equal(prefill[0, video][k], answerer.model.model.image_newline)
     assert answer.prefill_tokens > k and len(seen) <= 5 and isinstance(answer.text, str)
     assert answer.evidence == [(0.0, float(k))]
 
