@@ -54,7 +54,7 @@ def singular(noun: str) -> str:
         word = last[:-3] + "y"
     elif low.endswith(("sses", "xes", "zes", "ches", "shes")) or (low.endswith("ses") and len(low) > 4):
         word = last[:-2]
-    elif low.endswith("s") and not low.endswith(("ss", "us", "is")) and len(low) > 3:
+    elif low.endswith("s") and not low.endswith(("ss", "us")) and len(low) > 3:
         word = last[:-1]
     else:
         word = last
@@ -105,7 +105,7 @@ class Clock:
             r = _inward(t, self.lo, self.hi, decimals)
             if self.lo - 1e-9 <= r <= self.hi + 1e-9:
                 return f"t={r:.{decimals}f}s"
-        return f"t={t:.2f}s"
+        return f"t={min(max(t, self.lo), self.hi)!r}s"  # a range under 10 ms wide: the exact value
 
     def wall(self, t: float) -> str | None:
         """ "17:41:31" (UTC) of stream second t, rounded inward like `t`; None without a wall clock."""

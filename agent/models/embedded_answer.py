@@ -245,8 +245,9 @@ class EmbeddedAnswerer:
                 f"; I cannot count individuals: my memory keeps when {plural(subject.name)} were on camera, "
                 "not how many there were"
             )
-        text = text[0].upper() + text[1:] + "."
-        return ("Yes: " + text if yes_no else text), sorted(rows)
+        if yes_no:
+            return f"Yes: {text}.", sorted(rows)
+        return text[0].upper() + text[1:] + ".", sorted(rows)
 
     @staticmethod
     def _ranges(ctx: AskContext) -> str:
