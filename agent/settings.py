@@ -35,7 +35,7 @@ ENV_PREFIX = "SCISSOR_"
 CONFIG_ENV = "SCISSOR_CONFIG"
 KNOWN_BACKENDS = ("embedded", "tiny", "llava_onevision")
 WEAK_TOKENS = frozenset({"changeme", "changethis", "secret", "password", "token", "scissor", "admin"})
-_SECRET_WORDS = ("password", "token", "secret")
+_SECRET_WORDS = ("password", "token", "secret", "encryption_key")
 _config_file: ContextVar[Path | None] = ContextVar("scissor_config_file", default=None)
 
 
@@ -119,8 +119,8 @@ class RedisOptions(Section):
                 Fernet(value.get_secret_value())
             except ValueError:
                 raise ValueError(
-                    "must be a Fernet key (32 url-safe base64-encoded bytes): "
-                    "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                    "must be a Fernet key (32 url-safe base64-encoded bytes), e.g. from python -c "
+                    "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
                 ) from None
         return value
 
