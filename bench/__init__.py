@@ -19,6 +19,7 @@ BENCHMARKS = {
     "eval": "quality vs retention for SCC and baselines, plots into docs/",
     "reliability": "faults and load against real services",
     "needles": "after an hour of real footage: does the memory still know when each needle was on camera",
+    "qa": "questions of every kind over footage with known timelines, scored per kind against the truth",
 }
 
 
@@ -58,6 +59,8 @@ def _entry(name: str) -> Callable[[list[str]], int | None]:
             from bench.reliability import main as run
         case "needles":
             from bench.needles import main as run
+        case "qa":
+            from bench.qa import main as run
         case _:
             raise ValueError(f"no benchmark {name!r}")
     return run

@@ -1,0 +1,120 @@
+"""Running `scissor bench qa`'s cameras through a real Service: its HTTP API over ASGI, file cameras paced at
+their own rate, the backend's encoder and memory, then every question, recorded with the range it asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from agent.api import create_app
+from agent.outputs.metrics import Metrics
+from agent.service import Service
+from agent.settings import load_settings
+from bench.qa.dataset import Interval
+from bench.qa.questions import Question
+from bench.qa.score import Asked
+
+log = logging.getLogger("bench.qa")
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A camera to register: its id, video file, when to add it (seconds after the first), sampling rate."""
+
+    camera: str
+    video: Path
+    start_after_s: float
+    fps: float
+
+
+@asynccontextmanager
+async def serve(backend: str, **settings: Any) -> AsyncIterator[tuple[Service, httpx.AsyncClient]]:
+    """A started Service (memory:// state, no MQTT, file cameras allowed) and a client of its API."""
+    config = load_settings(
+        None,
+        backend=backend,
+        device="cpu",
+        redis_url="memory://",
+        mqtt_url="none",
+        allow_file_urls=True,
+        **settings,
+    )
+    service = Service(config, metrics=Metrics(CollectorRegistry()))
+    await service.start()
+    transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://qa.bench", timeout=120) as client:
+            yield service, client
+    finally:
+        await service.stop()
+
+
+async def play(
+    client: httpx.AsyncClient, feeds: Sequence[Feed], timeout_s: float
+) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """Add the cameras on their schedule, wait until every file has ended; per camera the stream second of
+    its first frame (the memory's earliest entry: the offset of its timeline) and its end status (drops,
+    memory entries)."""
+    began = time.monotonic()
+    for feed in sorted(feeds, key=lambda f: f.start_after_s):
+        await asyncio.sleep(max(0.0, began + feed.start_after_s - time.monotonic()))
+        spec = {"id": feed.camera, "url": str(feed.video), "fps": feed.fps}
+        r = await client.post("/cameras", json=spec)
+        r.raise_for_status()
+        log.info("camera %s added at +%.1f s", feed.camera, time.monotonic() - began)
+    states: dict[str, str] = {}
+    while time.monotonic() - began < timeout_s:
+        states = {f.camera: (await client.get(f"/cameras/{f.camera}")).json()["state"] for f in feeds}
+        if all(s in {"ended", "failed"} for s in states.values()):
+            break
+        await asyncio.sleep(0.5)
+    else:
+        raise TimeoutError(f"cameras not ended after {timeout_s:.0f} s: {states}")
+    if "failed" in states.values():
+        raise RuntimeError(f"a camera failed: {states}")
+    offsets, seen = {}, {}
+    for feed in feeds:
+        memory = (await client.get(f"/cameras/{feed.camera}/memory", params={"limit": 10_000})).json()
+        offsets[feed.camera] = min(float(e["first_seen_s"]) for e in memory["items"])
+        status = (await client.get(f"/cameras/{feed.camera}")).json()
+        seen[feed.camera] = {k: status[k] for k in ("frames_dropped", "memory_entries", "compression_ratio")}
+    log.info("cameras ended: %s", seen)
+    return offsets, seen
+
+
+def _range(question: Question, now_before: float, now_after: float) -> Interval:
+    r = question.range
+    if r.how in {"since", "last"}:
+        return (max(0.0, now_before - r.a), now_after)
+    if r.how in {"from_to", "between"}:
+        return (r.a, now_after if r.b is None else r.b)
+    return (0.0, now_after)
+
+
+async def ask_all(service: Service, client: httpx.AsyncClient, questions: Sequence[Question]) -> list[Asked]:
+    """Ask every question in order (a session's turns in their order); each with its range per camera."""
+    out = []
+    for q in questions:
+        readers = service.cameras.readers(list(q.cameras))
+        before = {r.id: r.stream_seconds() for r in readers}
+        body: dict[str, Any] = {"question": q.text, **q.range.body()}
+        if q.session:
+            body["session_id"] = q.session
+        if len(q.cameras) == 1:
+            r = await client.post(f"/cameras/{q.cameras[0]}/ask", json=body)
+        else:
+            r = await client.post("/ask", json=body | {"cameras": list(q.cameras)})
+        after = {x.id: x.stream_seconds() for x in readers}
+        ranges = {c: _range(q, before[c], after[c]) for c in q.cameras}
+        out.append(Asked(q, r.status_code, r.json(), ranges))
+    return out
