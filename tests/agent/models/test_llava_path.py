@@ -19,6 +19,7 @@ import torch
 
 from agent.models import backend_from_settings, load_backend
 from agent.models.chat_prompt import ChatTemplateError, classify, find_chat_template, messages
+from agent.models.keep_all import keep_all
 from agent.models.llava_onevision import (
     SYSTEM_PROMPT,
     ContextOverflow,
@@ -28,6 +29,7 @@ from agent.models.llava_onevision import (
 )
 from agent.models.preprocess import to_pixels
 from agent.settings import SettingsError, load_settings
+from compress import compress_video
 from compress.memory import EntryInfo
 
 REPO = Path(__file__).resolve().parents[3]
@@ -201,12 +203,13 @@ def test_keep_all_prefill_and_first_logits_equal_transformers_native_video_path(
             answerer, lambda: model(input_ids=ids, pixel_values_videos=pixels)
         )
     # Ours, keep-all: every encoded token of both frames, as memory rows, then the newline row.
-    tokens = LlavaEncoder(model, pre).encode(frames).reshape(-1, 64)
-    assert tokens.shape[0] == 2 * 196 and span.count("<video>") == 2 * 196 + 1
+    tokens, entries = keep_all(LlavaEncoder(model, pre).encode(frames), [3.0, 4.0])
+    assert tokens.shape[0] == len(entries) == 2 * 196 and span.count("<video>") == 2 * 196 + 1
     embeds, logits, reply = _prefill(
-        answerer, lambda: answerer.answer(question, tokens, [], max_new_tokens=1)
+        answerer, lambda: answerer.answer(question, tokens, entries, max_new_tokens=1)
     )
-    assert answerer.prompt_ids(question, [], tokens.shape[0]) == native_ids
+    assert answerer.prompt_ids(question, entries, tokens.shape[0]) == native_ids
+    assert reply.tokens_used == 2 * 196 and reply.evidence == [(3.0, 4.0)]
     assert reply.prefill_tokens == len(native_ids) and embeds.shape == native_embeds.shape
     embed_diff = float((embeds - native_embeds).abs().max())
     logit_diff = float((logits - native_logits).abs().max())
@@ -218,6 +221,19 @@ def test_keep_all_prefill_and_first_logits_equal_transformers_native_video_path(
     assert short.prefill_tokens == len(native_ids) - 1
     video = torch.tensor(bare.prompt_ids(question, [], tokens.shape[0])) == VIDEO_ID
     assert int(video.sum()) == tokens.shape[0] and torch.equal(bare_embeds[0, video], tokens)
+
+
+def test_keep_all_keeps_every_token_of_identical_frames_where_tau_one_merges(tiny_dir: Path) -> None:
+    backend = load_backend(str(tiny_dir), device="cpu")
+    frame = backend.encoder.encode(_frames(1, seed=5))[0]
+    frames = torch.stack([frame, frame])  # two identical frames: 392 tokens, 196 distinct
+    rows, entries = keep_all(frames, [0.0, 0.5], first_index=10)
+    assert rows.shape == (392, 64) and torch.equal(rows, frames.reshape(392, 64))
+    assert [e.id for e in entries] == list(range(392)) and entries[196].evidence == (11,)
+    assert (entries[0].first_seen, entries[391].last_seen) == (0.0, 0.5)
+    assert compress_video(frames, 1.0).shape[0] < 392, "tau = 1.0 is no keep-all"
+    with pytest.raises(ValueError, match="2 times for 1 frames"):
+        keep_all(frames[:1], [0.0, 1.0])
 
 
 def test_memory_tokens_over_the_context_drop_the_oldest_or_raise(tiny_dir: Path) -> None:
