@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from agent.errors import AgentError
 from agent.models.base import ModelError, Reply, WeightsNotFound, evidence_spans
 from agent.models.chat_prompt import ChatTemplate, ChatTemplateError, classify, encode_prompt, video_token
 from agent.models.preprocess import pick_device, pick_dtype, to_pixels
@@ -41,8 +42,11 @@ SYSTEM_PROMPT = "You watch a camera. Visual tokens from its memory follow, with 
 Overflow = Literal["drop_oldest", "error"]
 
 
-class ContextOverflow(ModelError, ValueError):
-    """The prompt (text + memory tokens + answer room) does not fit the language model's context."""
+class ContextOverflow(ModelError, AgentError, ValueError):
+    """The prompt (text + memory tokens + answer room) does not fit the language model's context: the API
+    answers 422 with the numbers."""
+
+    status = 422
 
 
 @dataclass(frozen=True)
@@ -224,7 +228,9 @@ class LlavaAnswerer:
             raise ContextOverflow(
                 f"the prompt needs {len(ids)} positions + {max_new_tokens} new tokens, over the model's "
                 f"context of {self.context_tokens} ({k} memory tokens; context_overflow="
-                f"{self.context_overflow}; ask over a shorter range or cap max_memory_tokens)"
+                f"{self.context_overflow}; ask over a shorter range or cap max_memory_tokens)",
+                prompt_tokens=len(ids),
+                context_tokens=self.context_tokens,
             )
         # Dropping a row removes its placeholder and never adds a marker, so `over` rows always suffice.
         log.warning(

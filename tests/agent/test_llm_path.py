@@ -3,6 +3,7 @@ generate()."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -90,3 +91,20 @@ async def test_a_question_carrying_placeholder_text_is_answered_not_a_500(tiny: 
         reply = await run.client.post("/cameras/cam1/ask", json=question)
     assert reply.status_code == 200, reply.text
     assert reply.json()["tokens_used"] >= 2 and isinstance(reply.json()["answer"], str)
+
+
+async def test_a_prompt_over_the_context_is_a_422_with_the_numbers_when_overflow_is_an_error(
+    tiny: Backend,
+) -> None:
+    base = cast(LlavaAnswerer, tiny.answerer)
+    strict = LlavaAnswerer(
+        base.model, base.tokenizer, base.template, context_overflow="error", context_tokens=48
+    )
+    async with running_service(replace(tiny, answerer=strict), allow_file_urls=True) as run:
+        await run.client.post("/cameras", json=video_camera(fps=4))
+        pipeline = run.service.cameras.get("cam1")
+        await wait_until(lambda: len(pipeline.runtime.memory) >= 30, what="thirty memory entries")
+        reply = await run.client.post("/cameras/cam1/ask", json={"question": "what ?", "max_new_tokens": 4})
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert body["error"] == "ContextOverflow" and body["context_tokens"] == 48 and body["prompt_tokens"] > 44
