@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from agent.camera.batcher import EncodeBatcher
-from agent.camera.pipeline import Collaborators
+from agent.camera.pipeline import Collaborators, encoder_device
 from agent.camera.registry import CameraRegistry
 from agent.models import Backend, backend_from_settings
 from agent.outputs.dispatch import Dispatcher
@@ -101,6 +101,7 @@ class Service:
             labeler=backend.labeler,
             backend_name=backend.name,
             frame_size=backend.frame_size,
+            device=encoder_device(backend.encoder, self.settings.device),
         )
 
     async def _restore_when_reachable(self) -> None:

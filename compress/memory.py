@@ -12,12 +12,12 @@ import torch
 from torch import Tensor
 
 from compress.entries import EntryInfo, MemoryUpdate
-from compress.intervals import INF, NO_FRAME, counts, fuse, group_slots, side_by_side
+from compress.intervals import counts, fuse, group_slots, side_by_side
 from compress.memory_state import CONFIG as _CONFIG
 from compress.memory_state import COUNTERS as _COUNTERS
 from compress.memory_state import INTERVAL_CONFIG as _INTERVAL_CONFIG
 from compress.memory_state import INTERVAL_FIELDS as _INTERVAL_FIELDS
-from compress.memory_state import MAX_INTERVALS, SPACINGS, STATE_VERSION, check_state, from_bytes, to_bytes
+from compress.memory_state import MAX_INTERVALS, SPACINGS, check_state, from_bytes, to_bytes
 from compress.memory_state import NEG as _NEG
 from compress.memory_state import ROW_FIELDS as _ROW_FIELDS
 from compress.memory_state import ROWS as _ROWS
@@ -32,6 +32,8 @@ from compress.scc import (
     merge_by_labels,
     unit,
 )
+from compress.view import SLOT_FIELDS as _SLOT_FIELDS
+from compress.view import MemoryView
 
 __all__ = ["EntryInfo", "MemoryUpdate", "TokenMemory"]  # the entry types live in compress.entries
 
@@ -41,8 +43,6 @@ _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
 _LINKED = 4  # columns per component held for the entries a frame links (more: the grouping is redone)
 _NEIGHBOURS = 8  # most similar other entries each entry lists (an exact top list and a bound on the rest)
 _BIG = torch.iinfo(torch.int64).max
-# Where the state's ragged interval fields (after iv_count) live: (buffer, column of its last dimension).
-_SLOT_FIELDS = (("iv_span", 0), ("iv_span", 1), ("iv_evidence", 0), ("iv_evidence", 1))
 _GAP_SPACINGS = 3.5  # gap_s=None: this many frame spacings (missing from two frames stays one interval)
 
 
@@ -742,67 +742,35 @@ class TokenMemory:
     def __len__(self) -> int:
         return self._m
 
+    def view(self, *, sums: bool = True) -> MemoryView:
+        """The memory as it is now, as device copies of its live rows (`compress.view`): queues the copies
+        and returns, no host sync, so a reader holds the ingest lock only that long and reads the view after
+        releasing it. `sums` False: no M x D token sums (enough for `summary` and `live_evidence`)."""
+        values = {n: getattr(self, n) for n in _CONFIG + _INTERVAL_CONFIG + _COUNTERS}
+        values["spacings"] = list(self._spacings)
+        return MemoryView.of(self._rows, self._m, self._recent, values, sums=sums)
+
     def tokens(
         self, since: float | None = None, until: float | None = None
     ) -> tuple[Tensor, list[EntryInfo]]:
         """Live entries with an interval overlapping [since, until] (None: open end) -> (`[K, D]` float32
-        means, `EntryInfo` per row), ordered by first_seen then id."""
-        m, r = self._m, self._rows
-        since, until = -math.inf if since is None else since, math.inf if until is None else until
-        start, end = r["iv_span"][:m, :, 0], r["iv_span"][:m, :, 1]
-        hit = (start < INF) & (end >= since) & (start <= until)  # start +inf: an unused slot
-        rows = hit.any(dim=1).nonzero().squeeze(1)
-        rows = rows[torch.argsort(r["ids"][rows], stable=True)]
-        rows = rows[torch.argsort(r["first_seen"][rows], stable=True)]
-        means = r["sums"][rows] / r["counts"][rows, None].float()
-        names = ("ids", "first_seen", "last_seen", "counts", "frames", "evidence", "iv_span", "iv_evidence")
-        infos = []
-        for i, a, b, c, n, ev, slots, chosen in zip(*(r[name][rows].tolist() for name in names), strict=True):
-            held = [(start, end) for start, end in slots if start < INF]
-            frames = tuple(frame for frame, _ in chosen[: len(held)])
-            evidence = tuple(e for e in ev if e >= 0)
-            infos.append(EntryInfo(i, a, b, c, n, evidence, intervals=tuple(held), interval_frames=frames))
-        return means, infos
+        means, `EntryInfo` per row), ordered by first_seen then id (`MemoryView.tokens` of a view now)."""
+        return self.view().tokens(since, until)
 
     def live_evidence(self) -> dict[int, int]:
         """Every frame index a live entry's interval names as its evidence -> its support: the tokens the
         entry absorbed in that frame, summed over the intervals naming the same frame (what a keyframe store
         keeps)."""
-        m, r = self._m, self._rows
-        chosen = r["iv_evidence"][:m][
-            (r["iv_span"][:m, :, 0] < INF) & (r["iv_evidence"][:m, :, 0] != NO_FRAME)
-        ]
-        keys, inverse = torch.unique(chosen[:, 0], return_inverse=True)
-        sums = torch.zeros_like(keys).index_add_(0, inverse, chosen[:, 1])
-        return dict(zip(keys.tolist(), sums.tolist(), strict=True))
+        return self.view(sums=False).live_evidence()
 
     def summary(self) -> dict[str, float | int | None]:
         """Sizes and counters, for the API's memory summary and Prometheus (entries is a gauge, *_total
         counters)."""
-        stored = int(self._rows["counts"][: self._m].sum())
-        return {
-            "entries": self._m,
-            "tokens_stored": stored,
-            **{n: getattr(self, n) for n in _CONFIG + _COUNTERS},
-        }
+        return self.view(sums=False).summary()
 
     def state_dict(self) -> dict[str, Any]:
         """Plain CPU tensors, ints and floats (torch.save-able); entry rows are copies, in row order."""
-        rows = {name: self._rows[name][: self._m].cpu().clone() for name in _ROW_FIELDS}
-        seen = self._recent[0] >= 0  # padding slots hold id -1
-        recent = {"recent_ids": self._recent[0][seen].cpu(), "recent_unit": self._recent[1][seen].cpu()}
-        live = self._rows["iv_span"][: self._m, :, 0] < INF
-        intervals = {"iv_count": live.sum(dim=1).cpu()}
-        for (buf, side), name in zip(_SLOT_FIELDS, _INTERVAL_FIELDS[1:], strict=True):
-            intervals[name] = self._rows[buf][: self._m, :, side][live].cpu()
-        return {
-            "version": STATE_VERSION,
-            **{n: getattr(self, n) for n in _CONFIG + _INTERVAL_CONFIG + _COUNTERS},
-            **rows,
-            **recent,
-            **intervals,
-            "spacings": torch.tensor(self._spacings, dtype=torch.float64),
-        }
+        return self.view().state_dict()
 
     @classmethod
     def from_state_dict(

@@ -72,7 +72,8 @@ class EncodeBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, float]:
-        """Tokens `[N, D]` of one frame, computed in a shared batch, and the encoder seconds per frame."""
+        """Tokens `[N, D]` of one frame (on the encoder's device), computed in a shared batch, and the encoder
+        seconds per frame."""
         future: asyncio.Future[tuple[torch.Tensor, float]] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait(_Request(rgb, future))
@@ -80,6 +81,17 @@ class EncodeBatcher:
             self.stats.rejected += 1
             raise
         return await future
+
+    def _encode_ready(self, frames: list[np.ndarray]) -> torch.Tensor:
+        """The batch's tokens, left on the encoder's device. On a GPU the encoder thread waits for its own
+        kernels (an event after them, not the whole device), so the seconds reported are the encoder's and
+        not their launch; the memory's thread never waits for the encoder."""
+        tokens = self._encode(frames)
+        if tokens.is_cuda:
+            done = torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch leaves it untyped
+            done.record(torch.cuda.current_stream(tokens.device))
+            done.synchronize()  # host sync (encoder thread): the batch is ready
+        return tokens
 
     async def _next_batch(self) -> list[_Request]:
         batch = [await self._queue.get()]
@@ -102,7 +114,9 @@ class EncodeBatcher:
                 continue
             started = time.perf_counter()
             try:
-                tokens = await loop.run_in_executor(self._executor, self._encode, [r.rgb for r in batch])
+                tokens = await loop.run_in_executor(
+                    self._executor, self._encode_ready, [r.rgb for r in batch]
+                )
             except Exception as exc:  # crash guard: one bad batch must not stop every camera
                 log.exception("encoder failed on a batch of %d frames", len(batch))
                 for request in batch:

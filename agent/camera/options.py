@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import InvalidRequest
-from agent.settings import CameraDefaults
+import torch
+
+from agent.errors import InvalidRequest, QuotaExceeded
+from agent.settings import CameraDefaults, LimitsOptions
 from compress.memory import TokenMemory
+from compress.memory_state import MAX_INTERVALS, ROWS
 
 MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
 SOURCE_OPTIONS = {
@@ -59,10 +62,56 @@ def split_options(options: dict[str, Any], *, allow_files: bool) -> tuple[dict[s
     return memory, source
 
 
+# Row widths of TokenMemory's per-entry buffers (compress.memory_state.ROWS) besides D: E evidence frames (its
+# default, which the service uses), K interval slots, N neighbour slots (compress.memory's _NEIGHBOURS).
+_ROW_WIDTHS = {"E": 4, "K": MAX_INTERVALS, "N": 8, "2": 2}
+
+
+def memory_bytes(capacity: int, dim: int) -> int:
+    """Bytes a `TokenMemory(dim, capacity=capacity)` preallocates: capacity + 2 rows (scratch and headroom)
+    of every per-entry buffer; the two float32 `[M, D]` ones (token sums, unit means) are ~8 x D of a row."""
+    row = 0
+    for shape, dtype, _ in ROWS.values():
+        width = 1
+        for size in shape:
+            width *= dim if size == "D" else _ROW_WIDTHS[size]
+        row += width * dtype.itemsize
+    return (capacity + 2) * row
+
+
+def memory_capacity(options: dict[str, Any], defaults: CameraDefaults) -> int:
+    """The capacity a camera's memory `options` (`split_options`) ask for, the default when unset."""
+    return int(options.get("capacity", defaults.capacity_entries))
+
+
+def check_memory_quota(bytes_needed: int, *, others_bytes: int, limits: LimitsOptions) -> None:
+    """Refuse a memory before it is allocated: InvalidRequest (422) when one camera's is over
+    `memory_bytes_per_camera`; QuotaExceeded (409) when it and `others_bytes` (every other camera's) are
+    over `memory_bytes_total`."""
+    if bytes_needed > limits.memory_bytes_per_camera:
+        raise InvalidRequest(
+            "options.capacity",
+            f"this memory would take {bytes_needed} bytes, over SCISSOR_LIMITS__MEMORY_BYTES_PER_CAMERA "
+            f"({limits.memory_bytes_per_camera}); ask for a smaller capacity",
+        )
+    if others_bytes + bytes_needed > limits.memory_bytes_total:
+        raise QuotaExceeded(
+            "SCISSOR_LIMITS__MEMORY_BYTES_TOTAL",
+            limits.memory_bytes_total,
+            f"cameras' memories would take {others_bytes + bytes_needed} bytes",
+        )
+
+
 def build_memory(
-    options: dict[str, Any], *, defaults: CameraDefaults, token_dim: int, backend_tau: float
+    options: dict[str, Any],
+    *,
+    defaults: CameraDefaults,
+    token_dim: int,
+    backend_tau: float,
+    device: str | torch.device = "cpu",
 ) -> TokenMemory:
-    """A new, empty memory for a camera's memory `options` (`split_options`), the rest from `defaults`.
+    """A new, empty memory for a camera's memory `options` (`split_options`), the rest from `defaults`, on
+    `device` (the encoder's: its tokens never leave it).
 
     tau: the option, else `SCISSOR_CAMERA__TAU` when it was set, else the backend's own (its tokens' scale).
     Raises InvalidRequest("options") for a combination TokenMemory refuses.
@@ -74,6 +123,7 @@ def build_memory(
             tau=tau,
             capacity=options.get("capacity", defaults.capacity_entries),
             window_s=options.get("window_s", defaults.window_s),
+            device=device,
         )
     except ValueError as exc:
         raise InvalidRequest("options", str(exc)) from None

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from agent.camera.runtime import CameraRuntime
 from agent.camera.watcher import CameraWatcher
 from agent.errors import InvalidRequest, KeyframeGone
 from agent.models.labels import Labeler
+from agent.models.preprocess import pick_device
 from agent.outputs.dispatch import Dispatcher
 from agent.outputs.metrics import Metrics
 from agent.outputs.scrape import CameraScrape
@@ -56,6 +57,8 @@ class Collaborators:
         labeler: labels memory entries and scores label rules (None: the backend cannot).
         backend_name: named when a label rule is refused.
         frame_size: (width, height) frames are decoded at (the encoder's input).
+        device: where the encoder's tokens come out (`encoder_device`): memories are built there, so the
+            tokens go from the vision tower into the memory without a copy to the host.
     """
 
     encoder: EncodeBatcher
@@ -66,6 +69,14 @@ class Collaborators:
     labeler: Labeler | None
     backend_name: str
     frame_size: tuple[int, int]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+
+def encoder_device(encoder: object, setting: str) -> torch.device:
+    """The device an encoder's tokens come out on: its own `device` when it has one, else the device setting
+    (`SCISSOR_DEVICE`: "auto" is CUDA when present, else the CPU) resolved."""
+    device = getattr(encoder, "device", None)
+    return device if isinstance(device, torch.device) else pick_device(setting)
 
 
 class CameraPipeline:
@@ -82,7 +93,7 @@ class CameraPipeline:
             backend_name=collaborators.backend_name,
         )
         self._watcher = self._new_watcher()
-        self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float, float | None]] | None = None
+        self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float, float | None] | None] | None = None
 
     def _new_watcher(self) -> CameraWatcher:
         return CameraWatcher(
@@ -139,10 +150,12 @@ class CameraPipeline:
         return self.runtime.stream_seconds()
 
     def read(self, since: float | None, until: float | None) -> tuple[torch.Tensor, list[EntryInfo]]:
-        """Memory tokens `[K, D]` and their entries present in the range: one whole update's view (an update
-        may be running in its worker thread)."""
+        """Memory tokens `[K, D]` (on the memory's device) and their entries present in the range: one whole
+        update's view (an update may be running in its worker thread). The lock is held only while the view's
+        device copies queue; the host reads them after (`compress.view`)."""
         with self.runtime.memory_lock:
-            return self.runtime.memory.tokens(since, until)
+            view = self.runtime.memory.view()
+        return view.tokens(since, until)
 
     def has_keyframe(self, frame: int) -> bool:
         """True while the JPEG of frame index `frame` is kept."""
@@ -153,8 +166,8 @@ class CameraPipeline:
         camera = self.runtime
         stats = camera.stats()
         with camera.memory_lock:
-            summary = camera.memory.summary()
-            entries = len(camera.memory)
+            view = camera.memory.view(sums=False)
+        summary, entries = view.summary(), len(view)
         return CameraStatus(
             id=camera.id,
             url=camera.redacted_url,
@@ -176,9 +189,9 @@ class CameraPipeline:
         memory = self.runtime.memory
         since = None if since_s is None else max(0.0, self.stream_seconds() - since_s)
         with self.runtime.memory_lock:
-            tokens, entries = memory.tokens(since, None)
-            summary = memory.summary()
-            size = len(memory)
+            view = memory.view()
+        tokens, entries = view.tokens(since, None)
+        summary, size = view.summary(), len(view)
         tokens, entries = tokens[-limit:], entries[-limit:]  # the newest entries, labelled row for row
         labels = self.top_labels(tokens, 3) if entries else []
         tokens_in = int(summary.get("tokens_in_total", 0) or 0)
@@ -238,23 +251,27 @@ class CameraPipeline:
         return MemorySaved(camera=self.id, bytes=len(blob), entries=len(self.runtime.memory))
 
     def _memory_blob(self) -> bytes:
+        # Under the lock only the view's device copies queue; the copy to the host (non-blocking, one wait for
+        # those copies alone) and torch.save run here, in a worker thread, while ingest goes on.
         with self.runtime.memory_lock:
-            return memory_blobs.to_blob(self.runtime.added_at, self.runtime.memory)
+            view = self.runtime.memory.view()
+        return memory_blobs.to_blob(self.runtime.added_at, view)
 
     # ------------------------------------------------------------------------------------------ per frame
     async def _on_frame(self, frame: Frame) -> None:
         camera = self.runtime
-        tokens, encode_s = await self._with.encoder.encode(frame.rgb)
-        if not bool(torch.isfinite(tokens).all()):
-            self._reject(frame, "bad_tokens")
-            return
+        tokens, encode_s = await self._with.encoder.encode(frame.rgb)  # on the encoder's device
         # Wall-clock stream seconds survive reconnects (PTS restart); never step back if the clock does.
         t = max(camera.stream_seconds(frame.wall_time), camera.last_t)
         # add_frame takes tens of ms at capacity: it runs in a worker thread so the event loop stays free.
         # Shielded: a stopped pipeline still lets a running update finish (stop() waits for it), so none is
         # half applied.
         self._inflight = asyncio.get_running_loop().run_in_executor(None, self._add_frame, tokens, t, frame)
-        update, t, update_s, scc_s = await asyncio.shield(self._inflight)
+        done = await asyncio.shield(self._inflight)
+        if done is None:  # NaN/inf tokens: add_frame refused them, the memory is untouched
+            self._reject(frame, "bad_tokens")
+            return
+        update, t, update_s, scc_s = done
         camera.last_t = t
         camera.frames_processed += 1
         camera.processed_times.append(time.monotonic())
@@ -276,10 +293,11 @@ class CameraPipeline:
 
     def _add_frame(
         self, tokens: torch.Tensor, t: float, frame: Frame
-    ) -> tuple[MemoryUpdate, float, float, float | None]:
+    ) -> tuple[MemoryUpdate, float, float, float | None] | None:
         """(update, stream seconds used, seconds taken, spatial SCC seconds or None) of one add_frame under
-        the memory lock, then the frame's keyframe (kept while the memory names it as evidence). Runs in a
-        worker thread."""
+        the memory lock, then the frame's keyframe (kept while the memory names it as evidence); None when
+        the tokens are not finite (add_frame checks that in its first read of the device and changes
+        nothing). Runs in a worker thread. The tokens stay on their device: no copy to the host here."""
         camera = self.runtime
         memory = camera.memory
         with camera.memory_lock:
@@ -287,14 +305,18 @@ class CameraPipeline:
                 t, memory.newest_t or t
             )  # a restarted watcher never steps behind the memory's newest frame
             started = time.perf_counter()
-            update = memory.add_frame(tokens, t, frame.index)
+            try:
+                update = memory.add_frame(tokens, t, frame.index)
+            except ValueError as exc:  # NaN/inf tokens (or norms past float32): the frame is skipped
+                log.debug("camera %s: frame %d refused by the memory: %s", camera.id, frame.index, exc)
+                return None
             update_s = time.perf_counter() - started
         scc_s = self._time_scc(tokens) if camera.frames_processed % SCC_TIMED_EVERY == 0 else None
         camera.keyframes.add(camera.keyframes.encode(frame.index, t, frame.rgb, frame.source_aspect))
         if camera.frames_processed % RETAIN_EVERY == 0:
             with camera.memory_lock:
-                wanted = memory.live_evidence()
-            camera.keyframes.retain(wanted)
+                view = memory.view(sums=False)
+            camera.keyframes.retain(view.live_evidence())  # read off the lock
         return update, t, update_s, scc_s
 
     def _time_scc(self, tokens: torch.Tensor) -> float:

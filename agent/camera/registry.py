@@ -145,7 +145,8 @@ class CameraRegistry:
                 continue
             blob = await store.memory_blob(spec.id)
             try:
-                self._start(spec, saved=from_blob(blob) if blob else None)
+                saved = from_blob(blob, device=self._with.device) if blob else None  # on the encoder's device
+                self._start(spec, saved=saved)
             except (InvalidRequest, InvalidCameraURL, ValueError) as exc:
                 log.error("camera %s not restored: %s", spec.id, exc)
         for pipeline in self.pipelines():
@@ -189,6 +190,7 @@ class CameraRegistry:
             defaults=self._settings.camera,
             token_dim=self._backend.token_dim,
             backend_tau=self._backend.default_tau,
+            device=self._with.device,
         )
 
     def _fps(self, spec: CameraSpec) -> float:

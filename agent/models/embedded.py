@@ -218,13 +218,17 @@ class EmbeddedEncoder:
             frames: F frames, `uint8[H, W, 3]` (resized to `frame_size` when they differ).
 
         Returns:
-            `Tensor[F, N, 1280]` float32 on CPU.
+            `Tensor[F, N, 1280]` float32 on the encoder's device (`device`): tokens stay there, through the
+            pipeline, into the memory (no copy to the host).
         """
         pixels = to_pixels(frames, self.frame_size, LITE_MEAN, LITE_STD, device=self.device, dtype=self.dtype)
-        return self.net.tokens(pixels).float().cpu().contiguous()
+        return self.net.tokens(pixels).float().contiguous()
 
     @torch.inference_mode()
     def class_logits(self, tokens: Tensor) -> Tensor:
-        """ImageNet logits `[..., 1000]` float32 on CPU for tokens `[..., 1280]` (or means of tokens)."""
+        """ImageNet logits `[..., 1000]` float32 on CPU for tokens `[..., 1280]` (or means of tokens) on any
+        device: the classifier runs on the encoder's device, only the logits come to the host (labels are
+        read there)."""
         fc = self.net._fc
-        return F.linear(tokens.float().cpu(), fc.weight.float().cpu(), fc.bias.float().cpu())
+        x = tokens.to(self.device, torch.float32)
+        return F.linear(x, fc.weight.float(), fc.bias.float()).cpu()

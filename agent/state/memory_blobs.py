@@ -6,7 +6,10 @@ import json
 import struct
 from dataclasses import dataclass
 
+import torch
+
 from compress.memory import TokenMemory
+from compress.view import MemoryView
 
 MAGIC = b"SCSNAP1\n"  # the format's first name; blobs already in Redis start with it
 
@@ -19,14 +22,17 @@ class SavedMemory:
     memory: TokenMemory
 
 
-def to_blob(added_at: float, memory: TokenMemory) -> bytes:
-    """Serialise a camera's memory with its time base (stream second 0 in wall-clock seconds)."""
+def to_blob(added_at: float, memory: TokenMemory | MemoryView) -> bytes:
+    """Serialise a camera's memory, or a view of it taken under the ingest lock (`TokenMemory.view`: the
+    copy to the host and the serialising then happen off the lock), with its time base (stream second 0 in
+    wall-clock seconds)."""
     header = json.dumps({"added_at": added_at}).encode()
     return MAGIC + struct.pack("<I", len(header)) + header + memory.to_bytes()
 
 
-def from_blob(blob: bytes, *, device: str = "cpu") -> SavedMemory:
-    """Inverse of `to_blob`; a blob of another format raises ValueError."""
+def from_blob(blob: bytes, *, device: str | torch.device = "cpu") -> SavedMemory:
+    """Inverse of `to_blob`, the memory on `device` (the encoder's); a blob of another format raises
+    ValueError."""
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
         raise ValueError("not a Scissor memory blob (bad magic)")
     start = len(MAGIC)

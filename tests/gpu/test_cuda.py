@@ -8,6 +8,7 @@ with that reason rather than skip: a GPU check that checked nothing must not rea
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from bench.compress import camera_like_stream
 from compress.memory import TokenMemory
 from compress.scc import compress_video
 from compress.syncs import HostSyncs
+from tests.agent.camera.test_pipeline_device import PX, frames, pipeline
 
 pytestmark = pytest.mark.gpu
 
@@ -112,3 +114,53 @@ def test_compress_video_on_cuda_stays_within_the_host_sync_budget(cuda: torch.de
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert sum("synchroniz" in str(w.message) for w in caught) <= 24
+
+
+def sync_warnings(fn: Callable[[], object]) -> int:
+    """Synchronising CUDA calls `fn` makes (torch.cuda.set_sync_debug_mode warns at each)."""
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def test_the_embedded_encoders_tokens_stay_on_cuda_and_its_labels_match_the_cpu(cuda: torch.device) -> None:
+    frame = np.random.default_rng(1).integers(0, 256, (448, 448, 3), dtype=np.uint8)
+    cpu, gpu = (load_backend("embedded", device=d).encoder for d in ("cpu", "auto"))
+    tokens = gpu.encode([frame])
+    assert tokens.device.type == "cuda" and tokens.dtype == torch.float32  # no copy to the host
+    logits = gpu.class_logits(tokens[0].mean(0))  # type: ignore[attr-defined]
+    assert logits.device.type == "cpu"  # only the logits come to the host
+    want = cpu.class_logits(cpu.encode([frame])[0].mean(0))  # type: ignore[attr-defined]
+    assert logits.argmax() == want.argmax()
+
+
+def test_the_camera_pipeline_on_cuda_keeps_tokens_and_memory_there_within_the_budget(
+    cuda: torch.device,
+) -> None:
+    """SCISSOR_DEVICE=auto on a CUDA machine: the memory lives on the GPU, the per-frame path keeps the
+    tokens there and synchronises at most the budget per frame, a view (what readers and snapshots take
+    under the ingest lock) synchronises never, and a snapshot made from it is the memory's."""
+    backend = load_backend("embedded", device="auto", image_px=PX)
+    camera = pipeline(backend)
+    memory = camera.runtime.memory
+    assert memory.device.type == "cuda"
+    worst = 0
+    for frame in frames(30):
+        tokens = backend.encoder.encode([frame.rgb])[0]
+        assert tokens.device == memory.device
+        camera.runtime.frames_processed = frame.index
+        worst = max(worst, sync_warnings(lambda: camera._add_frame(tokens, frame.pts_s, frame)))  # noqa: B023
+    assert memory.consolidations_total > 0 and worst <= ADD_FRAME_BUDGET, worst
+    assert sync_warnings(memory.view) == 0
+    view = memory.view()
+    blob = view.to_bytes()
+    copy = TokenMemory.from_bytes(blob, device=cuda)
+    assert [e.intervals for e in copy.tokens()[1]] == [e.intervals for e in memory.tokens()[1]]
+    tokens_, entries = camera.read(None, None)
+    assert tokens_.device == memory.device and entries == memory.tokens()[1]
