@@ -192,6 +192,7 @@ class LlavaAnswerer:
         self.video_token_id = int(model.config.video_token_id)
         own = int(model.config.text_config.max_position_embeddings)
         self.context_tokens = own if context_tokens is None else min(int(context_tokens), own)
+        self.prompt_ids("is the template usable ?", [], 1)  # a template that cannot render fails at load
 
     def _visual_text(self, entries: Sequence[EntryInfo], k: int) -> str:
         newline = self.video_token if self.video_newline and k else ""  # nothing to close without rows

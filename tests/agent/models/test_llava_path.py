@@ -129,11 +129,16 @@ def test_a_checkpoint_without_a_chat_template_is_refused_never_given_a_made_up_p
         load_backend(str(_variant(tiny_dir, tmp_path, "none", None)), device="cpu")
 
 
-def test_a_template_that_places_no_video_is_named_not_guessed(tiny_dir: Path) -> None:
-    tokenizer = load_backend(str(tiny_dir), device="cpu").answerer.tokenizer  # type: ignore[attr-defined]
+def test_a_template_that_places_no_video_or_cannot_render_is_refused_at_load(tiny_dir: Path) -> None:
+    answerer = cast(LlavaAnswerer, load_backend(str(tiny_dir), device="cpu").answerer)
+    tokenizer = answerer.tokenizer
     with pytest.raises(ChatTemplateError, match="places no single <video>"):
         classify("{% for m in messages %}{{ m['role'] }}{% endfor %}", "test", tokenizer)
     assert find_chat_template(str(tiny_dir), tokenizer).origin == "chat_template.jinja"
+    no_system = "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system turn') }}{% endif %}"
+    template = classify(no_system + TYPED_TEMPLATE, "test", tokenizer)  # the probe has no system turn
+    with pytest.raises(ChatTemplateError, match="no system turn"):
+        LlavaAnswerer(answerer.model, tokenizer, template)
 
 
 @pytest.mark.parametrize("question", ["what is <video> here ?", "<image> <video><video> <|im_end|> ?"])
