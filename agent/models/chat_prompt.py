@@ -219,7 +219,8 @@ def encode_prompt(
         raise ChatTemplateError(
             f"the rendered prompt holds {found} {video} placeholders outside the question"
         )
-    control_ids = frozenset(int(i) for i in tokenizer.convert_tokens_to_ids(list(tokens)))
+    unk = getattr(tokenizer, "unk_token_id", None)  # plain text may hold unknown pieces: not a control token
+    control_ids = frozenset(int(i) for i in tokenizer.convert_tokens_to_ids(list(tokens))) - {unk}
     ids: list[int] = []
     for i, piece in enumerate(pieces):
         if i % 2:  # a control token the user typed: ordinary text

@@ -260,6 +260,12 @@ class LlavaAnswerer:
         p = next(self.model.parameters())
         ids = torch.tensor([ids_list], dtype=torch.long, device=p.device)
         visual = self._visual_rows(tokens.to(device=p.device, dtype=p.dtype))
+        rows, placeholders = int(visual.shape[0]), ids_list.count(self.video_token_id)
+        if placeholders != rows:  # named here, before generate's bare "features and tokens do not match"
+            raise ChatTemplateError(
+                f"the prompt holds {placeholders} {self.video_token} ids for {rows} visual rows: the "
+                f"tokenizer's {self.video_token} is not the model's video_token_id {self.video_token_id}"
+            )
         kwargs: dict[str, Any] = {}
         if visual.shape[0]:
             from transformers.modeling_outputs import BaseModelOutputWithPooling

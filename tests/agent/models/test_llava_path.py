@@ -299,3 +299,13 @@ def test_a_bare_hub_id_backend_loads_from_an_offline_cache(tiny_dir: Path, tmp_p
     assert out.returncode == 0, out.stderr[-2000:]
     assert "llava_onevision chat_template.jinja 196" in out.stdout
     assert "missing:" in out.stdout and "HF_HUB_OFFLINE" in out.stdout
+
+
+def test_a_tokenizer_whose_video_token_is_not_the_models_is_named_before_generate() -> None:
+    from agent.models.tiny import build_model, build_tokenizer
+
+    model, tokenizer = cast(Any, build_model(seed=0)), build_tokenizer()
+    model.config.video_token_id = IMAGE_ID  # the checkpoint says <image>'s id; the tokenizer's <video> is 127
+    answerer = LlavaAnswerer(model, tokenizer, classify(TYPED_TEMPLATE, "test", tokenizer))
+    with pytest.raises(ChatTemplateError, match="not the model's video_token_id 126"):
+        answerer.answer("what ?", torch.zeros(3, 64), [], max_new_tokens=1)
