@@ -39,6 +39,21 @@ def test_prometheus_is_published_on_loopback_only_and_without_the_lifecycle_api(
         )
 
 
+def test_ops_readme_answers_the_decoder_isolation_question() -> None:
+    section = OPS_README.split("## Decoder isolation", 1)[1].split("\n## ", 1)[0]
+    for topic in ("What runs where", "exploited decoder", "SCISSOR_API_TOKEN", "SCISSOR_REDIS__PASSWORD"):
+        assert topic in section, topic
+    for mitigation in (
+        "separate decoder process",
+        "read-only root filesystem",
+        "cap_drop",
+        "seccomp",
+        "network",
+    ):
+        assert mitigation in section, mitigation
+    assert "not built yet" in section, "say plainly what is only recommended"
+
+
 # An exact release: 1.2.3 with an optional v and suffix (redis:7.2.7-alpine, prom/prometheus:v2.53.3), or a
 # digest; never a floating tag such as 7.2-alpine, bookworm-slim or latest.
 EXACT = re.compile(r"(:v?\d+\.\d+\.\d+(-[\w.]+)?|@sha256:[0-9a-f]{64})$")
