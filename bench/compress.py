@@ -171,7 +171,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str]) -> int:
     """Run the benchmark; returns the process exit code."""
     p = argparse.ArgumentParser(prog="scissor bench compress", description=__doc__)
-    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--frames", type=int, default=32, help="frames per clip (F)")
     p.add_argument("--tokens", type=int, default=196, help="tokens per frame (N)")
     p.add_argument(
         "--dim", type=int, default=896, help="token width (D): 896 for the 0.5B model, 3584 for 7B"
@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = leave torch's default)")
     p.add_argument("--device", default="cpu", help="torch device the inputs and the compressor run on (cuda)")
     p.add_argument("--quick", action="store_true", help="tiny shapes, one run: a smoke test in seconds")
-    p.add_argument("--out", type=Path, default=Path("bench/out/compress.json"))
+    p.add_argument("--out", type=Path, default=Path("bench/out/compress.json"), help="JSON results file")
     args = p.parse_args(argv)
     if args.quick:
         args.frames, args.tokens, args.dim, args.runs, args.ref_runs = 4, 49, 64, 1, 1

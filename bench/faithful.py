@@ -101,9 +101,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scissor bench faithful", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--tokens", type=int, default=196)
-    parser.add_argument("--dim", type=int, default=896)
+    parser.add_argument("--frames", type=int, default=32, help="frames per synthetic clip (F)")
+    parser.add_argument("--tokens", type=int, default=196, help="tokens per frame (N)")
+    parser.add_argument("--dim", type=int, default=896, help="token width (D)")
     parser.add_argument("--seeds", type=int, default=3, help="synthetic clips")
     parser.add_argument("--runs", type=int, default=3, help="timing runs per method (median)")
     parser.add_argument(
@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="seconds-long smoke run (tiny clips, no real clips)"
     )
-    parser.add_argument("--out", type=Path, default=Path("bench/out/faithful.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out/faithful.json"), help="JSON results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.tokens, args.dim, args.seeds, args.runs, args.no_real = 6, 36, 32, 1, 1, True

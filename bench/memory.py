@@ -245,13 +245,13 @@ def encoder_ms(runs: int, batch: int) -> dict[str, Any] | None:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scissor bench memory", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=10_000)
-    parser.add_argument("--tokens", type=int, default=196)
-    parser.add_argument("--dim", type=int, default=896)
-    parser.add_argument("--capacity", type=int, default=2048)
-    parser.add_argument("--window-s", type=float, default=600.0)
+    parser.add_argument("--frames", type=int, default=10_000, help="frames streamed into the memory")
+    parser.add_argument("--tokens", type=int, default=196, help="tokens per frame (N)")
+    parser.add_argument("--dim", type=int, default=896, help="token width (D)")
+    parser.add_argument("--capacity", type=int, default=2048, help="most memory entries (M)")
+    parser.add_argument("--window-s", type=float, default=600.0, help="stream seconds the memory covers")
     parser.add_argument("--fps", type=float, default=4.0, help="stream seconds per frame = 1 / fps")
-    parser.add_argument("--tau", type=float, default=0.9)
+    parser.add_argument("--tau", type=float, default=0.9, help="SCC cosine threshold")
     parser.add_argument(
         "--workload",
         choices=("camera", "static"),
@@ -267,17 +267,19 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--max-intervals", type=int, default=16, help="intervals kept per entry")
     parser.add_argument("--edge", type=int, default=1000, help="frames in the first / last medians")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
     parser.add_argument(
         "--replay", type=int, default=200, help="frames fed to the early and late memories in turn"
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: compression beside the encoder)"
     )
-    parser.add_argument("--encoder-runs", type=int, default=3)
-    parser.add_argument("--no-encoder", action="store_true")
+    parser.add_argument(
+        "--encoder-runs", type=int, default=3, help="timed EfficientNet-Lite0 encode runs (median)"
+    )
+    parser.add_argument("--no-encoder", action="store_true", help="skip timing the encoder")
     parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--out", type=Path, default=Path("bench/out/memory.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out/memory.json"), help="JSON results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.tokens, args.dim, args.capacity, args.edge, args.no_encoder = (

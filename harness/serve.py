@@ -1,5 +1,6 @@
-"""`scissor serve` as a real subprocess for fault, security and load runs: start, SIGKILL, restart, captured
-log."""
+"""`scissor serve` (or `scissor demo`, or a wrapper of the CLI) as a real subprocess for fault, security, load
+and browser runs: start and wait for /healthz, SIGTERM or SIGKILL, restart, captured log. The one home of the
+start-and-wait loop every test that runs the service as a process uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -20,14 +22,25 @@ class ServeNotReady(RuntimeError):
     """`scissor serve` exited or did not answer /healthz in time; the message ends with its log tail."""
 
 
-class ServeProcess:
-    """`python -m agent.cli serve` with `env` (SCISSOR_* settings) added to ours; stdout+stderr go to
-    `log_path`."""
+SERVE_ARGV = ("-m", "agent.cli", "serve")
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, token: str | None = None) -> None:
+
+class ServeProcess:
+    """`python -m agent.cli serve` (or `python *argv`) with `env` (SCISSOR_* settings) added to ours;
+    stdout+stderr go to `log_path`. `env` must hold SCISSOR_PORT, the loopback port it listens on."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        token: str | None = None,
+        argv: Sequence[str] = SERVE_ARGV,
+    ) -> None:
         self.port = int(env["SCISSOR_PORT"])
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
         self.log_path = log_path
+        self.argv = list(argv)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -46,7 +59,7 @@ class ServeProcess:
         """Start the process and wait until /healthz answers 200."""
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli", "serve"],
+                [sys.executable, *self.argv],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -55,7 +68,7 @@ class ServeProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise ServeNotReady(f"scissor serve exited {self.proc.returncode}:\n{self.log()[-3000:]}")
+                raise ServeNotReady(f"{self.what} exited {self.proc.returncode}:\n{self.log()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return self
@@ -63,7 +76,12 @@ class ServeProcess:
                 pass
             time.sleep(0.2)
         self.kill()
-        raise ServeNotReady(f"scissor serve not up after {timeout_s} s:\n{self.log()[-3000:]}")
+        raise ServeNotReady(f"{self.what} not up after {timeout_s} s:\n{self.log()[-3000:]}")
+
+    @property
+    def what(self) -> str:
+        """The command, as error messages name it."""
+        return " ".join(self.argv)
 
     def client(self, timeout_s: float = 60.0) -> httpx.Client:
         """A synchronous API client (with the bearer token when one was given)."""

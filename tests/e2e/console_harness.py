@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.routing import NoMatchFound
+
+from harness.serve import ServeNotReady, ServeProcess
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from playwright.sync_api import Browser, Playwright
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -49,62 +46,20 @@ def launch_chromium(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
-class ServiceNotReady(RuntimeError):
-    """The service exited or did not answer /healthz in time; the message ends with its log tail."""
+ServiceNotReady = ServeNotReady  # the service exited or did not answer /healthz in time (log tail in message)
 
 
-class ConsoleService:
-    """`scissor demo` or `scissor serve` (this module's main) on 127.0.0.1:`port`, output to `log_path`."""
+class ConsoleService(ServeProcess):
+    """`scissor demo` or `scissor serve` (this module's main) on 127.0.0.1:`port`, output to `log_path`;
+    harness/serve.py starts, waits for and stops it."""
 
     def __init__(self, command: str, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+        super().__init__(
+            {"SCISSOR_HOST": "127.0.0.1", **(env or {}), "SCISSOR_PORT": str(port)},
+            log_path,
+            argv=["-m", "tests.e2e.console_harness", command, "--port", str(port)],
+        )
         self.command = command
-        self.port = port
-        self.log_path = log_path
-        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "SCISSOR_HOST": "127.0.0.1", **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """The service's origin, the console's address."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 90.0) -> Self:
-        """Start the process and wait until /healthz answers 200."""
-        argv = [sys.executable, "-m", "tests.e2e.console_harness", self.command, "--port", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServiceNotReady(f"{self.command} exited {self.proc.returncode}:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise ServiceNotReady(f"{self.command} not up after {timeout_s} s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        """SIGTERM and wait (SIGKILL after 20 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def log(self) -> str:
-        """Everything the process wrote so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def with_console(create_app: Callable[..., FastAPI]) -> Callable[..., FastAPI]:

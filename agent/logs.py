@@ -1,0 +1,101 @@
+"""The process's log setup: one stream handler whose filter caps how often one call site may log, so a flood
+(a "Too many open files" accept error per connection attempt, a camera refusing every few seconds) cannot
+fill the disk.
+
+Holds no service logic and never drops a record silently: the first record after a capped stretch says how
+many like it were left out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# WARNING and above from one call site: this many records per window, then a count. A real outage still shows
+# its first lines in full (tracebacks included); 483,285 accept-error tracebacks a minute become 20 + a count.
+BURST_RECORDS: Final = 20
+WINDOW_S: Final = 60.0
+CAPPED_FROM_LEVEL: Final = logging.WARNING
+
+
+@dataclass(slots=True)
+class _Site:
+    """One call site's current window: when it opened, records let through, records left out."""
+
+    opened: float
+    passed: int = 0
+    suppressed: int = 0
+
+
+class RateLimitFilter(logging.Filter):
+    """Let at most `burst` records of level >= `from_level` through per `window_s` from one call site
+    (logger, file, line, level); count the rest and say so on the first record let through afterwards.
+
+    A call site, not a message, is the key: asyncio's exception handler puts the socket into each message, so
+    no two accept errors read alike, yet they all come from one line. INFO and DEBUG pass untouched (fifty
+    cameras starting at once log fifty lines from one site, and should).
+
+    Args:
+        burst: records let through per window and call site.
+        window_s: the window's length in seconds.
+        from_level: the lowest level capped.
+        clock: monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = BURST_RECORDS,
+        window_s: float = WINDOW_S,
+        from_level: int = CAPPED_FROM_LEVEL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if burst < 1 or window_s <= 0:
+            raise ValueError("burst must be >= 1 and window_s > 0")
+        self.burst, self.window_s, self.from_level, self.clock = burst, window_s, from_level, clock
+        self._sites: dict[tuple[str, str, int, int], _Site] = {}
+        self.suppressed_total = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.from_level:
+            return True
+        now = self.clock()
+        key = (record.name, record.pathname, record.lineno, record.levelno)
+        site = self._sites.get(key)
+        if site is None or now - site.opened >= self.window_s:
+            left_out = site.suppressed if site is not None else 0
+            self._sites[key] = _Site(opened=now, passed=1)
+            if left_out:
+                _mention_left_out(record, left_out, self.window_s)
+            return True
+        if site.passed < self.burst:
+            site.passed += 1
+            return True
+        site.suppressed += 1
+        self.suppressed_total += 1
+        return False
+
+
+def _mention_left_out(record: logging.LogRecord, count: int, window_s: float) -> None:
+    # The record's own text, formatted once, then the count; args cleared so it is not formatted twice.
+    record.msg = f"{record.getMessage()} [{count} more like this left out in the last {window_s:g} s]"
+    record.args = None
+
+
+def configure_logging(level: str) -> RateLimitFilter:
+    """Log to stderr at `level` through one handler carrying a `RateLimitFilter`; return the filter.
+
+    The filter sits on the handler, not on a logger, so it sees records of every logger that propagates to
+    the root (uvicorn's, asyncio's, ours).
+    """
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    capped = RateLimitFilter()
+    handler.addFilter(capped)
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    return capped
