@@ -171,12 +171,57 @@ class ApiOptions(Section):
         "(DNS rebinding). Empty: the listen address, localhost, 127.0.0.1 and ::1, or any host when "
         "listening on all interfaces (0.0.0.0, ::); '*' accepts any",
     )
+    trusted_hosts: list[str] = Field(
+        [],
+        max_length=64,
+        description="Host header values (names or addresses, no port) the API answers; others get 400 "
+        "(DNS rebinding). Empty: the listen address, localhost, 127.0.0.1 and ::1, or any host when "
+        "listening on all interfaces (0.0.0.0, ::); '*' accepts any",
+    )
     answer_timeout_s: float = Field(
         60.0, gt=0.0, le=3600.0, description="seconds before a question times out"
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="largest request body accepted, in bytes")
     max_pending_questions: int = Field(
         8, ge=1, le=1024, description="questions answered or waiting at once; more get 429 (keeps ingest fed)"
+    )
+
+
+class LimitsOptions(Section):
+    """Quotas: what one instance, one camera and one rule may take. Checked when a camera or rule is added
+    or changed; a request past one is refused (409 for a count, 422 for a size) naming the setting."""
+
+    max_cameras: int = Field(32, ge=1, le=10_000, description="cameras one instance watches at once")
+    max_rules_per_camera: int = Field(32, ge=1, le=10_000, description="rules one camera may have")
+    prompt_rule_min_interval_s: float = Field(
+        1.0,
+        ge=0.0,
+        le=86_400.0,
+        description="smallest every_s and min_interval_s a prompt rule may ask at, in seconds",
+    )
+    alerts_per_camera_per_min: int = Field(
+        60,
+        ge=1,
+        le=100_000,
+        description="alerts one camera's rules may raise in any 60 s; more wait (counted as suppressed)",
+    )
+    memory_bytes_per_camera: int = Field(
+        256 << 20,
+        ge=1 << 20,
+        le=1 << 40,
+        description="bytes one camera's token memory may preallocate (capacity x per-entry bytes, ~8 x D)",
+    )
+    memory_bytes_total: int = Field(
+        2 << 30,
+        ge=1 << 20,
+        le=1 << 44,
+        description="bytes every camera's token memory together may preallocate",
+    )
+    max_source_pixels: int = Field(
+        7680 * 4320,
+        ge=64 * 64,
+        le=1 << 30,
+        description="largest camera picture (width x height) decoded; a larger source stops as unsupported",
     )
 
 
@@ -316,6 +361,7 @@ class Settings(BaseSettings):
     redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis options")
     mqtt: MqttOptions = Field(default_factory=MqttOptions, description="MQTT options")
     api: ApiOptions = Field(default_factory=ApiOptions, description="HTTP API limits")
+    limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     state: StateOptions = Field(default_factory=StateOptions, description="persistence and sessions")
