@@ -91,6 +91,14 @@ class CameraDefaults(Section):
         parse_nets(nets)  # ValueError naming the one that does not parse
         return nets
 
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, path: Path | None) -> Path | None:
+        # Checked at start, not at the first TLS camera (which would fail later, one camera at a time).
+        if path is not None and not path.is_file():
+            raise ValueError(f"CA bundle {str(path)!r} does not exist")
+        return path
+
     def target_policy(self) -> TargetPolicy:
         """The camera-target policy these defaults describe."""
         return TargetPolicy.from_cidrs(self.allow_nets)
@@ -164,20 +172,6 @@ class ApiOptions(Section):
         "(DNS rebinding). Empty: the listen address, localhost, 127.0.0.1 and ::1, or any host when "
         "listening on all interfaces (0.0.0.0, ::); '*' accepts any",
     )
-    trusted_hosts: list[str] = Field(
-        [],
-        max_length=64,
-        description="Host header values (names or addresses, no port) the API answers; others get 400 "
-        "(DNS rebinding). Empty: the listen address, localhost, 127.0.0.1 and ::1, or any host when "
-        "listening on all interfaces (0.0.0.0, ::); '*' accepts any",
-    )
-    trusted_hosts: list[str] = Field(
-        [],
-        max_length=64,
-        description="Host header values (names or addresses, no port) the API answers; others get 400 "
-        "(DNS rebinding). Empty: the listen address, localhost, 127.0.0.1 and ::1, or any host when "
-        "listening on all interfaces (0.0.0.0, ::); '*' accepts any",
-    )
     answer_timeout_s: float = Field(
         60.0, gt=0.0, le=3600.0, description="seconds before a question times out"
     )
@@ -185,81 +179,24 @@ class ApiOptions(Section):
     max_pending_questions: int = Field(
         8, ge=1, le=1024, description="questions answered or waiting at once; more get 429 (keeps ingest fed)"
     )
-
-
-class LimitsOptions(Section):
-    """Quotas: what one instance, one camera and one rule may take. Checked when a camera or rule is added
-    or changed; a request past one is refused (409 for a count, 422 for a size) naming the setting."""
-
-    max_cameras: int = Field(32, ge=1, le=10_000, description="cameras one instance watches at once")
-    max_rules_per_camera: int = Field(32, ge=1, le=10_000, description="rules one camera may have")
-    prompt_rule_min_interval_s: float = Field(
-        1.0,
-        ge=0.0,
-        le=86_400.0,
-        description="smallest every_s and min_interval_s a prompt rule may ask at, in seconds",
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0.0,
+        le=600.0,
+        description="seconds a connection may take to send a request's line and headers, then it is closed",
     )
-    alerts_per_camera_per_min: int = Field(
-        60,
+    keepalive_timeout_s: int = Field(
+        5, ge=1, le=600, description="seconds an idle keep-alive connection stays open between requests"
+    )
+    max_concurrency: int = Field(
+        1000,
         ge=1,
-        le=100_000,
-        description="alerts one camera's rules may raise in any 60 s; more wait (counted as suppressed)",
+        le=1_000_000,
+        description="open connections or requests at once; a request beyond them gets 503",
     )
-    memory_bytes_per_camera: int = Field(
-        256 << 20,
-        ge=1 << 20,
-        le=1 << 40,
-        description="bytes one camera's token memory may preallocate (capacity x per-entry bytes, ~8 x D)",
-    )
-    memory_bytes_total: int = Field(
-        2 << 30,
-        ge=1 << 20,
-        le=1 << 44,
-        description="bytes every camera's token memory together may preallocate",
-    )
-    max_source_pixels: int = Field(
-        7680 * 4320,
-        ge=64 * 64,
-        le=1 << 30,
-        description="largest camera picture (width x height) decoded; a larger source stops as unsupported",
-    )
-
-
-class LimitsOptions(Section):
-    """Quotas: what one instance, one camera and one rule may take. Checked when a camera or rule is added
-    or changed; a request past one is refused (409 for a count, 422 for a size) naming the setting."""
-
-    max_cameras: int = Field(32, ge=1, le=10_000, description="cameras one instance watches at once")
-    max_rules_per_camera: int = Field(32, ge=1, le=10_000, description="rules one camera may have")
-    prompt_rule_min_interval_s: float = Field(
-        1.0,
-        ge=0.0,
-        le=86_400.0,
-        description="smallest every_s and min_interval_s a prompt rule may ask at, in seconds",
-    )
-    alerts_per_camera_per_min: int = Field(
-        60,
-        ge=1,
-        le=100_000,
-        description="alerts one camera's rules may raise in any 60 s; more wait (counted as suppressed)",
-    )
-    memory_bytes_per_camera: int = Field(
-        256 << 20,
-        ge=1 << 20,
-        le=1 << 40,
-        description="bytes one camera's token memory may preallocate (capacity x per-entry bytes, ~8 x D)",
-    )
-    memory_bytes_total: int = Field(
-        2 << 30,
-        ge=1 << 20,
-        le=1 << 44,
-        description="bytes every camera's token memory together may preallocate",
-    )
-    max_source_pixels: int = Field(
-        7680 * 4320,
-        ge=64 * 64,
-        le=1 << 30,
-        description="largest camera picture (width x height) decoded; a larger source stops as unsupported",
+    backlog: int = Field(2048, ge=1, le=65535, description="connections the kernel queues before accept")
+    max_header_bytes: int = Field(
+        16384, ge=1024, le=1 << 20, description="largest request line plus headers, in bytes (400 beyond)"
     )
 
 
@@ -353,6 +290,10 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=1, le=65535, description="HTTP listen port")
     api_token: SecretStr | None = Field(None, description="bearer token every route but /healthz requires")
     allow_file_urls: bool = Field(False, description="accept file:// camera URLs from the API (demo only)")
+    allow_unauthenticated: bool = Field(
+        False,
+        description="serve a non-loopback address without SCISSOR_API_TOKEN (refused at start otherwise)",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="log verbosity")
     torch_threads: int = Field(
         0, ge=0, le=256, description="torch intra-op threads per process (0: half the cores, at least 1)"
@@ -361,8 +302,6 @@ class Settings(BaseSettings):
     redis: RedisOptions = Field(default_factory=RedisOptions, description="Redis options")
     mqtt: MqttOptions = Field(default_factory=MqttOptions, description="MQTT options")
     api: ApiOptions = Field(default_factory=ApiOptions, description="HTTP API limits")
-    limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
-    limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     state: StateOptions = Field(default_factory=StateOptions, description="persistence and sessions")
     llava: LlavaOptions = Field(default_factory=LlavaOptions, description="LLaVA-OneVision prompt options")
