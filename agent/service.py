@@ -60,7 +60,7 @@ class Service:
         self.questions = Questions.from_settings(
             settings, answerer=backend.answerer, store=self.store, metrics=self.metrics
         )
-        self.cameras = CameraRegistry(settings, backend=backend, collaborators=self._collaborators(backend))
+        self.cameras = self._registry(settings, backend)
         self.metrics.set_scrape_source(self._scrape)
         await self.cameras.restore()
         if not self.store.healthy:
@@ -90,6 +90,10 @@ class Service:
         await self.dispatcher.stop()
         await self.store.close()
         self.questions.close()
+
+    def _registry(self, settings: Settings, backend: Backend) -> CameraRegistry:
+        """The camera registry (a cluster camera actor's service restores its one camera only)."""
+        return CameraRegistry(settings, backend=backend, collaborators=self._collaborators(backend))
 
     def _collaborators(self, backend: Backend) -> Collaborators:
         return Collaborators(

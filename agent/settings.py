@@ -271,6 +271,34 @@ class LlavaOptions(Section):
     )
 
 
+class RayOptions(Section):
+    """Cluster mode (`SCISSOR_ENGINE=ray`): where the Ray cluster is and what each camera actor declares."""
+
+    address: str = Field(
+        "",
+        max_length=512,
+        description="Ray cluster to join: host:port of its GCS, `auto` (the cluster this machine belongs to), "
+        "or empty (start a one-machine Ray here)",
+    )
+    node_ip: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        max_length=64,
+        description="address this process's Ray node and driver use (loopback keeps a one-machine Ray off "
+        "the network; a node's LAN address to join a multi-machine cluster)",
+    )
+    namespace: str = Field(
+        "scissor", pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Ray namespace of the camera actors"
+    )
+    camera_cpus: float = Field(0.5, gt=0.0, le=64.0, description="CPUs each camera actor declares")
+    camera_gpus: float = Field(
+        0.25, ge=0.0, le=8.0, description="GPU fraction each camera actor declares when the backend runs on CUDA"
+    )
+    failover_timeout_s: float = Field(
+        10.0, gt=0.0, le=600.0, description="seconds a call to a camera actor may take before it counts as down"
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of `scissor serve`; env `SCISSOR_<NAME>` and `SCISSOR_<SECTION>__<NAME>`."""
 
@@ -304,6 +332,10 @@ class Settings(BaseSettings):
     api: ApiOptions = Field(default_factory=ApiOptions, description="HTTP API limits")
     limits: LimitsOptions = Field(default_factory=LimitsOptions, description="quotas per instance and camera")
     state: StateOptions = Field(default_factory=StateOptions, description="persistence and sessions")
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: one process | ray: camera pipelines as actors on a Ray cluster"
+    )
+    ray: RayOptions = Field(default_factory=RayOptions, description="cluster mode (SCISSOR_ENGINE=ray)")
     llava: LlavaOptions = Field(default_factory=LlavaOptions, description="LLaVA-OneVision prompt options")
 
     @classmethod

@@ -43,10 +43,14 @@ class CameraRegistry:
         settings: camera defaults and whether file URLs are allowed.
         backend: the model backend (memory width D and its default tau).
         collaborators: what every pipeline is given.
+        only: restore this camera alone, and its rules (a cluster camera actor's registry); None: all.
     """
 
-    def __init__(self, settings: Settings, *, backend: Backend, collaborators: Collaborators) -> None:
+    def __init__(
+        self, settings: Settings, *, backend: Backend, collaborators: Collaborators, only: str | None = None
+    ) -> None:
         self._settings, self._backend, self._with = settings, backend, collaborators
+        self._only = only
         self._policy = settings.camera.target_policy()
         self._pipelines: dict[str, CameraPipeline] = {}
         self._waiting: dict[str, tuple[Rule, SavedRuleState | None]] = {}  # rule id -> rule, state
@@ -138,10 +142,12 @@ class CameraRegistry:
         known = {rule.id for rule in self.rules()}
         states = await store.rule_states()
         for rule in await store.rules():
+            if self._only is not None and rule.camera_id != self._only:
+                continue
             if rule.id not in known and self._fits(rule):
                 self._waiting[rule.id] = (rule, states.get(rule.id))
         for spec in await store.cameras():
-            if spec.id in self._pipelines:
+            if spec.id in self._pipelines or (self._only is not None and spec.id != self._only):
                 continue
             blob = await store.memory_blob(spec.id)
             try:
