@@ -106,7 +106,7 @@ async def _session(
     """Serve, play the feeds, ask; `side` runs in a thread while the files play (they play in real time)."""
     async with serve(backend, torch_threads=threads) as (service, client):
         aside = asyncio.create_task(asyncio.to_thread(side))
-        offsets, ended = await play(client, feeds, timeout_s)
+        offsets, ended = await play(service, client, feeds, timeout_s)
         done = await aside
         return offsets, ended, await ask_all(service, client, questions), done
 

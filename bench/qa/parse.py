@@ -132,3 +132,30 @@ def article_errors(text: str) -> list[str]:
         if (art == "a" and vowel) or (art == "an" and not vowel):
             bad.append(m.group(0))
     return bad
+
+
+_CLOCK_AFTER_T = re.compile(
+    r"\bt\s*=\s*(\d+(?:\.\d+)?)\s*s?(?:\s*-\s*(\d+(?:\.\d+)?)\s*s)?\s*"
+    r"\((\d{1,2}:\d{2}:\d{2})(?:\s*-\s*(\d{1,2}:\d{2}:\d{2}))?\)"
+)
+_CLOCK_BEFORE_T = re.compile(r"(\d{1,2}:\d{2}:\d{2})\s*\(\s*t\s*=\s*(\d+(?:\.\d+)?)\s*s?\s*\)")
+
+
+def clock_pairs(text: str) -> list[tuple[str, float]]:
+    """(HH:MM:SS, stream second) pairs the text gives side by side: "17:41:31 (t=4s)", "t=4s (17:41:31)",
+    "t=20s-29s (17:41:27-17:41:36)"."""
+    pairs = [(m.group(1), float(m.group(2))) for m in _CLOCK_BEFORE_T.finditer(text)]
+    for m in _CLOCK_AFTER_T.finditer(text):
+        if m.group(2) is not None and m.group(4) is not None:  # "t=A-B (c1-c2)"
+            pairs += [(m.group(3), float(m.group(1))), (m.group(4), float(m.group(2)))]
+        elif m.group(4) is not None:  # "between t=A and t=B (c1-c2)": only c2 belongs to this t
+            pairs.append((m.group(4), float(m.group(1))))
+        else:
+            pairs.append((m.group(3), float(m.group(1))))
+    return pairs
+
+
+def plural_errors(text: str, plurals: tuple[str, ...]) -> list[str]:
+    """'a bicycles' and the like: 'a'/'an' before one of `plurals`."""
+    low = text.lower()
+    return [m.group(0) for w in plurals for m in re.finditer(rf"\ban?\s+{re.escape(w)}\b", low)]

@@ -149,6 +149,8 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         ),
         _q(HOW_LONG, "How long was coffee on camera?", lobby, "coffee", Range("from_to", 5, 60)),
         _q(HOW_LONG, "How long was the bicycle there?", street, "bicycle"),
+        _q(HOW_LONG, "How long was the cat there in the last 40 seconds?", lobby, "cat", Range("last", 40)),
+        _q(FIRST, "When did you first see a rocket?", desk, "rocket", Range("since", 30)),
         # how many: separate appearances
         _q(HOW_MANY, "How many times did a cat appear?", lobby, "cat"),
         _q(HOW_MANY, "How many times did you see coffee?", lobby, "coffee"),
@@ -205,4 +207,6 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q("out_of_scope", "Is it raining?", street, "rain"),
         Question("out_of_scope", "Is there a person?", (lobby, street), "person"),
     ]
-    return qs
+    # Ranges counted back from now first: asked right after the files end, they still cover footage.
+    relative = [q for q in qs if q.range.how in {"since", "last"}]
+    return relative + [q for q in qs if q.range.how not in {"since", "last"}]

@@ -53,14 +53,14 @@ async def serve(backend: str, **settings: Any) -> AsyncIterator[tuple[Service, h
     await service.start()
     transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://qa.bench", timeout=120) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
             yield service, client
     finally:
         await service.stop()
 
 
 async def play(
-    client: httpx.AsyncClient, feeds: Sequence[Feed], timeout_s: float
+    service: Service, client: httpx.AsyncClient, feeds: Sequence[Feed], timeout_s: float
 ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
     """Add the cameras on their schedule, wait until every file has ended; per camera the stream second of
     its first frame (the memory's earliest entry: the offset of its timeline) and its end status (drops,
@@ -84,8 +84,9 @@ async def play(
         raise RuntimeError(f"a camera failed: {states}")
     offsets, seen = {}, {}
     for feed in feeds:
-        memory = (await client.get(f"/cameras/{feed.camera}/memory", params={"limit": 10_000})).json()
-        offsets[feed.camera] = min(float(e["first_seen_s"]) for e in memory["items"])
+        # what a question reads: every entry of the memory, the earliest first (MemoryReader.read)
+        _, entries = service.cameras.readers([feed.camera])[0].read(None, None)
+        offsets[feed.camera] = min(e.first_seen for e in entries)
         status = (await client.get(f"/cameras/{feed.camera}")).json()
         seen[feed.camera] = {k: status[k] for k in ("frames_dropped", "memory_entries", "compression_ratio")}
     log.info("cameras ended: %s", seen)
@@ -107,14 +108,20 @@ async def ask_all(service: Service, client: httpx.AsyncClient, questions: Sequen
     for q in questions:
         readers = service.cameras.readers(list(q.cameras))
         before = {r.id: r.stream_seconds() for r in readers}
-        body: dict[str, Any] = {"question": q.text, **q.range.body()}
+        ask: dict[str, Any] = {"question": q.text, **q.range.body()}
         if q.session:
-            body["session_id"] = q.session
+            ask["session_id"] = q.session
         if len(q.cameras) == 1:
-            r = await client.post(f"/cameras/{q.cameras[0]}/ask", json=body)
+            r = await client.post(f"/cameras/{q.cameras[0]}/ask", json=ask)
         else:
-            r = await client.post("/ask", json=body | {"cameras": list(q.cameras)})
+            r = await client.post("/ask", json=ask | {"cameras": list(q.cameras)})
         after = {x.id: x.stream_seconds() for x in readers}
         ranges = {c: _range(q, before[c], after[c]) for c in q.cameras}
-        out.append(Asked(q, r.status_code, r.json(), ranges))
+        body = r.json()
+        links = {}
+        for ev in body.get("evidence", []) if r.status_code == 200 else []:
+            if ev.get("snapshot_url"):
+                links[ev["snapshot_url"]] = (await client.get(ev["snapshot_url"])).status_code
+        bases = {x.id: x.added_at for x in readers}
+        out.append(Asked(q, r.status_code, body, ranges, bases, links))
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.qa import parse
@@ -17,6 +18,9 @@ from bench.qa.questions import EVERY, FIRST, HOW_LONG, HOW_MANY, LAST, WHAT, YES
 ROUNDING_S = 0.5  # answers print whole seconds
 MIN_PRESENT_S = 2.0  # less on camera inside the range than this: too close to call, not scored
 EXPECTED_IN_RANGE_S = 4.0  # a what-in-range answer must name a subject on camera this long inside the range
+CLOCK_SLACK_S = 1.5  # a clock and its t= are each rounded to whole seconds
+_SAYS_APPEARANCES = r"separate|appearance|occasion|\btimes\b|cannot count|can't count|not how many"
+PLURALS = tuple(w for s in SUBJECTS.values() for w in s.words if w.endswith("s") and w[:-1] in s.words)
 _POLAR = r"(is|are|was|were|did|do|does|has|have|had|can|could)\b"  # a yes/no question opens with one
 
 
@@ -46,12 +50,16 @@ class Asked:
         status: the HTTP status.
         answer: the response body (an Answer on 200).
         ranges: per camera, the range in its stream seconds (lo, hi) the answer had to stay in.
+        bases: per camera, the wall-clock second (Unix time) of its stream second 0.
+        links: every evidence snapshot URL and the HTTP status fetching it gave.
     """
 
     question: Question
     status: int
     answer: dict[str, Any]
     ranges: dict[str, Interval]
+    bases: dict[str, float] = field(default_factory=dict)
+    links: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,7 +129,7 @@ def _judge(kind: str, text: str, spans: list[Interval], tol: float) -> tuple[boo
     if not spans:  # a when/how question about something that was not there: it must say so
         return said.verdict in {"no", "other"} and not said.points, "not seen"
     low = text.lower()
-    if said.verdict in {"no", "refusal"}:
+    if said.verdict == "no" or (said.verdict == "refusal" and not said.points):
         return False, f"seen at {_fmt(spans)}"
     if kind == FIRST:
         first = spans[0][0]
@@ -179,7 +187,9 @@ def _format(asked: Asked, kind: str) -> list[str]:
     """The issue's English rules: Yes/No only for yes/no questions, articles, wall-clock times for 'when'."""
     text = str(asked.answer.get("answer", ""))
     issues = [f"article: {e!r}" for e in parse.article_errors(text)]
-    head = parse.verdict(text) if text.strip().lower()[:3] in {"yes", "no", "no,", "no:"} else ""
+    issues += [f"plural after 'a': {e!r}" for e in parse.plural_errors(text, PLURALS)]
+    lead = re.match(r"\s*(yes|no)\b", text, re.IGNORECASE)
+    head = lead.group(1).lower() if lead else ""
     polar = re.match(_POLAR, asked.question.text.strip().lower()) is not None
     if kind == YES_NO and polar and head not in {"yes", "no"} and parse.verdict(text) != "refusal":
         issues.append("a yes/no question not answered with Yes/No")
@@ -188,7 +198,23 @@ def _format(asked: Asked, kind: str) -> list[str]:
     said = parse.read(text)
     if kind in {FIRST, LAST, EVERY} and said.points and not said.clocks:
         issues.append("a 'when' answer with stream seconds but no wall-clock time")
+    for clock, t in parse.clock_pairs(text):
+        if asked.bases and not any(_same_clock(clock, base + t) for base in asked.bases.values()):
+            issues.append(f"wall clock {clock} is not stream second t={t:g}s")
+    if kind == HOW_MANY and not re.search(_SAYS_APPEARANCES, text, re.IGNORECASE):
+        issues.append("a 'how many' answer that does not say it counts separate appearances")
     return issues
+
+
+def _same_clock(clock: str, unix_s: float) -> bool:
+    """Whether HH:MM:SS names the wall-clock second `unix_s` (UTC or this machine's zone), within rounding."""
+    h, m, sec = (int(x) for x in clock.split(":"))
+    said = h * 3600 + m * 60 + sec
+    for moment in (datetime.fromtimestamp(unix_s, UTC), datetime.fromtimestamp(unix_s)):
+        true = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
+        if min(abs(said - true), 86400 - abs(said - true)) <= CLOCK_SLACK_S:
+            return True
+    return False
 
 
 def _evidence_off_truth(asked: Asked, seen: dict[str, list[Interval]], tol: float) -> list[str]:
@@ -235,6 +261,7 @@ def judge(asked: Asked, cameras: dict[str, Camera]) -> Verdict:
     if q.also:
         expected += f" (or, as the previous turn asked, {' / '.join(j[1] for j in judged[1:])})"
     notes = _evidence_off_truth(asked, seen, tol)
+    notes += [f"snapshot {url} answers {code}" for url, code in asked.links.items() if code != 200]
     ok = ok and not notes
     if q.after and q.after != q.subject:
         s, before = SUBJECTS[q.subject], SUBJECTS[q.after]

@@ -1,20 +1,21 @@
-"""`scissor bench qa` on a tiny subset end to end (an 8 s slideshow through the real service), and its scoring
+"""`scissor bench qa` on a tiny subset end to end (a 6 s slideshow through the real service), and its scoring
 against planted answers: a right one passes, wrong ones and out-of-range times are caught."""
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bench.qa import Collected, collect, report
 from bench.qa.footage import Slideshow
-from bench.qa.parse import article_errors, count, duration, read, verdict
+from bench.qa.parse import article_errors, clock_pairs, count, duration, plural_errors, read, verdict
 from bench.qa.questions import Question, Range
 from bench.qa.score import Asked, judge, out_of_range
 
-MINI = Slideshow("mini", (("coffee", 4), ("chelsea", 4)), seed=3)
+MINI = Slideshow("mini", (("coffee", 3), ("chelsea", 3)), seed=3)
 QUESTIONS = [
     Question("yes_no", "Is there a cat?", ("mini",), "cat"),
     Question("when_first", "When did you first see a cat?", ("mini",), "cat"),
@@ -52,14 +53,14 @@ def test_every_question_is_asked_through_the_service_and_scored(mini: Collected)
 
 def test_a_right_answer_passes_and_wrong_ones_fail(mini: Collected) -> None:
     first = mini.asked[1]
-    t = mini.cameras["mini"].offset + 4.0  # the cat's first second on camera
+    t = mini.cameras["mini"].offset + 3.0  # the cat's first second on camera
     right = _planted(first, f"I first saw a cat at 12:00:04 (t={t:.0f}s).", [])
     assert judge(right, mini.cameras).right is True
     late = _planted(first, f"I last saw a cat at t={t + 3:.0f}s.", [])
     assert judge(late, mini.cameras).right is False  # a 'last' answer to a 'first' question
     no = _planted(mini.asked[0], "No, I did not see a cat.", [])
     assert judge(no, mini.cameras).right is False
-    confident = _planted(mini.asked[3], "No: I did not see a person between t=0s and t=8s.", [])
+    confident = _planted(mini.asked[3], "No: I did not see a person between t=0s and t=6s.", [])
     assert judge(confident, mini.cameras).right is False  # out of scope: a confident No is wrong
 
 
@@ -90,6 +91,20 @@ def test_the_answer_parser_reads_times_durations_counts_and_verdicts() -> None:
     assert verdict("I cannot tell: the embedded model cannot recognise 'person'") == "refusal"
     assert verdict("No, I did not see a person.") == "no" and verdict("Yes: at t=3s") == "yes"
     assert article_errors("I saw a espresso and an cat, an hour, a unicycle.") == ["a espresso", "an cat"]
+    assert plural_errors("Yes: I last saw a bicycles, then cats.", ("bicycles", "cats")) == ["a bicycles"]
+    pairs = clock_pairs("at 17:41:31 (t=4s); seen t=20s-29s (17:41:47-17:41:56)")
+    assert pairs == [("17:41:31", 4.0), ("17:41:47", 20.0), ("17:41:56", 29.0)]
+    assert clock_pairs("between t=1s and t=86s (17:40:00-17:41:25)") == [("17:41:25", 86.0)]
+
+
+def test_a_wall_clock_that_is_not_the_stream_second_is_an_english_issue(mini: Collected) -> None:
+    first = mini.asked[1]
+    base = first.bases["mini"]
+    clock = datetime.fromtimestamp(base + 5, UTC).strftime("%H:%M:%S")
+    wrong = datetime.fromtimestamp(base + 65, UTC).strftime("%H:%M:%S")
+    assert judge(_planted(first, f"I first saw a cat at {clock} (t=5s)."), mini.cameras).format_issues == []
+    issues = judge(_planted(first, f"I first saw a cat at {wrong} (t=5s)."), mini.cameras).format_issues
+    assert issues == [f"wall clock {wrong} is not stream second t=5s"]
 
 
 def test_the_qa_block_replaces_only_its_own_section(tmp_path: Path) -> None:
