@@ -35,12 +35,15 @@ from compress.memory import EntryInfo
 REPO = Path(__file__).resolve().parents[3]
 VIDEO_ID, IMAGE_ID = 127, 126
 # A processor-style template in the form llava-hf's LLaVA-OneVision checkpoints ship (ChatML turns whose
-# content is typed parts: images, then videos, then the text after a newline), written for these tests.
+# content is typed parts: images, then videos, then the text after a newline; assistant text inside
+# `{% generation %}` for assistant masks), written for these tests.
 TYPED_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }} "
     "{% for part in message['content'] if part['type'] == 'image' %}<image>{% endfor %}"
     "{% for part in message['content'] if part['type'] == 'video' %}<video>{% endfor %}"
-    "{% for part in message['content'] if part['type'] == 'text' %}\n{{ part['text'] }}{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}\n{{ part['text'] }}{% endgeneration %}"
+    "{% else %}\n{{ part['text'] }}{% endif %}{% endfor %}"
     "<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 # The older form: one string per message (Qwen2's ChatML), as some tokenizer_config.json files carry it.
