@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # outbox, and retained topics still to clear. Rule state, sessions and memory blobs are not journaled: a crash
 # during an outage loses their latest changes (see ops/README.md, "State and durability").
 JOURNALED = frozenset({"camera", "rule", "retained_clear", "outbox"})
+COMPACT_LINES = 2000  # past this many lines (and 4x the changes pending) the file is rewritten shorter
 
 
 class StateDirInUse(RuntimeError):
@@ -67,6 +68,8 @@ class ResilientStore(MemoryStore):
         self.dirty: set[tuple[str, str]] = set()  # (kind, key) changed in RAM, not yet in Redis
         self._lock = asyncio.Lock()  # one Redis writer at a time keeps write order equal to change order
         self._task: asyncio.Task[None] | None = None
+        self._journaled_alerts: set[str] = set()  # alert ids Redis cannot hold: never sent to it
+        self._compact_at = COMPACT_LINES  # lines in the write-ahead file before it is compacted
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ResilientStore:
@@ -236,17 +239,43 @@ class ResilientStore(MemoryStore):
         self.dirty.add((kind, key))
         journaled = self.wal is not None and kind in JOURNALED and (not self.healthy or self.wal.pending)
         if journaled:
-            self._journal(kind, key)
+            self._journal(kind, key, unsent=not self.healthy)
         if self.healthy:
             await self._redis(partial(self._write, kind_key=(kind, key)))
         if not journaled and kind in JOURNALED and (kind, key) in self.dirty:
             self._journal(kind, key)  # the write-through failed
 
     # ------------------------------------------------------------------------------------ write-ahead file
-    def _journal(self, kind: str, key: str) -> None:
-        """Append RAM's current value of one key to the write-ahead file (fsync'd)."""
+    def _journal(self, kind: str, key: str, *, unsent: bool = False) -> None:
+        """Append RAM's current value of one key to the write-ahead file (fsync'd); compact the file when it
+        has grown long (a long outage with alerts delivered meanwhile). `unsent`: no write of it was tried.
+        """
         if self.wal is None:
             return
+        change = self._change(kind, key)
+        self.wal.append(change)
+        if kind == "outbox" and change.value is not None and unsent:
+            self._journaled_alerts.add(key)
+        if self.wal.lines > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        assert self.wal is not None, "callers check for a file"
+        pending = [kk for kk in self.dirty if kk[0] in JOURNALED]
+        others = sorted(kk for kk in pending if kk[0] != "outbox")
+        # A delivered alert's removal matters only if Redis may hold it (a write timed out may still land).
+        gone = sorted(
+            kk
+            for kk in pending
+            if kk[0] == "outbox" and kk[1] not in self.outbox and kk[1] not in self._journaled_alerts
+        )
+        queued = [("outbox", a) for a in self.outbox if ("outbox", a) in self.dirty]  # in queue order
+        self.wal.compact([self._change(k, key) for k, key in [*others, *gone, *queued]], lock=True)
+        self._journaled_alerts &= set(self.outbox)
+        self._compact_at = max(COMPACT_LINES, 4 * self.wal.lines)
+
+    def _change(self, kind: str, key: str) -> Change:
+        """RAM's current value of one key, encoded as the write-ahead file holds it."""
         if kind == "outbox":
             seq, alert = self.outbox.get(key, (0, None))
             value = (
@@ -254,12 +283,9 @@ class ResilientStore(MemoryStore):
             )
         else:
             found = self.maps[kind].get(key)
-            value = (
-                None
-                if found is None
-                else str(encode(kind, found, self.backend.cipher if self.backend else None))
-            )
-        self.wal.append(Change(kind, key, value))
+            cipher = self.backend.cipher if self.backend else None
+            value = None if found is None else str(encode(kind, found, cipher))
+        return Change(kind, key, value)
 
     def _replay(self) -> None:
         """Apply the write-ahead file to RAM; every key in it stays dirty until Redis has it."""
@@ -303,6 +329,8 @@ class ResilientStore(MemoryStore):
     def _clear_wal_if_synced(self) -> None:
         if self.wal is not None and self.wal.pending and not any(k in JOURNALED for k, _ in self.dirty):
             self.wal.clear()
+            self._journaled_alerts.clear()
+            self._compact_at = COMPACT_LINES
 
 
 def open_wal(path: Path) -> WriteAheadFile:

@@ -7,6 +7,7 @@ it once Redis holds everything again. Values arrive already encoded (camera URLs
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -28,7 +29,8 @@ class Change:
 class WriteAheadFile:
     """An append-only file of `Change`s (mode 0600); each `append` is on disk (fsync) when it returns.
 
-    A line torn by a crash mid-write is skipped on replay; every line before it is kept.
+    A line torn by a crash mid-write is skipped on replay; every line before it is kept. `compact` replaces
+    the file atomically with a shorter list of changes that replays to the same state.
     """
 
     def __init__(self, path: Path) -> None:
@@ -38,13 +40,32 @@ class WriteAheadFile:
         if new:  # the file's directory entry must be durable too
             _fsync_dir(path.parent)
         self.pending = os.fstat(self._fd).st_size > 0  # True while the file holds changes
+        self.lines = self.path.read_bytes().count(b"\n") if self.pending else 0
 
     def append(self, change: Change) -> None:
         """Write one change and fsync it."""
-        line = json.dumps({"k": change.kind, "id": change.key, "v": change.value}, separators=(",", ":"))
-        os.write(self._fd, line.encode() + b"\n")
+        os.write(self._fd, _line(change))
         os.fsync(self._fd)
         self.pending = True
+        self.lines += 1
+
+    def compact(self, changes: list[Change], *, lock: bool = False) -> None:
+        """Replace the file with `changes` (written, fsync'd, renamed over it: a crash leaves one or the
+        other); `lock` takes the exclusive lock on the new file before it replaces the old one."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"".join(_line(c) for c in changes))
+            os.fsync(fd)
+            if lock:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd, self.lines, self.pending = fd, len(changes), bool(changes)
 
     def replay(self) -> list[Change]:
         """Every change in the file, oldest first (a torn last line skipped, with a warning)."""
@@ -62,7 +83,7 @@ class WriteAheadFile:
         if self.pending:
             os.ftruncate(self._fd, 0)
             os.fsync(self._fd)
-            self.pending = False
+            self.pending, self.lines = False, 0
 
     def fileno(self) -> int:
         """The open file descriptor (for locking)."""
@@ -73,6 +94,11 @@ class WriteAheadFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _line(change: Change) -> bytes:
+    text = json.dumps({"k": change.kind, "id": change.key, "v": change.value}, separators=(",", ":"))
+    return text.encode() + b"\n"
 
 
 def _fsync_dir(path: Path) -> None:

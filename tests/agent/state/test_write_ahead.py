@@ -143,3 +143,32 @@ async def test_two_processes_cannot_share_one_state_directory(redis_server: Redi
             store_for(redis_server, prefix)
     finally:
         await first.close()
+
+
+async def test_a_long_outage_compacts_the_file_and_the_queue_order_survives(
+    redis_server: RedisServer, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.state.resilient.COMPACT_LINES", 10)
+    first = store_for(redis_server, prefix)
+    await first.start()
+    await first.outbox_append(alert(0))  # in Redis before the outage, delivered during it
+    redis_server.process.send_signal(19)  # type: ignore[union-attr]  # SIGSTOP: unreachable, data kept
+    try:
+        alerts = [alert(i) for i in range(1, 31)]
+        for a in alerts:
+            await first.outbox_append(a)
+        saved = (await first.outbox_peek(1))[0]
+        await first.outbox_ack(saved.id)
+        for a in alerts[:25]:
+            await first.outbox_ack(a.id)
+        assert first.wal is not None
+        assert first.wal.lines <= 4 * 10, f"the file was compacted ({first.wal.lines} lines)"
+        crash(first)
+    finally:
+        redis_server.process.send_signal(18)  # type: ignore[union-attr]
+    second = store_for(redis_server, prefix)
+    await second.start()
+    try:
+        assert [a.id for a in await second.outbox_peek(50)] == [a.id for a in alerts[25:]]
+    finally:
+        await second.close()
