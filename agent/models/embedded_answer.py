@@ -75,7 +75,8 @@ class EmbeddedAnswerer:
             camera saw it: a few fur patches of a cat that look like a dog must not make a dog (measured on
             skimage's chelsea: dog support 3.5 tokens, cat support over 20 at min_prob 0.3).
         top_labels: how many labels a "what was seen" answer names at most.
-        frame_min_prob: whole-frame probability a class needs in a frame for "what was seen" to name it.
+        frame_min_prob: whole-frame probability a class needs in a frame for "what was seen" to name it...
+        frame_min_margin: ...or how many times the runner-up class's probability it needs.
         gap_s: sightings closer than this are one appearance.
     """
 
@@ -87,17 +88,20 @@ class EmbeddedAnswerer:
         min_support: float = 10.0,
         top_labels: int = 5,
         frame_min_prob: float = 0.1,
+        frame_min_margin: float = 3.0,
         gap_s: float = 1.0,
     ) -> None:
         if not 0.0 < min_prob <= 1.0:
             raise ValueError(f"min_prob must be in (0, 1], got {min_prob}")
         if not 0.0 < frame_min_prob <= 1.0:
             raise ValueError(f"frame_min_prob must be in (0, 1], got {frame_min_prob}")
+        if frame_min_margin < 1.0:
+            raise ValueError(f"frame_min_margin must be >= 1, got {frame_min_margin}")
         if min_support < 0:
             raise ValueError(f"min_support must be >= 0, got {min_support}")
         self.labeler = labeler
         self.min_prob, self.min_support, self.top_labels = min_prob, min_support, top_labels
-        self.frame_min_prob, self.gap_s = frame_min_prob, gap_s
+        self.frame_min_prob, self.frame_min_margin, self.gap_s = frame_min_prob, frame_min_margin, gap_s
 
     # ------------------------------------------------------------------------------------------ subject
     def find_target(self, question: str) -> tuple[str, set[int]] | None:
@@ -171,10 +175,12 @@ class EmbeddedAnswerer:
         start = time.perf_counter()
         _check(tokens, entries)
         q = question.lower().strip()
-        yes_no = bool(_YES_NO.match(q))
-        kind = _kind(q) or (
-            context.kind if _ELLIPTICAL.match(q) and context.kind not in (None, "what") else None
-        )
+        explicit = _kind(q)
+        # "and coffee?" asks the previous question again about a new subject, and whether it was there at all:
+        # the previous kind, answered with Yes:/No: first.
+        elliptical = explicit is None and bool(_ELLIPTICAL.match(q))
+        yes_no = bool(_YES_NO.match(q)) or elliptical
+        kind = explicit or (context.kind if elliptical and context.kind not in (None, "what") else None)
         unseeable = next((w for w in re.findall(r"[a-z]+", q) if w in NOT_SEEABLE), None)
         subject = None if unseeable else self._subject(q, context)
         rows: list[int] = []
@@ -276,7 +282,11 @@ class EmbeddedAnswerer:
                 continue
             clock = Clock(view.lo, view.hi, view.wall0)
             named = frame_labels(
-                self.labeler, tokens[mine], [entries[i] for i in mine], self.frame_min_prob, self.gap_s
+                self.labeler,
+                tokens[mine],
+                [entries[i] for i in mine],
+                self.frame_min_prob,
+                self.frame_min_margin,
             )[: self.top_labels]
             where = f"on camera {view.id} " if len(ctx.cameras) > 1 else ""
             if not named:
@@ -293,7 +303,8 @@ class EmbeddedAnswerer:
         if not rows:
             return (
                 f"{said[0].upper()}{said[1:]} I saw nothing I could name with confidence: no ImageNet class "
-                f"reached p={self.frame_min_prob:.2f} as a whole-frame prediction.",
+                f"reached p={self.frame_min_prob:.2f} (or {self.frame_min_margin:g}x the next class) as a "
+                "whole-frame prediction.",
                 [],
                 [],
             )

@@ -140,8 +140,9 @@ async def test_two_hundred_prompt_rules_every_10_ms_do_not_starve_a_user_questio
         for r in runner.rules()
     )
     asked = metrics.registry.get_sample_value("scissor_answers_total", {"camera": "front", "outcome": "ok"})
-    # A user waits at most for the one rule question running (20 ms), never for the hundreds due.
-    bound = 3 * max(baseline) + 0.25
+    # A user waits for the one rule question running (20 ms) and a busy event loop, never for the hundreds
+    # due (12 s when rule questions queue at the users' priority with no limit); generous for a loaded CI box.
+    bound = 5 * max(baseline) + 1.5
     assert max(loaded) <= bound, (baseline, loaded, statistics.median(loaded))
     assert busy > 0, "rules past their slots are dropped and counted"
     assert asked is not None and asked > 13 + 10, "rule questions were answered too"

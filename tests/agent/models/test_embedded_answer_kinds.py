@@ -8,7 +8,17 @@ from __future__ import annotations
 import re
 
 from agent.records import AskBody
-from tests.agent.answer_kit import BICYCLE, CAR, CAT, Camera, Cameras, embedded_questions, seen
+from tests.agent.answer_kit import (
+    BICYCLE,
+    CAR,
+    CAT,
+    SWITCH,
+    Camera,
+    Cameras,
+    embedded_questions,
+    seen,
+    token,
+)
 
 T0 = 1_700_000_000.0  # 22:13:20 UTC
 
@@ -87,12 +97,10 @@ async def test_a_follow_up_refers_back_and_a_new_subject_switches() -> None:
     q.close()
     assert said[0].startswith("Yes: I saw a bicycle")
     assert said[1].startswith("A bicycle (mountain bike, p=1.00) was on camera for about 6 s")
-    assert said[2].startswith(
-        "A car (station wagon, p=1.00) was on camera for about 2 s"
-    )  # new subject, same kind
+    assert said[2].startswith("Yes: a car (station wagon, p=1.00) was on camera for about 2 s")  # new subject
     assert said[3].startswith("No: I did not see a cat")
     assert said[4].startswith("I did not see a cat")  # "it" is the cat now
-    assert said[5].startswith("I last saw a bicycle")  # "and a bicycle?" keeps asking "when last"
+    assert said[5].startswith("Yes: I last saw a bicycle")  # "and a bicycle?" keeps asking "when last"
 
 
 def several() -> Cameras:
@@ -134,3 +142,16 @@ async def test_a_range_with_several_cameras_is_each_cameras_own_last_seconds() -
     assert "yard" not in answer.answer
     assert [(e.camera, e.from_s, e.to_s) for e in answer.evidence] == [("front", 30.0, 33.0)]
     assert not re.search(r"t=(?:[0-9]|1[0-9]|2[0-9])s", answer.answer)
+
+
+async def test_what_did_you_see_names_only_confident_whole_frame_predictions() -> None:
+    flat = token(SWITCH, 0.5)  # a frame the classifier has no idea about: p ~ 0.002
+    rows = [seen(1, BICYCLE, (4.0, 6.0)), (seen(2, SWITCH, (20.0, 30.0))[0], flat)]
+    cameras = Cameras(Camera("front", T0, 60.0, rows))
+    text, evidence = await ask("what did you see?", cameras)
+    assert text.startswith(
+        "Between t=4s and t=60s (22:13:24-22:14:20) I saw a mountain bike (p=1.00; t=4s-6s"
+    )
+    assert "switch" not in text and evidence == [(4.0, 6.0)]
+    nothing, none = await ask("what did you see in the last 35 seconds?", cameras)
+    assert "I saw nothing I could name with confidence" in nothing and none == []
