@@ -140,7 +140,9 @@ class Service:
         return ServiceScrape(
             cameras=[p.scrape() for p in self.cameras.pipelines()],
             mqtt_connected=self.dispatcher.connected,
-            redis_connected=bool(self.store.healthy),
+            redis_connected=self.settings.redis_enabled and bool(self.store.healthy),
+            state_backend="redis" if self.settings.redis_enabled else "memory",
+            mqtt_enabled=self.settings.mqtt_enabled,
             outbox_length=len(self.store.outbox),
             mqtt_sent=stats.sent,
             mqtt_failed=stats.failed,

@@ -5,6 +5,7 @@ start-and-wait loop every test that runs the service as a process uses."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -36,11 +37,13 @@ class ServeProcess:
         *,
         token: str | None = None,
         argv: Sequence[str] = SERVE_ARGV,
+        open_files_limit: int | None = None,
     ) -> None:
         self.port = int(env["SCISSOR_PORT"])
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
         self.log_path = log_path
         self.argv = list(argv)
+        self.open_files_limit = open_files_limit  # RLIMIT_NOFILE of the process (descriptor exhaustion runs)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -64,6 +67,7 @@ class ServeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                preexec_fn=self._limit_open_files if self.open_files_limit else None,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -82,6 +86,10 @@ class ServeProcess:
     def what(self) -> str:
         """The command, as error messages name it."""
         return " ".join(self.argv)
+
+    def _limit_open_files(self) -> None:
+        assert self.open_files_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files_limit, self.open_files_limit))
 
     def client(self, timeout_s: float = 60.0) -> httpx.Client:
         """A synchronous API client (with the bearer token when one was given)."""

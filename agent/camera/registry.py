@@ -203,6 +203,13 @@ class CameraRegistry:
         return spec.fps or self._settings.camera.fps
 
     def _check_url(self, url: str) -> None:
+        if is_file_url(url) and not self._settings.allow_file_urls:
+            # streamer knows no settings: the setting that would allow it is named here, where it is read.
+            raise InvalidRequest(
+                "url",
+                f"{redact(url)}: local files are not allowed as camera URLs; use rtsp://, rtsps:// or "
+                "http(s)://, or start the service with SCISSOR_ALLOW_FILE_URLS=true (the demo does)",
+            )
         try:
             validate_url(url, allow_files=self._settings.allow_file_urls)
         except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")

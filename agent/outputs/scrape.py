@@ -139,6 +139,9 @@ class ServiceScrape:
     cameras: Sequence[CameraScrape] = ()
     mqtt_connected: bool = False
     redis_connected: bool = False
+    # What is configured: `memory` state has no Redis to connect to; without a broker nothing is published.
+    state_backend: str = "redis"
+    mqtt_enabled: bool = True
     outbox_length: int = 0
     mqtt_sent: int = 0
     mqtt_failed: int = 0
@@ -239,17 +242,35 @@ def _service_families(snap: ServiceScrape) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "scissor_mqtt_connected", "1 when the MQTT publisher is connected.", value=float(snap.mqtt_connected)
     )
+    with_redis = snap.state_backend == "redis"
     yield GaugeMetricFamily(
-        "scissor_redis_connected", "1 when the state store answers.", value=float(snap.redis_connected)
+        "scissor_redis_connected",
+        "1 when the Redis state store answers; 0 while it does not, and always 0 without a Redis "
+        "(SCISSOR_REDIS_URL=memory://, see scissor_outputs_info).",
+        value=float(with_redis and snap.redis_connected),
     )
+    configured = _gauge(
+        "scissor_outputs_info",
+        "What the service is configured to use: state_backend redis|memory, mqtt broker|none.",
+        ["state_backend", "mqtt"],
+    )
+    configured.add_metric(
+        [checked_label("state_backend", snap.state_backend), "broker" if snap.mqtt_enabled else "none"], 1.0
+    )
+    yield configured
     yield GaugeMetricFamily(
         "scissor_alert_outbox_messages",
         "Alerts waiting in the outbox for a PUBACK.",
         value=snap.outbox_length,
     )
-    published = _counter("scissor_mqtt_messages", "MQTT publishes by outcome.", ["outcome"])
-    published.add_metric(["sent"], snap.mqtt_sent)
-    published.add_metric(["failed"], snap.mqtt_failed)
-    published.add_metric(["dropped"], snap.mqtt_dropped)
+    published = _counter(
+        "scissor_mqtt_messages",
+        "MQTT publishes to the broker by outcome; all 0 without one (SCISSOR_MQTT_URL=none: alerts go to "
+        "/events only and count in scissor_alerts_total).",
+        ["outcome"],
+    )
+    counts = (snap.mqtt_sent, snap.mqtt_failed, snap.mqtt_dropped) if snap.mqtt_enabled else (0, 0, 0)
+    for outcome, count in zip(("sent", "failed", "dropped"), counts, strict=True):
+        published.add_metric([outcome], count)
     yield published
     yield CounterMetricFamily("scissor_mqtt_reconnects", "MQTT reconnects.", value=snap.mqtt_reconnects)
