@@ -61,9 +61,13 @@ class TokenMemory:
 
     Each entry keeps its most similar other entries, exactly (`_NEIGHBOURS` of them and a bound on the rest),
     so an entry whose nearest neighbour merges away mostly falls back on its list instead of meeting every
-    entry again. Host syncs: `add_frame` reads its counts from the device a few times per frame (each read
-    named `# host sync` below: `compress.syncs` counts them); everything between two reads has shapes the host
-    already knows.
+    entry again. A list that a frame's consolidation empties after the frame's merges are done caches -1 and
+    its bound (an upper bound on its best) and is relisted by the next frame's refresh, in the pass over
+    every entry that refresh makes anyway (a frame needing few merges then reads the entries once less).
+
+    Host syncs: `add_frame` reads its counts from the device a few times per frame (each read named `# host
+    sync` below: `compress.syncs` counts them); everything between two reads has shapes the host already
+    knows.
     """
 
     def __init__(
@@ -664,7 +668,9 @@ class TokenMemory:
         """While over capacity, merge the most similar pair of entries (the older id survives); returns the
         ids gone, in merge order (a device tensor). A round merges several pairs with one similarity pass when
         that equals one at a time (`compress.pairs`); rounds queue without host syncs (merged entries stay
-        as dead rows until the end), and the host reads how far they got once per batch of rounds."""
+        as dead rows until the end), and the host reads how far they got once per batch of rounds. Lists the
+        rounds empty are relisted only while merges remain (a walk may stop at them); once the need is met
+        they wait for the next frame's refresh (exact: their cached bound keeps a walk from passing them)."""
         m0, r = self._m, self._rows
         need = m0 - self.capacity
         if need <= 0:
@@ -689,7 +695,7 @@ class TokenMemory:
                     self.consolidations_total += k
             done += sum(sizes)
             self._pace.update(sizes, limit)
-            if n_empty:
+            if n_empty and done < need:  # met: the next frame's refresh relists them in its own pass
                 self._relist_alive(self._pick(empty, n_empty), m0, alive)
         dead = self._pick(~alive[:m0], need)
         self._remove(dead)
@@ -800,7 +806,7 @@ class TokenMemory:
         rows = memory._rows  # each list starts as the cached neighbour alone, bounded by its similarity
         rows["nb_idx"][:m, 0] = rows["nn_idx"][:m]
         rows["nb_sim"][:m, 0] = rows["nn_sim"][:m].masked_fill(rows["nn_idx"][:m] < 0, _NEG)
-        rows["nb_bound"][:m] = rows["nb_sim"][:m, 0]
+        rows["nb_bound"][:m] = rows["nn_sim"][:m]  # an empty list (nn_idx -1) saved its bound as nn_sim
         memory._m = m
         memory._recent = (state["recent_ids"].to(memory.device), state["recent_unit"].to(memory.device))
         for name in _COUNTERS:
