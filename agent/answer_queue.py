@@ -48,11 +48,6 @@ class AnswerQueue:
             self._ready.notify()
         return future
 
-    def waiting(self, priority: int) -> int:
-        """Calls of `priority` queued and not started."""
-        with self._ready:
-            return sum(1 for p, _, f, _ in self._heap if p == priority and not f.cancelled())
-
     def close(self) -> None:
         """Stop taking calls; the ones queued are cancelled, the one running is abandoned."""
         with self._ready:

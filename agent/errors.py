@@ -130,3 +130,25 @@ class TooBusy(AgentError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"{limit} questions are already being answered; retry shortly", limit=limit)
         self.limit = limit
+
+
+class QuotaExceeded(AgentError):
+    """A request would take the instance past a count an operator set (`setting`, a `SCISSOR_LIMITS__*`
+    name): more cameras or rules than allowed, or more memory than the instance may preallocate."""
+
+    status = 409
+
+    def __init__(self, setting: str, limit: int, what: str) -> None:
+        super().__init__(f"{what}: the limit is {limit} ({setting})", setting=setting, limit=limit)
+        self.setting = setting
+        self.limit = limit
+
+
+class UntrustedHost(AgentError):
+    """The request's Host header names a host this API does not answer for (`SCISSOR_API__TRUSTED_HOSTS`):
+    a DNS-rebinding page, or a name the operator has not listed."""
+
+    status = 400
+
+    def __init__(self) -> None:
+        super().__init__("Host header not accepted here; see SCISSOR_API__TRUSTED_HOSTS")

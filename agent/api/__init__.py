@@ -1,6 +1,8 @@
 """HTTP API: create_app(service) builds the FastAPI app.
 
-Errors become JSON {error, detail}, never stack traces.
+Errors become JSON {error, detail}, never stack traces. The Host header is checked and the security headers
+are set outside everything else (`guard.py`); no path redirects (a trailing slash is a 404, not a 307 naming
+the Host back before auth).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.api import cameras, console, questions, rules, system
 from agent.api.deps import AuthDep
+from agent.api.guard import HostAndHeaders, trusted_hosts
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -114,6 +117,16 @@ def _install_docs(app: FastAPI) -> None:
         return JSONResponse(app.openapi())
 
 
+class _GuardedApp(FastAPI):
+    """FastAPI with `HostAndHeaders` outside Starlette's own error middleware, so a refused Host never
+    reaches routing and even a 500 page carries the security headers."""
+
+    trusted: frozenset[str] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return HostAndHeaders(super().build_middleware_stack(), self.trusted)
+
+
 def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     """The FastAPI app for `service`; with `manage_service`, the app's lifespan starts and stops it."""
 
@@ -127,7 +140,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
             if manage_service:
                 await service.stop()
 
-    app = FastAPI(
+    app = _GuardedApp(
         title="Scissor Stream",
         version="0.1.0",
         description="Video memory for camera streams: ask questions about recent footage, get alerts.",
@@ -135,7 +148,9 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,  # served below, behind the token like every route
+        redirect_slashes=False,
     )
+    app.trusted = trusted_hosts(service.settings)
     _install_docs(app)
     app.state.service = service
     _install_error_handlers(app)

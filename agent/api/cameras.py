@@ -3,12 +3,15 @@ and the pipelines do the work."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Query, Response
 
 from agent.api.deps import AuthDep, ServiceDep
 from agent.records import CameraPatch, CameraSpec, CameraStatus, MemorySaved, MemorySummary
 
 router = APIRouter(prefix="/cameras", tags=["cameras"], dependencies=[AuthDep])
+MEMORY_ITEMS_MAX = 4096  # entries one memory listing returns at most (2 x the default capacity)
 
 
 @router.post("", status_code=201, response_model=CameraStatus)
@@ -49,10 +52,19 @@ async def camera_memory(
     since_s: float | None = Query(
         None, ge=0.0, le=1e9, description="only entries seen in the last N seconds"
     ),
-    limit: int = Query(200, ge=1, le=10_000),
-) -> MemorySummary:
+    limit: int = Query(
+        200, ge=1, le=MEMORY_ITEMS_MAX, description=f"newest entries listed, at most {MEMORY_ITEMS_MAX}"
+    ),
+) -> Response:
     """The camera's memory entries (time spans, counts, labels when the backend has them)."""
-    return service.cameras.get(camera_id).memory_summary(since_s=since_s, limit=limit)
+    pipeline = service.cameras.get(camera_id)
+
+    def listing() -> bytes:
+        return pipeline.memory_summary(since_s=since_s, limit=limit).model_dump_json(by_alias=True).encode()
+
+    # Reading, labelling and serialising thousands of entries takes a while: in a worker thread, so the event
+    # loop (every other request, every camera's ingest) never waits for it.
+    return Response(await asyncio.to_thread(listing), media_type="application/json")
 
 
 @router.get("/{camera_id}/snapshot", responses={200: {"content": {"image/jpeg": {}}}})

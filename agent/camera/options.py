@@ -7,9 +7,10 @@ from typing import Any
 
 import torch
 
-from agent.errors import InvalidRequest
-from agent.settings import CameraDefaults
+from agent.errors import InvalidRequest, QuotaExceeded
+from agent.settings import CameraDefaults, LimitsOptions
 from compress.memory import TokenMemory
+from compress.memory_state import MAX_INTERVALS, ROWS
 
 MEMORY_OPTIONS = {"tau": float, "capacity": int, "window_s": float}
 SOURCE_OPTIONS = {
@@ -59,6 +60,46 @@ def split_options(options: dict[str, Any], *, allow_files: bool) -> tuple[dict[s
     if source.get("loop") and not allow_files:
         raise InvalidRequest("options.loop", "looping is only for local files, which this server refuses")
     return memory, source
+
+
+# Row widths of TokenMemory's per-entry buffers (compress.memory_state.ROWS) besides D: E evidence frames (its
+# default, which the service uses), K interval slots, N neighbour slots (compress.memory's _NEIGHBOURS).
+_ROW_WIDTHS = {"E": 4, "K": MAX_INTERVALS, "N": 8, "2": 2}
+
+
+def memory_bytes(capacity: int, dim: int) -> int:
+    """Bytes a `TokenMemory(dim, capacity=capacity)` preallocates: capacity + 2 rows (scratch and headroom)
+    of every per-entry buffer; the two float32 `[M, D]` ones (token sums, unit means) are ~8 x D of a row."""
+    row = 0
+    for shape, dtype, _ in ROWS.values():
+        width = 1
+        for size in shape:
+            width *= dim if size == "D" else _ROW_WIDTHS[size]
+        row += width * dtype.itemsize
+    return (capacity + 2) * row
+
+
+def memory_capacity(options: dict[str, Any], defaults: CameraDefaults) -> int:
+    """The capacity a camera's memory `options` (`split_options`) ask for, the default when unset."""
+    return int(options.get("capacity", defaults.capacity_entries))
+
+
+def check_memory_quota(bytes_needed: int, *, others_bytes: int, limits: LimitsOptions) -> None:
+    """Refuse a memory before it is allocated: InvalidRequest (422) when one camera's is over
+    `memory_bytes_per_camera`; QuotaExceeded (409) when it and `others_bytes` (every other camera's) are
+    over `memory_bytes_total`."""
+    if bytes_needed > limits.memory_bytes_per_camera:
+        raise InvalidRequest(
+            "options.capacity",
+            f"this memory would take {bytes_needed} bytes, over SCISSOR_LIMITS__MEMORY_BYTES_PER_CAMERA "
+            f"({limits.memory_bytes_per_camera}); ask for a smaller capacity",
+        )
+    if others_bytes + bytes_needed > limits.memory_bytes_total:
+        raise QuotaExceeded(
+            "SCISSOR_LIMITS__MEMORY_BYTES_TOTAL",
+            limits.memory_bytes_total,
+            f"cameras' memories would take {others_bytes + bytes_needed} bytes",
+        )
 
 
 def build_memory(

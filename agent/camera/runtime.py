@@ -27,7 +27,7 @@ STATE_NAMES = {
 
 
 # Source options the server sets itself, never a client: local files allowed, the camera-target policy, CAs.
-SERVER_SOURCE_OPTIONS = frozenset({"allow_files", "policy", "ca_file"})
+SERVER_SOURCE_OPTIONS = frozenset({"allow_files", "policy", "ca_file", "max_pixels"})  # set by the server
 
 
 @dataclass

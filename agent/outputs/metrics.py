@@ -171,6 +171,13 @@ class Metrics:
         for outcome in ALERT_OUTCOMES:
             self.alerts.labels(checked_label("camera", camera), checked_label("rule", rule), outcome)
 
+    def forget_rule(self, camera: str, rule: str) -> None:
+        """Remove every series of a deleted rule (alerts by outcome, prompts dropped by reason), so rules
+        created and deleted leave none behind."""
+        for metric in (self.alerts, self.rule_prompts_dropped):
+            for labels in [k for k in metric._metrics if k[:2] == (camera, rule)]:  # see forget_camera
+                metric.remove(*labels)
+
     def forget_camera(self, camera: str) -> None:
         """Remove every event series of a deleted camera (its scraped series vanish by themselves)."""
         for metric in (

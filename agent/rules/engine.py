@@ -5,6 +5,7 @@ Never does I/O or reads a clock.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -97,8 +98,12 @@ def in_cooldown(rule: Rule, state: RuleState, now: float) -> bool:
     return any(now < t + rule.cooldown_s for t in anchors)
 
 
-def step(rule: Rule, state: RuleState, obs: Observation) -> Alert | None:
-    """Advance one rule's state by one observation; return the alert to send, if any (state is mutated)."""
+def step(rule: Rule, state: RuleState, obs: Observation, *, may_fire: bool = True) -> Alert | None:
+    """Advance one rule's state by one observation; return the alert to send, if any (state is mutated).
+
+    `may_fire` False (the camera's alert budget is spent): an alert due now is held back and counted in
+    `suppressed`, as in a cooldown; it fires on a later observation while the condition still holds.
+    """
     agrees, score = check(rule, obs)
     if agrees is None:
         return None
@@ -120,7 +125,7 @@ def step(rule: Rule, state: RuleState, obs: Observation) -> Alert | None:
     )
     if state.alerted and not repeat_due:
         return None
-    if in_cooldown(rule, state, obs.now):
+    if in_cooldown(rule, state, obs.now) or not may_fire:
         state.suppressed += 1
         return None
     if repeat_due:
@@ -176,6 +181,35 @@ class RuleEngine:
         self._rules: dict[str, Rule] = {}
         self._states: dict[str, RuleState] = {}
         self._changed: set[str] = set()
+        self._budget: tuple[int, float] | None = None  # (alerts, per seconds) one camera may raise
+        self._fired: dict[str, deque[float]] = {}  # camera id -> times of its alerts within the budget's span
+
+    def limit_alerts(self, count: int, *, per_s: float) -> None:
+        """Let each camera's rules raise at most `count` alerts in any `per_s` seconds (of `Observation.now`);
+        more wait (see `step`), so always-true rules cannot flood the outputs or starve ingest."""
+        if count < 1 or not per_s > 0:
+            raise ValueError(f"need count >= 1 and per_s > 0, got {count=}, {per_s=}")
+        self._budget = (count, per_s)
+
+    def _may_fire(self, camera_id: str, now: float) -> bool:
+        if self._budget is None:
+            return True
+        count, per_s = self._budget
+        fired = self._fired.setdefault(camera_id, deque())
+        while fired and fired[0] <= now - per_s:
+            fired.popleft()
+        return len(fired) < count
+
+    def _count_fired(self, camera_id: str, now: float) -> None:
+        if self._budget is not None:
+            self._fired.setdefault(camera_id, deque()).append(now)
+
+    def step(self, rule: Rule, obs: Observation) -> Alert | None:
+        """`step` of one rule within its camera's alert budget (a prompt rule's answer goes here)."""
+        alert = step(rule, self._states[rule.id], obs, may_fire=self._may_fire(rule.camera_id, obs.now))
+        if alert is not None:
+            self._count_fired(rule.camera_id, obs.now)
+        return alert
 
     def set_rule(self, rule: Rule, state: Mapping[str, Any] | None = None) -> None:
         """Add or replace a rule.
@@ -229,7 +263,7 @@ class RuleEngine:
         lowered = replace(obs, labels=labels)
         alerts = []
         for rule in self.rules(obs.camera_id):
-            alert = step(rule, self._states[rule.id], lowered)
+            alert = self.step(rule, lowered)
             if check(rule, lowered)[0] is not None:
                 self._changed.add(rule.id)
             if alert is not None:

@@ -40,7 +40,7 @@ async def running_service(backend: Backend | None = None, **overrides: Any) -> A
     transport = httpx.ASGITransport(app=app)
     try:
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://scissor.test", headers=headers, timeout=60
+            transport=transport, base_url="http://127.0.0.1", headers=headers, timeout=60
         ) as client:
             yield Running(service, client)
     finally:
