@@ -32,7 +32,8 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 _NEGATIVE = re.compile(
-    r"\bdid not see\b|\bdidn't see\b|\bnever saw\b|\bnot seen\b|\bno sign of\b", re.IGNORECASE
+    r"\bdid not see\b|\bdidn't see\b|\bnever saw\b|\bnot seen\b|\bno sign of\b|\bholds nothing\b",
+    re.IGNORECASE,
 )
 
 Span = tuple[float, float]
@@ -81,6 +82,11 @@ def verdict(text: str) -> str:
     if _NEGATIVE.search(text):
         return "no"
     return "other"
+
+
+def says_not_seen(text: str) -> bool:
+    """Whether the text says the thing was not seen (a plain No, "I did not see", "holds nothing")."""
+    return verdict(text) == "no" or _NEGATIVE.search(text) is not None
 
 
 def _strip_times(text: str) -> str:

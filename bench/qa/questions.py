@@ -4,7 +4,8 @@ asks about and the range it asks for. What the right answer is comes from the ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 KINDS = (
     "yes_no",
@@ -30,11 +31,25 @@ class Range:
             "last" (a phrase such as "in the last 30 seconds" in the text), "between" (a phrase
             "between t=A and t=B" in the text).
         a, b: seconds back for since/last; the bounds for from_to/between (`b` None: open-ended).
+        back_to: for since/last, the stream second the range should reach back to: `a` is set when the
+            question is asked (whole seconds, or whole minutes for a "{m}" in the text), so a slow run
+            whose memory lags the clock still asks about the same footage.
     """
 
     how: str = "all"
     a: float = 0.0
     b: float | None = None
+    back_to: float | None = None
+
+    def at(self, now: float, text: str) -> tuple[Range, str]:
+        """This range and `text` as asked at stream second `now` ({n} seconds / {m} minutes filled in)."""
+        if self.back_to is None:
+            return self, text
+        if "{m}" in text:
+            m = max(1, math.ceil((now - self.back_to) / 60))
+            return replace(self, a=60.0 * m), text.format(m=m)
+        n = max(1, round(now - self.back_to))
+        return replace(self, a=float(n)), text.format(n=n)
 
     def body(self) -> dict[str, float]:
         """The request fields this range sets."""
@@ -113,8 +128,8 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(YES_NO, "Was there a cat between t=15 and t=35?", lobby, "cat", Range("between", 15, 35)),
         _q(YES_NO, "Did you see coffee between t=12 and t=38?", lobby, "coffee", Range("between", 12, 38)),
         _q(YES_NO, "Is there a rocket?", desk, "rocket", Range("from_to", 21, 29)),
-        _q(YES_NO, "Was there a cat in the last 45 seconds?", lobby, "cat", Range("last", 45)),
-        _q(YES_NO, "Did you see coffee?", lobby, "coffee", Range("since", 25)),
+        _q(YES_NO, "Was there a cat in the last {n} seconds?", lobby, "cat", Range("last", back_to=55)),
+        _q(YES_NO, "Did you see coffee?", lobby, "coffee", Range("since", back_to=55)),
         _q(YES_NO, "Is there a taxi?", street, "taxi"),
         _q(YES_NO, "Is there a bike?", street, "bicycle"),
         # when: first, last, every appearance
@@ -149,8 +164,14 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         ),
         _q(HOW_LONG, "How long was coffee on camera?", lobby, "coffee", Range("from_to", 5, 60)),
         _q(HOW_LONG, "How long was the bicycle there?", street, "bicycle"),
-        _q(HOW_LONG, "How long was the cat there in the last 40 seconds?", lobby, "cat", Range("last", 40)),
-        _q(FIRST, "When did you first see a rocket?", desk, "rocket", Range("since", 30)),
+        _q(
+            HOW_LONG,
+            "How long was the cat there in the last {n} seconds?",
+            lobby,
+            "cat",
+            Range("last", back_to=45),
+        ),
+        _q(FIRST, "When did you first see a rocket?", desk, "rocket", Range("since", back_to=25)),
         # how many: separate appearances
         _q(HOW_MANY, "How many times did a cat appear?", lobby, "cat"),
         _q(HOW_MANY, "How many times did you see coffee?", lobby, "coffee"),
@@ -161,9 +182,10 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(WHAT, "What did you see?", lobby),
         _q(WHAT, "What did you see between t=15 and t=35?", lobby, None, Range("between", 15, 35)),
         _q(WHAT, "What did you see?", lobby, None, Range("from_to", 38, 52)),
-        _q(WHAT, "What did you see in the last 30 seconds?", lobby, None, Range("last", 30)),
-        _q(WHAT, "What was on camera?", desk, None, Range("since", 35)),
-        _q(WHAT, "What did you see in the past 1 minute?", desk, None, Range("last", 60)),
+        _q(WHAT, "What did you see in the last {n} seconds?", lobby, None, Range("last", back_to=55)),
+        _q(WHAT, "What was on camera?", desk, None, Range("since", back_to=25)),
+        _q(WHAT, "What did you see in the past {n} seconds?", desk, None, Range("last", back_to=5)),
+        _q(WHAT, "What did you see in the past {m} minutes?", lobby, None, Range("last", back_to=0)),
         _q(WHAT, "What did you see between t=0 and t=10?", lobby, None, Range("between", 0, 10)),
     ]
     qs += _session("s-cat", lobby, [

@@ -5,6 +5,7 @@ their own rate, the backend's encoder and memory, then every question, recorded 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +26,7 @@ from bench.qa.questions import Question
 from bench.qa.score import Asked
 
 log = logging.getLogger("bench.qa")
+QUEUE = 64  # the largest source hand-off queue a camera may ask for
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ async def play(
     began = time.monotonic()
     for feed in sorted(feeds, key=lambda f: f.start_after_s):
         await asyncio.sleep(max(0.0, began + feed.start_after_s - time.monotonic()))
-        spec = {"id": feed.camera, "url": str(feed.video), "fps": feed.fps}
+        # A deep hand-off queue: on a CPU-starved box frames wait for the encoder (their stream seconds are
+        # taken at decode) instead of being dropped, so the memory sees every sampled frame of the truth.
+        spec = {"id": feed.camera, "url": str(feed.video), "fps": feed.fps, "options": {"queue_size": QUEUE}}
         r = await client.post("/cameras", json=spec)
         r.raise_for_status()
         log.info("camera %s added at +%.1f s", feed.camera, time.monotonic() - began)
@@ -108,6 +112,8 @@ async def ask_all(service: Service, client: httpx.AsyncClient, questions: Sequen
     for q in questions:
         readers = service.cameras.readers(list(q.cameras))
         before = {r.id: r.stream_seconds() for r in readers}
+        span, text = q.range.at(before[q.cameras[0]], q.text)
+        q = dataclasses.replace(q, text=text, range=span)
         ask: dict[str, Any] = {"question": q.text, **q.range.body()}
         if q.session:
             ask["session_id"] = q.session

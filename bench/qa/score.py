@@ -127,7 +127,7 @@ def _judge(kind: str, text: str, spans: list[Interval], tol: float) -> tuple[boo
         want = "yes" if spans else "no"
         return said.verdict == want, want
     if not spans:  # a when/how question about something that was not there: it must say so
-        return said.verdict in {"no", "other"} and not said.points, "not seen"
+        return parse.says_not_seen(text), "not seen"
     low = text.lower()
     if said.verdict == "no" or (said.verdict == "refusal" and not said.points):
         return False, f"seen at {_fmt(spans)}"

@@ -107,6 +107,14 @@ def test_a_wall_clock_that_is_not_the_stream_second_is_an_english_issue(mini: Co
     assert issues == [f"wall clock {wrong} is not stream second t=5s"]
 
 
+def test_a_range_counted_back_to_a_stream_second_is_filled_in_when_asked() -> None:
+    span, text = Range("last", back_to=55).at(80.4, "Was there a cat in the last {n} seconds?")
+    assert (span.a, text) == (25.0, "Was there a cat in the last 25 seconds?")
+    span, text = Range("last", back_to=0).at(130.0, "What did you see in the past {m} minutes?")
+    assert (span.a, text) == (180.0, "What did you see in the past 3 minutes?")
+    assert Range("since", 10).at(99.0, "Is there a dog?") == (Range("since", 10), "Is there a dog?")
+
+
 def test_the_qa_block_replaces_only_its_own_section(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     doc.write_text(
