@@ -305,8 +305,8 @@ class EmbeddedAnswerer:
                 f"{said[0].upper()}{said[1:]} I saw nothing I could name with confidence: no ImageNet class "
                 f"reached p={self.frame_min_prob:.2f} (or {self.frame_min_margin:g}x the next class) as a "
                 "whole-frame prediction.",
-                [],
-                [],
+                list(range(len(entries))),  # the evidence is what was looked at: its keyframes show why
+                evidence_spans(entries, self.gap_s),
             )
         text = f"{said[0].upper()}{said[1:]} I saw " + "; ".join(clauses) + "."
         return text, sorted(set(rows)), sorted(moments)
