@@ -63,7 +63,10 @@ SHORT = Slideshow("short", (("coffee", 6), ("chelsea", 6)), seed=2)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="scissor bench qa", description=__doc__.splitlines()[0])
+    what = (
+        "questions of every kind over footage with known timelines, through the real service, scored per kind"
+    )
+    p = argparse.ArgumentParser(prog="scissor bench qa", description=what)
     p.add_argument("--out", type=Path, default=Path("bench/out/qa.json"), help="JSON results")
     p.add_argument("--docs", type=Path, default=Path("docs/benchmarks.md"), help="where the qa block goes")
     p.add_argument("--no-docs", action="store_true", help="write the JSON only")
@@ -221,6 +224,13 @@ def main(argv: list[str]) -> int:
             f"{f.camera} ({f.timeline().seconds:.0f} s, added at +{after:g} s, {FPS:g} frame/s)"
             for f, after in SCHEDULE
         ),
+        "timelines": {
+            f.camera: ", ".join(
+                f"{a.subject} {a.start:g}-{a.end:g}" + (f" (+-{a.slack_s:.1f})" if a.slack_s else "")
+                for a in sorted(f.timeline().appearances, key=lambda a: a.start)
+            )
+            for f, _ in SCHEDULE
+        },
         "image_px": IMAGE_PX,
         "runtime_s": time.perf_counter() - began,
         "cpus": os.cpu_count(),

@@ -35,6 +35,7 @@ def rows(asked: Sequence[Asked], verdicts: Sequence[Verdict]) -> list[dict[str, 
             "range": _range_text(a),
             "ranges_s": {c: [round(x, 2) for x in r] for c, r in a.ranges.items()},
             "session": a.question.session,
+            "subject": a.question.subject,
             "status": a.status,
             "answerable": v.answerable,
             "right": v.right,
@@ -149,6 +150,20 @@ def failures(records: Sequence[dict[str, Any]], *, answerable_only: bool = True)
     return "\n".join(lines)
 
 
+def beyond(records: Sequence[dict[str, Any]]) -> str:
+    """Markdown list of the questions the classifier cannot answer (not counted), right or not."""
+    rows_ = [r for r in records if not r["answerable"] and r["kind"] != "out_of_scope"]
+    if not rows_:
+        return "None."
+    lines = ["| kind | question (camera, range) | right | expected | got |", "|---|---|---|---|---|"]
+    for r in rows_:
+        lines.append(
+            f"| {r['kind']} | {_cell(r['question'])} ({', '.join(r['cameras'])}; {r['range']}) | "
+            f"{'yes' if r['right'] else 'no'} | {_cell(r['expected'])} | {_cell(r['got'])} |"
+        )
+    return "\n".join(lines)
+
+
 def english_failures(records: Sequence[dict[str, Any]]) -> str:
     """Markdown list of answers breaking the issue's English rules."""
     bad = [r for r in records if r["format_issues"]]
@@ -164,9 +179,16 @@ def section(result: dict[str, Any]) -> str:
     """The qa block of docs/benchmarks.md."""
     meta, g = result["meta"], result["goals"]
     emb, tiny = result["embedded"], result["tiny"]
+    asked = {(c, r["subject"]) for r in emb["records"] for c in r["cameras"] if r["subject"]}
     seeable = "\n".join(
         f"- {cam}: "
-        + "; ".join(f"{s} {'yes' if v['answerable'] else 'no'} ({v['why']})" for s, v in subs.items())
+        + "; ".join(
+            f"{s}: {'can answer' if v['answerable'] else 'cannot'} ({v['why']}"
+            + (f", seen as {', '.join(v['seen_as'])}" if v.get("seen_as") else "")
+            + ")"
+            for s, v in subs.items()
+            if (cam, s) in asked
+        )
         for cam, subs in result["seeable"].items()
     )
     return "\n".join(
@@ -185,7 +207,23 @@ def section(result: dict[str, Any]) -> str:
             "Out-of-scope questions (people, concepts without an ImageNet class) must get an honest "
             "refusal.",
             "",
+            "Ground truth, video seconds of each file (slideshows exact; the street hand-labelled from "
+            "frames rendered every 5th source frame, with the label's uncertainty):",
+            "",
+            *(f"- {cam}: {line}" for cam, line in meta["timelines"].items()),
+            "",
+            "What the classifier sees (whole-frame top-5 on probed frames, one every 2 s):",
+            "",
             seeable,
+            "",
+            "At the end: "
+            + "; ".join(
+                f"{c} {v['frames_dropped']} frames dropped, {v['memory_entries']} memory entries"
+                for c, v in emb["cameras_at_end"].items()
+            )
+            + ". Stream second of each file's first frame: "
+            + ", ".join(f"{c} {v:.2f} s" for c, v in emb["offsets_s"].items())
+            + ". Times are scored within one sample spacing + 1 s (+ label uncertainty).",
             "",
             "### Embedded backend",
             "",
@@ -201,6 +239,10 @@ def section(result: dict[str, Any]) -> str:
             "#### Failures",
             "",
             failures(emb["records"]),
+            "",
+            "#### Beyond the model (run, not counted: the classifier does not see these subjects)",
+            "",
+            beyond(emb["records"]),
             "",
             "#### English rules broken",
             "",
