@@ -142,7 +142,7 @@ def test_listing_a_full_memory_in_a_loop_does_not_hold_healthz_and_the_limit_is_
         assert listed and set(listed) == {2048}
         during_s = statistics.median(probe.latencies_s)
         # Listing on the event loop made every /healthz wait for a whole listing (median 600 ms measured).
-        assert during_s < max(10 * idle_s, 0.05), (during_s, idle_s, len(listed))
+        assert during_s < max(10 * idle_s, 0.15), (during_s, idle_s, len(listed))
         r = api.get("/cameras/gate/memory", params={"limit": 4097})
         assert r.status_code == 422 and "4096" in r.json()["detail"], r.text
 
