@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from pydantic import ValidationError
 
 from agent.models.embedded import EmbeddedEncoder, load_lite0
 from agent.records import Answer
@@ -185,7 +186,11 @@ def run_tiny(cache_dir: Path, *, threads: int = 1) -> dict[str, Any]:
         if a.status != 200:
             errors.append(f"{a.question.text!r}: HTTP {a.status} {a.answer}")
             continue
-        Answer.model_validate(a.answer)  # raises on a malformed body
+        try:
+            Answer.model_validate(a.answer)
+        except ValidationError as exc:
+            errors.append(f"{a.question.text!r}: malformed Answer: {exc.errors()[:2]}")
+            continue
         if not str(a.answer["answer"]).strip():
             errors.append(f"{a.question.text!r}: empty answer")
             continue

@@ -53,7 +53,8 @@ async def serve(backend: str, **settings: Any) -> AsyncIterator[tuple[Service, h
     )
     service = Service(config, metrics=Metrics(CollectorRegistry()))
     await service.start()
-    transport = httpx.ASGITransport(app=create_app(service, manage_service=False))
+    # A question that crashes the service is a 500 to score, not an exception in the bench.
+    transport = httpx.ASGITransport(app=create_app(service, manage_service=False), raise_app_exceptions=False)
     try:
         async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=120) as client:
             yield service, client
@@ -123,7 +124,12 @@ async def ask_all(service: Service, client: httpx.AsyncClient, questions: Sequen
             r = await client.post("/ask", json=ask | {"cameras": list(q.cameras)})
         after = {x.id: x.stream_seconds() for x in readers}
         ranges = {c: _range(q, before[c], after[c]) for c in q.cameras}
-        body = r.json()
+        try:
+            body = r.json()
+        except ValueError:  # not JSON (an unhandled error's plain-text 500)
+            body = {"error": r.text[:500]}
+        if not isinstance(body, dict):
+            body = {"error": str(body)[:500]}
         links = {}
         for ev in body.get("evidence", []) if r.status_code == 200 else []:
             if ev.get("snapshot_url"):
