@@ -139,6 +139,8 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(FIRST, "When did a cat first appear?", lobby, "cat", Range("from_to", 35, 80)),
         _q(FIRST, "When did you first see coffee after t=20?", lobby, "coffee", Range("from_to", 20)),
         _q(FIRST, "When did you first see a bicycle?", street, "bicycle"),
+        # "when did X appear?" is its first appearance (or every one), never only the last
+        Question(FIRST, "When did a cat appear?", (lobby,), "cat", also=(EVERY,)),
         _q(LAST, "When did you last see a cat?", lobby, "cat"),
         _q(LAST, "When did you last see coffee?", lobby, "coffee"),
         _q(LAST, "When was the rocket last seen?", desk, "rocket"),
@@ -147,6 +149,7 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         ),
         _q(LAST, "When did you last see coffee?", lobby, "coffee", Range("from_to", 0, 30)),
         _q(LAST, "When did you last see a taxi?", street, "taxi"),
+        _q(LAST, "When did you last see a cab?", street, "taxi"),
         _q(EVERY, "When was the cat on camera? List every appearance.", lobby, "cat"),
         _q(EVERY, "List every time you saw coffee.", lobby, "coffee"),
         _q(EVERY, "Every time the rocket appeared?", desk, "rocket"),
@@ -176,6 +179,7 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(HOW_MANY, "How many times did a cat appear?", lobby, "cat"),
         _q(HOW_MANY, "How many times did you see coffee?", lobby, "coffee"),
         _q(HOW_MANY, "How many rockets appeared?", desk, "rocket"),
+        _q(HOW_MANY, "How many cats did you see?", lobby, "cat"),
         _q(HOW_MANY, "How many times did a cat appear?", lobby, "cat", Range("from_to", 0, 45)),
         _q(HOW_MANY, "How many bicycles went by?", street, "bicycle"),
         # what was seen in a range
@@ -211,6 +215,7 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         Question("multi_camera", "How long was the rocket on camera?", two, "rocket", checks=HOW_LONG),
         Question("multi_camera", "Was there a dog?", two, "dog", checks=YES_NO),
         Question("multi_camera", "List every time you saw a rocket.", back, "rocket", checks=EVERY),
+        Question("multi_camera", "When did you last see a cat?", (street, desk, lobby), "cat", checks=LAST),
     ]
     qs += [
         _q("out_of_scope", "Is there a person?", lobby, "person"),

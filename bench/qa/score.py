@@ -259,7 +259,7 @@ def judge(asked: Asked, cameras: dict[str, Camera]) -> Verdict:
     judged = [_judge(k, text, seen.get(cam_id, []), tol) for k in (kind, *q.also)]
     ok, expected = next((j for j in judged if j[0]), judged[0])
     if q.also:
-        expected += f" (or, as the previous turn asked, {' / '.join(j[1] for j in judged[1:])})"
+        expected += f" (or {' / '.join(j[1] for j in judged[1:])})"
     notes = _evidence_off_truth(asked, seen, tol)
     notes += [f"snapshot {url} answers {code}" for url, code in asked.links.items() if code != 200]
     ok = ok and not notes
