@@ -62,6 +62,10 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = _settings(args.config, **overrides)
     configure_logging(settings.log_level)
+    if settings.engine == "ray":  # cluster mode: Ray and the cluster package load only here
+        from agent.cluster.ingress import serve_forever
+
+        return serve_forever(settings)
     return _run(settings)
 
 

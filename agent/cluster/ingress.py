@@ -43,13 +43,28 @@ def deployment(settings: Settings) -> Any:
     return Ingress.bind()  # type: ignore[attr-defined]  # serve.deployment returns an untyped Deployment
 
 
-def serve_forever(settings: Settings) -> None:
+def app(args: dict[str, str]) -> Any:
+    """The Serve application builder KubeRay's `serveConfigV2` names (`agent.cluster.ingress:app`): settings
+    from the replica's environment (SCISSOR_*); `args` is unused."""
+    from agent.settings import load_settings
+
+    return deployment(load_settings(None))
+
+
+def serve_forever(settings: Settings) -> int:
     """`scissor serve` with SCISSOR_ENGINE=ray: join (or start) Ray, start Serve's HTTP proxies on
-    SCISSOR_HOST:SCISSOR_PORT, run the ingress until interrupted."""
+    SCISSOR_HOST:SCISSOR_PORT, run the ingress until interrupted. An open API on a non-loopback address is
+    refused (exit 2), as in single-process mode."""
+    import sys
     import time
 
     from agent.cluster.raylib import connect
+    from agent.server import exposure_refusal
 
+    refusal = exposure_refusal(settings)
+    if refusal is not None:
+        print(f"scissor: {refusal}", file=sys.stderr)
+        return 2
     connect(settings)
     from ray import serve
 
@@ -60,3 +75,4 @@ def serve_forever(settings: Settings) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         serve.delete(DEPLOYMENT)
+    return 0

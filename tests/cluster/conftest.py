@@ -3,7 +3,9 @@ in front of it (its API over ASGI, as the Serve ingress runs it)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +30,9 @@ NODE_ARGS: dict[str, Any] = {
     "object_store_memory": 100 * 1024 * 1024,
 }
 
+# The GCS declares a node dead after this many missed health checks, this far apart (Ray's defaults: 5 x 3 s).
+FAST_DEATH = {"health_check_period_ms": 1000, "health_check_failure_threshold": 10}
+
 
 class LocalCluster:
     """`ray.cluster_utils.Cluster` on loopback: a head (where the test's driver joins) and worker nodes."""
@@ -36,7 +41,8 @@ class LocalCluster:
         import_ray(NODE_IP)  # before Ray is imported: keeps a loopback driver on loopback
         from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(initialize_head=True, head_node_args={**NODE_ARGS, "include_dashboard": False})
+        head = {**NODE_ARGS, "include_dashboard": False, "_system_config": FAST_DEATH}
+        self.cluster = Cluster(initialize_head=True, head_node_args=head)
         self.workers = [self.cluster.add_node(**NODE_ARGS) for _ in range(workers)]
 
     @property
@@ -71,10 +77,17 @@ def local_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
         cluster.shutdown()
 
 
-def cluster_settings(cluster: LocalCluster, tmp_path: Path, **overrides: Any) -> Settings:
+def cluster_settings(
+    cluster: LocalCluster, tmp_path: Path, *, camera_cpus: float = 0.25, **overrides: Any
+) -> Settings:
     values: dict[str, Any] = {
         "engine": "ray",
-        "ray": {"address": cluster.address, "node_ip": NODE_IP, "camera_cpus": 0.25, "failover_timeout_s": 5},
+        "ray": {
+            "address": cluster.address,
+            "node_ip": NODE_IP,
+            "camera_cpus": camera_cpus,
+            "failover_timeout_s": 5,
+        },
         "backend": "embedded",
         "device": "cpu",
         "allow_file_urls": True,
@@ -126,3 +139,31 @@ def non_loopback_sockets() -> list[str]:
             if any(not _loopback(ip) for ip in ends):
                 found.append(f"{name} (pid {process.pid}) {c.status}: {c.laddr} -> {c.raddr or '-'}")
     return found
+
+
+class AlertSubscriber:
+    """A real QoS-1 MQTT subscriber with a persistent session: every alert payload it received, in order."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.host, self.port, self.topic = host, port, topic
+        self.payloads: list[dict[str, Any]] = []
+        self.subscribed = asyncio.Event()
+
+    async def run(self) -> None:
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self.host, self.port, identifier="cluster-sub", clean_session=False
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        self.payloads.append(json.loads(message.payload))
+            except aiomqtt.MqttError:
+                self.subscribed.clear()
+                await asyncio.sleep(0.1)
+
+    def ids(self) -> list[str]:
+        return [str(p["id"]) for p in self.payloads]
