@@ -71,7 +71,8 @@ def load_backend(
         dtype: None or "auto" (float16 on CUDA, float32 on CPU), "float32", "float16", "bfloat16".
         llava: LLaVA answerer options (`LLAVA_OPTIONS`, `agent.settings.LlavaOptions`), used by the tiny and
             LLaVA-OneVision backends and ignored by the embedded one.
-        **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens);
+        **settings: backend options: embedded `image_px` (448), `min_prob` (0.3), `min_support` (10 tokens),
+            `frame_min_prob` (0.1) and `frame_min_margin` (3.0): what "what did you see?" names;
             llava `time_markers` (True), `marker_bucket_s` (10.0), `video_newline` (True),
             `context_overflow` ("drop_oldest"); tiny `seed` (0), `directory` (a temp dir).
 
@@ -124,6 +125,8 @@ def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
     image_px = int(settings.pop("image_px", 448))
     min_prob = float(settings.pop("min_prob", 0.3))
     min_support = float(settings.pop("min_support", 10.0))
+    frame_min_prob = float(settings.pop("frame_min_prob", 0.1))
+    frame_min_margin = float(settings.pop("frame_min_margin", 3.0))
     _no_extra(settings, "embedded")
     try:
         net = load_lite0()
@@ -134,7 +137,13 @@ def _embedded(device: str, dtype: str | None, **settings: Any) -> Backend:
     return Backend(
         name="embedded",
         encoder=encoder,
-        answerer=EmbeddedAnswerer(labeler, min_prob=min_prob, min_support=min_support),
+        answerer=EmbeddedAnswerer(
+            labeler,
+            min_prob=min_prob,
+            min_support=min_support,
+            frame_min_prob=frame_min_prob,
+            frame_min_margin=frame_min_margin,
+        ),
         token_dim=encoder.token_dim,
         tokens_per_frame=encoder.tokens_per_frame,
         frame_size=encoder.frame_size,

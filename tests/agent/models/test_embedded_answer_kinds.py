@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
+from agent.models import load_backend
+from agent.models.embedded_answer import EmbeddedAnswerer
 from agent.records import AskBody
 from tests.agent.answer_kit import (
     BICYCLE,
     CAR,
     CAT,
+    LABELER,
     SWITCH,
     Camera,
     Cameras,
@@ -156,3 +161,13 @@ async def test_what_did_you_see_names_only_confident_whole_frame_predictions() -
     nothing, looked_at = await ask("what did you see in the last 35 seconds?", cameras)
     assert "I saw nothing I could name with confidence" in nothing
     assert looked_at == [(25.0, 30.0)]  # what was looked at, inside the last 35 s
+
+
+def test_the_whole_frame_thresholds_are_backend_settings_and_checked() -> None:
+    backend = load_backend("embedded", device="cpu", frame_min_prob=0.2, frame_min_margin=5)
+    assert isinstance(backend.answerer, EmbeddedAnswerer)
+    assert (backend.answerer.frame_min_prob, backend.answerer.frame_min_margin) == (0.2, 5.0)
+    with pytest.raises(ValueError, match="frame_min_margin must be >= 1"):
+        EmbeddedAnswerer(LABELER, frame_min_margin=0.5)
+    with pytest.raises(ValueError, match=r"frame_min_prob must be in \(0, 1\]"):
+        EmbeddedAnswerer(LABELER, frame_min_prob=0.0)
