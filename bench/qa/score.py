@@ -257,7 +257,7 @@ def judge(asked: Asked, cameras: dict[str, Camera]) -> Verdict:
     cam_id = next(iter(seen), q.cameras[0])
     tol = _tol(cameras[cam_id], q.subject)
     judged = [_judge(k, text, seen.get(cam_id, []), tol) for k in (kind, *q.also)]
-    ok, expected = next((j for j in judged if j[0]), judged[0])
+    ok, expected = any(j[0] for j in judged), judged[0][1]
     if q.also:
         expected += f" (or {' / '.join(j[1] for j in judged[1:])})"
     notes = _evidence_off_truth(asked, seen, tol)
