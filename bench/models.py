@@ -180,7 +180,9 @@ def main(argv: list[str]) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     report: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                                           "python": platform.python_version(),
-                                          "torch": torch.__version__}}  # fmt: skip
+                                          "torch": torch.__version__,
+                                          # what else ran: medians on a busy box are many times idle ones
+                                          "load_average_1m": round(os.getloadavg()[0], 1)}}  # fmt: skip
     report["encoders"] = bench_encoders(args.runs)
     report["answers"] = bench_answers(args.runs, args.max_new_tokens)
     report["flops"] = flops_table()
