@@ -20,7 +20,7 @@ from bench.qa.dataset import SUBJECTS, Subject, Timeline
 from bench.qa.footage import decode_at
 
 TOP_K = 5
-PROBE_EVERY_S = 2.0  # one probed frame per this many video seconds
+PROBE_EVERY_S = 1.0  # one probed frame per this many video seconds (the cameras' sampling spacing)
 DETECTED_SHARE = 0.5  # share of a subject's frames that must carry one of its classes in the top-5
 
 
@@ -55,8 +55,8 @@ class Probe:
 
 
 def probe(encoder: EmbeddedEncoder, video: Path, timeline: Timeline) -> Probe:
-    """Top-5 on frames every PROBE_EVERY_S (cached in `<video>.top5.json`)."""
-    cache = video.with_suffix(".top5.json")
+    """Top-5 on frames every PROBE_EVERY_S (cached next to the video)."""
+    cache = video.with_suffix(f".top5-every-{PROBE_EVERY_S:g}s.json")
     if cache.is_file():
         raw = json.loads(cache.read_text())
         return Probe(tuple(raw["times"]), tuple(tuple(r) for r in raw["top5"]))

@@ -184,7 +184,7 @@ def section(result: dict[str, Any]) -> str:
         f"- {cam}: "
         + "; ".join(
             f"{s}: {'can answer' if v['answerable'] else 'cannot'} ({v['why']}"
-            + (f", seen as {', '.join(v['seen_as'])}" if v.get("seen_as") else "")
+            + (f"; top-1 on those frames: {', '.join(v['seen_as'])}" if v.get("seen_as") else "")
             + ")"
             for s, v in subs.items()
             if (cam, s) in asked
@@ -212,7 +212,7 @@ def section(result: dict[str, Any]) -> str:
             "",
             *(f"- {cam}: {line}" for cam, line in meta["timelines"].items()),
             "",
-            "What the classifier sees (whole-frame top-5 on probed frames, one every 2 s):",
+            "What the classifier sees (whole-frame top-5 on probed frames, one per second):",
             "",
             seeable,
             "",
