@@ -51,6 +51,7 @@ SUBJECTS = {
             ("mountain bike", "tandem bicycle", "tricycle"),
         ),
         Subject("taxi", ("taxi", "taxis", "cab", "cabs", "taxicab"), ("taxicab",)),
+        Subject("tie", ("tie", "ties", "necktie", "bow tie"), ("Windsor tie", "bow tie")),
         Subject("dog", ("dog", "dogs"), (), group="dog"),  # never on camera: the "No" questions
         Subject("person", ("person", "people", "man", "pedestrian"), (), seeable=False),
         Subject("astronaut", ("astronaut",), (), seeable=False),

@@ -132,6 +132,7 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(YES_NO, "Did you see coffee?", lobby, "coffee", Range("since", back_to=55)),
         _q(YES_NO, "Is there a taxi?", street, "taxi"),
         _q(YES_NO, "Is there a bike?", street, "bicycle"),
+        _q(YES_NO, "Did you see a tie?", street, "tie"),
         # when: first, last, every appearance
         _q(FIRST, "When did you first see a cat?", lobby, "cat"),
         _q(FIRST, "When did coffee first appear?", lobby, "coffee"),
@@ -150,6 +151,7 @@ def plan(lobby: str = "lobby", desk: str = "desk", street: str = "street") -> li
         _q(LAST, "When did you last see coffee?", lobby, "coffee", Range("from_to", 0, 30)),
         _q(LAST, "When did you last see a taxi?", street, "taxi"),
         _q(LAST, "When did you last see a cab?", street, "taxi"),
+        _q(LAST, "When did you last see a tie?", street, "tie"),
         _q(EVERY, "When was the cat on camera? List every appearance.", lobby, "cat"),
         _q(EVERY, "List every time you saw coffee.", lobby, "coffee"),
         _q(EVERY, "Every time the rocket appeared?", desk, "rocket"),
