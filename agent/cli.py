@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentError
 from agent.logs import configure_logging
+from agent.preflight import missing_offline_weights
 from agent.server import ListenRefused, api_server, bind_listener, exposure_refusal, uvicorn_config
 
 if TYPE_CHECKING:
@@ -101,9 +102,9 @@ def _run(
     duration_s: float | None = None,
 ) -> int:
     """Run the Service under uvicorn until SIGINT/SIGTERM (or `duration_s`); `after_start` runs once the API
-    listens and is cancelled at shutdown. An exposed open API or an address that cannot be bound is refused
-    (exit 2) before torch and the service load."""
-    refusal = exposure_refusal(settings)
+    listens and is cancelled at shutdown. An exposed open API, a model offline mode cannot reach, or an
+    address that cannot be bound is refused (exit 2) before torch and the service load."""
+    refusal = exposure_refusal(settings) or missing_offline_weights(settings.backend)
     try:
         if refusal is not None:
             raise ListenRefused(refusal)

@@ -252,3 +252,29 @@ def test_configure_logging_caps_every_logger_through_the_root_handler() -> None:
         assert limit.suppressed_total == 100 - limit.burst
     finally:
         logging.getLogger().handlers.clear()
+
+
+def test_a_model_offline_mode_cannot_reach_is_refused_before_torch_loads() -> None:
+    # The service itself says so too, after 10-35 s of importing torch and transformers.
+    env = {"SCISSOR_BACKEND": "nobody-here/no-such-model", "HF_HUB_OFFLINE": "1", "SCISSOR_PORT": "18081"}
+    code, out, imported, _ = _scissor(["serve"], env)
+    assert code == 2, out
+    assert "'nobody-here/no-such-model' (SCISSOR_BACKEND) is not in the Hugging Face cache" in out, out
+    assert not imported & set(HEAVY) and "Traceback" not in out
+
+
+def test_a_model_in_the_offline_cache_passes_the_preflight(tmp_path: Path) -> None:
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--someone--cached-model"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}", encoding="utf-8")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    script = (
+        "from agent.preflight import missing_offline_weights as m\n"
+        "print(m('someone/cached-model'), '|', m('someone/not-cached'))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    cached, missing = done.stdout.split("|")
+    assert cached.strip() == "None" and "'someone/not-cached' (SCISSOR_BACKEND)" in missing, done.stderr
