@@ -20,6 +20,7 @@ BENCHMARKS = {
     "reliability": "faults and load against real services",
     "needles": "after an hour of real footage: does the memory still know when each needle was on camera",
     "qa": "questions of every kind over footage with known timelines, scored per kind against the truth",
+    "cluster": "cluster mode on one Ray node vs SCISSOR_ENGINE=local: frames/s, question latency, RSS",
 }
 
 
@@ -61,6 +62,8 @@ def _entry(name: str) -> Callable[[list[str]], int | None]:
             from bench.needles import main as run
         case "qa":
             from bench.qa import main as run
+        case "cluster":
+            from bench.cluster import main as run
         case _:
             raise ValueError(f"no benchmark {name!r}")
     return run

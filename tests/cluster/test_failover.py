@@ -76,7 +76,6 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
                 return all(s["state"] == "online" and s["memory_entries"] > 0 for s in found.values())
 
             await until(120, all_online, "4 cameras online")
-            print("step:", "before = await states(client, ", round(time.monotonic()), flush=True)
             before = await states(client, CAMERAS)
             placement = {c: s["node"] for c, s in before.items()}
             assert len(set(placement.values())) == 3, f"4 cameras not spread over 3 nodes: {placement}"
@@ -89,7 +88,6 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
             moved = [c for c, n in placement.items() if n == victim_id]
             assert moved, f"no camera on the killed node: {placement}"
             kill_stream_s = {c: (await client.get(f"/cameras/{c}/memory")).json() for c in moved}
-            print("step:", "local_cluster.kill(victim)", round(time.monotonic()), flush=True)
             local_cluster.kill(victim)
 
             async def back_elsewhere() -> bool:
@@ -118,12 +116,10 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
                 assert body["raw_tokens_in_range"] > 0, body
                 assert all(e["to"] <= newest_before + 0.5 for e in body["evidence"]), body
 
-            print("step:", "await asyncio.sleep(8)  # aler", round(time.monotonic()), flush=True)
             await asyncio.sleep(8)  # alerts after the failover
             assert len(sub.payloads) > alerts_before, "no alert after the failover"
 
             # A node added now takes new cameras.
-            print("step:", "added = local_cluster.add_node", round(time.monotonic()), flush=True)
             added = local_cluster.add_node()
             created = await client.post("/cameras", json=video_camera("cam4", fps=1.0))
             assert created.status_code == 201, created.text
@@ -134,7 +130,6 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
             async def drained() -> bool:
                 return await run.service.store.backend.outbox_len() == 0  # type: ignore[union-attr]
 
-            print("step:", "await until(30, drained,", round(time.monotonic()), flush=True)
             await until(30, drained, "the alert outbox drained (every alert acknowledged by the broker)")
             assert non_loopback_sockets() == []
     finally:
