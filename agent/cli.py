@@ -108,7 +108,7 @@ def _run(
     try:
         if refusal is not None:
             raise ListenRefused(refusal)
-        listener = bind_listener(settings.host, settings.port, backlog=settings.api.backlog)
+        listener = bind_listener(settings.host, settings.port)
     except ListenRefused as exc:
         print(f"scissor: {exc}", file=sys.stderr)
         return 2

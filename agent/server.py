@@ -54,8 +54,12 @@ def exposure_refusal(settings: Settings) -> str | None:
     )
 
 
-def bind_listener(host: str, port: int, *, backlog: int) -> socket.socket:
-    """Bind and listen on `host:port` (IPv6 when `host` holds a colon), before the service starts.
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind `host:port` (IPv6 when `host` holds a colon) before the service starts, without listening yet.
+
+    Until uvicorn listens (asyncio's `create_server` calls `listen(backlog)`), a connection is refused at
+    once, as it was before the socket existed: a health check polling during the model's load gets "refused",
+    not a connection that hangs until its timeout.
 
     Raises:
         ListenRefused: the address is in use, not ours, or not permitted; the message names host and port.
@@ -66,7 +70,6 @@ def bind_listener(host: str, port: int, *, backlog: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
-        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise ListenRefused(_bind_reason(host, port, exc)) from None

@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,13 +245,39 @@ def _healthz_ok(url: str) -> bool:
         return False
 
 
+def _starts_refusing_then_answering(server: ServeProcess) -> list[float]:
+    """Start `server` in a thread while probing its port: the seconds each probe's request waited for an
+    answer. A refused connection is fine (nothing listens yet); one that hangs is what must not happen."""
+    starting = threading.Thread(target=server.start)
+    starting.start()
+    waits = []
+    while starting.is_alive():
+        began = time.monotonic()
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=1) as probe:
+                probe.settimeout(5)
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                probe.recv(64)
+            waits.append(time.monotonic() - began)
+        except ConnectionRefusedError:
+            pass
+        except TimeoutError:
+            waits.append(time.monotonic() - began)
+        time.sleep(0.2)
+    starting.join()
+    return waits
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)])
 def test_serve_with_two_cameras_stops_both_and_exits_promptly_on_a_signal(
     sig: signal.Signals, tmp_path: Path
 ) -> None:
     camera = RtspServer().start(sample_video("bikes.mp4"))
+    server = ServeProcess(_tiny_env(), tmp_path / "serve.log")
     try:
-        with ServeProcess(_tiny_env(), tmp_path / "serve.log") as server, server.client() as api:
+        waits = _starts_refusing_then_answering(server)
+        assert max(waits, default=0) < 4, f"a request during start-up waited {max(waits):.1f} s for an answer"
+        with server.client() as api:
             for name, url in (("live", camera.url), ("refused", f"rtsp://127.0.0.1:{_closed_port()}/x")):
                 assert api.post("/cameras", json={"id": name, "url": url, "fps": 2}).status_code == 201
             wait_for(lambda: "camera live: up" in server.log(), 30, "the live camera up")
@@ -260,6 +287,7 @@ def test_serve_with_two_cameras_stops_both_and_exits_promptly_on_a_signal(
             code = server.proc.wait(30)
             took = time.monotonic() - signalled
     finally:
+        server.stop()  # a no-op once it exited
         camera.stop()
     log = server.log()
     assert code == 0, log[-3000:]
