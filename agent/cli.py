@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentError
-from agent.logs import configure_logging
+from agent.logs import configure_logging, report_left_out
 from agent.preflight import missing_offline_weights
 from agent.server import ListenRefused, api_server, bind_listener, exposure_refusal, uvicorn_config
 
@@ -118,6 +118,7 @@ def _run(
     with listener:
         service = Service(settings)
         code = asyncio.run(_serve_app(service, listener, after_start=after_start, duration_s=duration_s))
+    report_left_out()
     # Everything is stopped and saved. What is left is the interpreter's last collection over torch's and
     # transformers' objects: 2-3 s after the last log line on the 2-core box, for nothing. A frozen heap is
     # skipped by it (0.3 s).

@@ -87,6 +87,20 @@ def _mention_left_out(record: logging.LogRecord, count: int, window_s: float) ->
     record.args = None
 
 
+def report_left_out() -> int:
+    """Log, once, how many records the root handlers' rate limits left out in all (a flood that stopped before
+    its window closed is otherwise never counted); return that number. Called as the process ends."""
+    left_out = sum(
+        f.suppressed_total
+        for handler in logging.getLogger().handlers
+        for f in handler.filters
+        if isinstance(f, RateLimitFilter)
+    )
+    if left_out:
+        logging.getLogger(__name__).warning("%d log records were left out by the rate limit", left_out)
+    return left_out
+
+
 def configure_logging(level: str) -> RateLimitFilter:
     """Log to stderr at `level` through one handler carrying a `RateLimitFilter`; return the filter.
 

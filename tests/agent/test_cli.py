@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.logs import RateLimitFilter, configure_logging
+from agent.logs import RateLimitFilter, configure_logging, report_left_out
 from agent.server import exposure_refusal, is_loopback
 from agent.settings import Settings, load_settings
 from bench import BENCHMARKS
@@ -244,12 +244,16 @@ def test_info_lines_and_other_call_sites_are_not_capped() -> None:
     assert len(out.getvalue().splitlines()) == 53
 
 
-def test_configure_logging_caps_every_logger_through_the_root_handler() -> None:
+def test_configure_logging_caps_every_logger_and_the_total_left_out_is_reported_at_the_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     limit = configure_logging("INFO")
     try:
         for _ in range(100):
             logging.getLogger("asyncio").error("accept failed")
         assert limit.suppressed_total == 100 - limit.burst
+        assert report_left_out() == 80
+        assert "80 log records were left out by the rate limit" in capsys.readouterr().err
     finally:
         logging.getLogger().handlers.clear()
 
