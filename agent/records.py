@@ -81,7 +81,9 @@ class CameraStatus(Record):
         description="raw tokens the memory holds now (its live entries' members) / entries holding them",
     )
     insecure_tls: bool = Field(False, description="certificates of this camera are not verified (opt-out)")
-    node: str | None = Field(None, description="the Ray node id the pipeline runs on (cluster mode; else null)")
+    node: str | None = Field(
+        None, description="the Ray node id the pipeline runs on (cluster mode; else null)"
+    )
     time: datetime = Field(default_factory=utc_now)
 
 

@@ -277,8 +277,8 @@ class RayOptions(Section):
     address: str = Field(
         "",
         max_length=512,
-        description="Ray cluster to join: host:port of its GCS, `auto` (the cluster this machine belongs to), "
-        "or empty (start a one-machine Ray here)",
+        description="Ray cluster to join: host:port of its GCS, `auto` (the cluster this machine belongs "
+        "to), or empty (start a one-machine Ray here)",
     )
     node_ip: str = Field(
         "127.0.0.1",
@@ -292,10 +292,16 @@ class RayOptions(Section):
     )
     camera_cpus: float = Field(0.5, gt=0.0, le=64.0, description="CPUs each camera actor declares")
     camera_gpus: float = Field(
-        0.25, ge=0.0, le=8.0, description="GPU fraction each camera actor declares when the backend runs on CUDA"
+        0.25,
+        ge=0.0,
+        le=8.0,
+        description="GPU fraction each camera actor declares when the backend runs on CUDA",
     )
     failover_timeout_s: float = Field(
-        10.0, gt=0.0, le=600.0, description="seconds a call to a camera actor may take before it counts as down"
+        10.0,
+        gt=0.0,
+        le=600.0,
+        description="seconds a call to a camera actor may take before it counts as down",
     )
 
 
