@@ -143,6 +143,88 @@ async def run_mode(mode: str, args: argparse.Namespace, state: Path) -> dict[str
             ray.shutdown()
 
 
+async def failover(kills: int, state: Path, out: Path | None = None) -> list[dict[str, Any]]:
+    """`kills` times: kill a worker node holding cameras (no graceful stop), time until every camera is online
+    on a surviving node, then add a fresh node. 3 nodes, 4 cameras at 1 frame/s, memory blobs every 2 s."""
+    from agent.cluster.engine import ClusterService
+    from agent.cluster.ingress import create_cluster_app
+    from agent.cluster.raylib import import_ray
+    from agent.settings import load_settings
+
+    ray = import_ray("127.0.0.1")  # before anything imports Ray: keeps the driver on loopback
+    from ray.cluster_utils import Cluster
+
+    node: dict[str, Any] = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
+    health = {"health_check_period_ms": 1000, "health_check_failure_threshold": 10}
+    cluster = Cluster(
+        initialize_head=True, head_node_args={**node, "include_dashboard": False, "_system_config": health}
+    )
+    workers = [cluster.add_node(**node) for _ in range(2)]
+    results: list[dict[str, Any]] = []
+    try:
+        with RedisServer() as redis:
+            ray_options = {"address": cluster.address, "node_ip": "127.0.0.1", "camera_cpus": 0.5}
+            settings = load_settings(
+                None,
+                backend="embedded",
+                device="cpu",
+                redis_url=redis.url,
+                allow_file_urls=True,
+                engine="ray",
+                ray=ray_options,
+                state={"dir": str(state / "failover"), "snapshot_interval_s": 2.0},
+                camera={"allow_nets": ["127.0.0.0/8"]},
+            )
+            service = ClusterService(settings)
+            await service.start()
+            transport = httpx.ASGITransport(app=create_cluster_app(service, manage_service=False))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://localhost", timeout=120
+            ) as client:
+                ids = [f"cam{i}" for i in range(4)]
+                for i in range(4):
+                    assert (await client.post("/cameras", json=camera(i, 1.0))).status_code == 201
+
+                async def statuses() -> dict[str, dict[str, Any]]:
+                    return {c: (await client.get(f"/cameras/{c}")).json() for c in ids}
+
+                while not all(s["state"] == "online" for s in (await statuses()).values()):
+                    await asyncio.sleep(0.5)
+                for k in range(kills):
+                    await asyncio.sleep(5)
+                    placement = {c: s["node"] for c, s in (await statuses()).items()}
+                    victim = next(w for w in workers if w.node_id in placement.values())
+                    moved = [c for c, n in placement.items() if n == victim.node_id]
+                    workers.remove(victim)
+                    cluster.remove_node(victim, allow_graceful=False)
+                    started = time.monotonic()
+                    while True:
+                        found = await statuses()
+                        if all(
+                            s["state"] == "online" and s["node"] not in (None, victim.node_id)
+                            for s in found.values()
+                        ):
+                            break
+                        assert time.monotonic() - started < 300, found
+                        await asyncio.sleep(0.25)
+                    took = time.monotonic() - started
+                    results.append({"kill": k + 1, "cameras_moved": len(moved), "failover_s": took})
+                    print(
+                        f"kill {k + 1}: {len(moved)} camera(s) online elsewhere after {took:.1f} s",
+                        flush=True,
+                    )
+                    if out is not None:  # after every kill: a run cut short keeps what it measured
+                        out.write_text(json.dumps({"failover": results}, indent=2))
+                    workers.append(cluster.add_node(**node))
+            for remote in service.cameras.remotes():
+                ray.kill(remote.handle, no_restart=True)
+            await service.stop()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]  # ray.cluster_utils is untyped
+    return results
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scissor bench cluster", description=__doc__)
     parser.add_argument("--cameras", type=int, default=2, help="cameras in both runs")
@@ -151,7 +233,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--questions", type=int, default=20, help="questions asked per run")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs the one Ray node offers")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument(
+        "--kills", type=int, default=0, help="then kill a node this many times, timing failover"
+    )
+    parser.add_argument("--only-failover", action="store_true", help="skip the overhead comparison")
     args = parser.parse_args(argv)
+    if args.only_failover:
+        with tempfile.TemporaryDirectory() as state:
+            asyncio.run(failover(args.kills, Path(state), args.json))
+        return 0
     with tempfile.TemporaryDirectory() as state:
         local = asyncio.run(run_mode("local", args, Path(state)))
         cluster = asyncio.run(run_mode("ray", args, Path(state)))
