@@ -882,7 +882,9 @@ class _Pace:
         return max(2, math.ceil(2 * self.per_round))
 
     def rounds(self, remaining: int) -> int:
-        return max(1, math.ceil(remaining / max(1.0, self.per_round)))
+        # queued as if rounds merged 1.5x their mean: a round past the need costs a whole similarity pass
+        # with nothing to merge, a batch short of it one more host read (measured: fewer passes win)
+        return max(1, math.ceil(remaining / max(1.0, 1.5 * self.per_round)))
 
     def update(self, sizes: list[int], limit: int) -> None:
         for k in sizes:
