@@ -58,14 +58,18 @@ def serve_forever(settings: Settings) -> int:
     import sys
     import time
 
-    from agent.cluster.raylib import connect
+    from agent.cluster.raylib import RayUnavailable, connect
     from agent.server import exposure_refusal
 
     refusal = exposure_refusal(settings)
     if refusal is not None:
         print(f"scissor: {refusal}", file=sys.stderr)
         return 2
-    connect(settings)
+    try:
+        connect(settings)
+    except RayUnavailable as exc:  # Ray not installed, or imported too early to stay on loopback
+        print(f"scissor: {exc}", file=sys.stderr)
+        return 2
     from ray import serve
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
