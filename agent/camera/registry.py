@@ -288,6 +288,17 @@ class CameraRegistry:
 
     def _check_url(self, url: str) -> None:
         try:
+            local_file = is_file_url(url)
+        except ValueError as exc:  # urlsplit's own ValueError ("Invalid IPv6 URL")
+            raise InvalidRequest("url", redact(str(exc))) from None
+        if local_file and not self._settings.allow_file_urls:
+            # streamer knows no settings: the setting that would allow it is named here, where it is read.
+            raise InvalidRequest(
+                "url",
+                f"{redact(url)}: local files are not allowed as camera URLs; use rtsp://, rtsps:// or "
+                "http(s)://, or start the service with SCISSOR_ALLOW_FILE_URLS=true (the demo does)",
+            )
+        try:
             validate_url(url, allow_files=self._settings.allow_file_urls)
         except ValueError as exc:  # InvalidCameraURL, or urlsplit's own ValueError ("Invalid IPv6 URL")
             raise InvalidRequest("url", redact(str(exc))) from None
