@@ -56,3 +56,13 @@ def test_check_mode_fails_on_a_hand_edited_block(tmp_path: Path, capsys: pytest.
     assert main(["--check", "--readme", str(readme)]) == 0
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("intro\n") and text.endswith("\noutro\n") and "3.45 s" not in text
+
+
+def test_the_readme_models_table_agrees_with_the_committed_models_report() -> None:
+    readme = (MODELS_JSON.parents[2] / "README.md").read_text(encoding="utf-8")
+    for backend in ("embedded", "tiny"):
+        rows = {r["batch"]: r["ms_per_frame"] for r in _report()["encoders"] if r["backend"] == backend}
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{backend}` ("))
+        assert f"| {rows[1]:.1f} ms/frame | {rows[8]:.1f} ms/frame |" in row, (
+            f"README.md's {backend} row differs from bench/results/models.json: copy the figures over"
+        )
