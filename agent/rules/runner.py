@@ -21,7 +21,7 @@ from agent.models.labels import Labeler
 from agent.outputs.dispatch import Dispatcher
 from agent.questions import PromptDropped
 from agent.records import Alert, Evidence, LabelParams, PromptParams, Rule, RuleSpec
-from agent.rules.engine import Observation, RuleEngine, RuleState, step
+from agent.rules.engine import Observation, RuleEngine, RuleState
 from agent.state.store import Store
 from compress.memory import EntryInfo, MemoryUpdate
 
@@ -214,7 +214,7 @@ class RuleRunner:
         )
         # Only this rule: the other rules of the camera have nothing to learn from a prompt answer.
         state: RuleState = self.engine.state(rule.id)
-        alert = step(rule, state, obs)
+        alert = self.engine.step(rule, obs)  # within the camera's alert budget, as label and novelty rules
         if alert is not None:
             await self._dispatcher.alert(alert.model_copy(update={"answer": answer}))
         await self._store.put_rule_state(rule.id, state.to_dict())

@@ -130,6 +130,20 @@ async def test_a_due_prompt_rule_asks_over_its_window_and_a_yes_fires_with_the_a
     assert isinstance(alert, Alert) and alert.rule == added.id and alert.answer == "Yes, the door is open."
 
 
+@pytest.mark.parametrize(("budget", "alerts"), [(None, 2), (1, 1)])
+async def test_prompt_rule_alerts_count_against_the_cameras_alert_budget(
+    budget: int | None, alerts: int
+) -> None:
+    s = Setup(Camera(), answer="Yes.")
+    if budget is not None:
+        s.runner.engine.limit_alerts(budget, per_s=60.0)
+    s.runner.add(rule("prompt", {"question": "is the door open?"}))
+    s.runner.add(rule("prompt", {"question": "is the gate open?"}))
+    await s.runner.on_update(30, update(30.0, 0.0))
+    await asyncio.sleep(0.3)
+    assert len(s.questions) == 2 and s.alerts.pending() == alerts
+
+
 async def test_a_failed_prompt_question_is_a_skipped_check_and_stop_cancels_questions_in_flight() -> None:
     s = Setup(Camera(), answer="fail")
     s.runner.add(rule("prompt", {"question": "is it raining?"}))
