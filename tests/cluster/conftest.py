@@ -3,9 +3,7 @@ in front of it (its API over ASGI, as the Serve ingress runs it)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from agent.cluster.ingress import create_cluster_app
 from agent.cluster.raylib import import_ray
 from agent.outputs.metrics import Metrics
 from agent.settings import Settings, load_settings
+from harness.mqtt import PersistentSubscriber
 
 NODE_IP = "127.0.0.1"
 NODE_ARGS: dict[str, Any] = {
@@ -141,29 +140,8 @@ def non_loopback_sockets() -> list[str]:
     return found
 
 
-class AlertSubscriber:
-    """A real QoS-1 MQTT subscriber with a persistent session: every alert payload it received, in order."""
+class AlertSubscriber(PersistentSubscriber):
+    """The cluster tests' QoS-1 alert subscriber (a persistent session, id `cluster-sub`)."""
 
     def __init__(self, host: str, port: int, topic: str) -> None:
-        self.host, self.port, self.topic = host, port, topic
-        self.payloads: list[dict[str, Any]] = []
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        import aiomqtt
-
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.host, self.port, identifier="cluster-sub", clean_session=False
-                ) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        self.payloads.append(json.loads(message.payload))
-            except aiomqtt.MqttError:
-                self.subscribed.clear()
-                await asyncio.sleep(0.1)
-
-    def ids(self) -> list[str]:
-        return [str(p["id"]) for p in self.payloads]
+        super().__init__(host, port, topic, "cluster-sub")

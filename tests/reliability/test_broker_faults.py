@@ -4,14 +4,12 @@ order."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import aiomqtt
-
 from agent.models import Backend
 from agent.records import Alert
+from harness.mqtt import PersistentSubscriber
 from harness.rtsp import RtspServer
 from harness.servers import MosquittoServer, RedisServer
 from tests.agent.service_harness import Running, running_service, wait_until
@@ -22,36 +20,9 @@ OUTAGE_S = 30.0
 FIRE_ON_EVERY_FRAME = {"kind": "novelty", "params": {"threshold": 0.0}, "cooldown_s": 0, "repeat_s": 0.1}
 
 
-class Subscriber:
-    """A real MQTT subscriber with a persistent session (the broker queues QoS-1 messages while it is
-    away)."""
-
-    def __init__(self, broker: MosquittoServer, topic: str, identifier: str) -> None:
-        self.broker, self.topic, self.identifier = broker, topic, identifier
-        self.payloads: list[dict[str, object]] = []
-        self.subscribed = asyncio.Event()
-
-    async def run(self) -> None:
-        while True:
-            try:
-                async with aiomqtt.Client(
-                    self.broker.host, self.broker.port, identifier=self.identifier, clean_session=False
-                ) as client:
-                    await client.subscribe(self.topic, qos=1)
-                    self.subscribed.set()
-                    async for message in client.messages:
-                        self.payloads.append(json.loads(message.payload))
-            except aiomqtt.MqttError:
-                self.subscribed.clear()
-                await asyncio.sleep(0.1)
-
-    def ids(self) -> list[str]:
-        return [str(p["id"]) for p in self.payloads]
-
-
 @asynccontextmanager
-async def subscriber(broker: MosquittoServer, topic: str) -> AsyncIterator[Subscriber]:
-    sub = Subscriber(broker, topic, "reliability-sub")
+async def subscriber(broker: MosquittoServer, topic: str) -> AsyncIterator[PersistentSubscriber]:
+    sub = PersistentSubscriber(broker.host, broker.port, topic, "reliability-sub")
     task = asyncio.create_task(sub.run(), name="test-subscriber")
     await asyncio.wait_for(sub.subscribed.wait(), 10)
     await asyncio.sleep(
