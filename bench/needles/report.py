@@ -10,6 +10,8 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from bench.doc_block import replace_block
+
 BEGIN = "<!-- needles:begin: written by `scissor bench needles`, replaced on every run -->"
 END = "<!-- needles:end -->"
 PLOT = "needles.png"
@@ -198,14 +200,7 @@ def section(result: dict[str, Any]) -> str:
 
 def write_section(path: Path, text: str) -> None:
     """Replace the needles section of `path` (between the markers), or append it; the rest stays as it is."""
-    old = path.read_text() if path.is_file() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + text + "\n"
-    path.write_text(new)
+    replace_block(path, text, BEGIN, END)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

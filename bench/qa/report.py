@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.doc_block import replace_block
 from bench.qa.questions import KINDS
 from bench.qa.score import Asked, Verdict
 
@@ -259,12 +260,5 @@ def section(result: dict[str, Any]) -> str:
 
 
 def write_section(path: Path, text: str) -> None:
-    """Replace the qa block of `path` (between the markers), or append it at the end; the rest stays."""
-    old = path.read_text() if path.is_file() else ""
-    if BEGIN in old and END in old:
-        head, _, rest = old.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old.strip() else "") + text + "\n"
-    path.write_text(new)
+    """Replace the qa block of `path` (between the markers), or append it; the rest stays as it is."""
+    replace_block(path, text, BEGIN, END)
