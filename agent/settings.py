@@ -303,6 +303,24 @@ class RayOptions(Section):
         le=600.0,
         description="seconds a call to a camera actor may take before it counts as down",
     )
+    encoder: Literal["node", "camera"] = Field(
+        "node",
+        description="node: one encoder actor per node batches the frames of every camera on that node (one "
+        "model copy per node) | camera: each camera actor encodes its own frames (tokens stay on its device)",
+    )
+    encoder_cpus: float = Field(
+        0.0,
+        ge=0.0,
+        le=64.0,
+        description="CPUs a node's encoder actor declares (0: the cameras' own CPUs cover their encoding, so "
+        "a node full of cameras still places its encoder)",
+    )
+    encoder_gpus: float = Field(
+        0.5,
+        ge=0.0,
+        le=8.0,
+        description="GPU fraction a node's encoder actor declares when the backend runs on CUDA",
+    )
 
 
 class Settings(BaseSettings):

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -15,6 +16,15 @@ import torch
 log = logging.getLogger(__name__)
 
 EncodeFn = Callable[[list[np.ndarray]], torch.Tensor]
+
+
+class FrameEncoder(Protocol):
+    """What a camera pipeline encodes its frames with: this process's `EncodeBatcher`, or in cluster mode
+    its node's encoder actor (`agent.cluster.encoders.RemoteEncoder`)."""
+
+    async def encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, float]:
+        """Tokens `[N, D]` of one frame and the encoder seconds per frame."""
+        ...
 
 
 @dataclass

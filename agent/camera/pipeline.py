@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from agent.camera.batcher import EncodeBatcher
+from agent.camera.batcher import FrameEncoder
 from agent.camera.keyframes import Keyframe
 from agent.camera.runtime import CameraRuntime
 from agent.camera.watcher import CameraWatcher
@@ -61,7 +61,7 @@ class Collaborators:
             tokens go from the vision tower into the memory without a copy to the host.
     """
 
-    encoder: EncodeBatcher
+    encoder: FrameEncoder
     store: Store
     dispatcher: Dispatcher
     metrics: Metrics

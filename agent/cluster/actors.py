@@ -1,5 +1,6 @@
 """One camera as a Ray actor: `CameraActor` runs a `CameraService` (the service's composition, restoring
-that one camera) and answers what the API asks of the camera.
+that one camera, encoding on its node's encoder) and answers what the API asks of the camera; its report
+carries the records and metric events since the ingress last read them (`relay.py`).
 
 State lives in Redis, so when Ray restarts the actor on another node (`max_restarts=-1`) it restores the
 camera's memory from the latest memory blob, its rules and rule state, and the alert outbox; nothing is
@@ -10,6 +11,7 @@ supervisor calls every actor each second.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -17,13 +19,16 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import torch
+from pydantic import BaseModel
 
 from agent.camera.keyframes import Keyframe
-from agent.camera.pipeline import CameraPipeline
+from agent.camera.pipeline import CameraPipeline, Collaborators
 from agent.camera.registry import CameraRegistry
+from agent.cluster.encoders import RemoteEncoder
+from agent.cluster.relay import MetricCall, RecordingMetrics, RecordTap
 from agent.errors import AgentError, UnknownCamera
 from agent.models import Backend
-from agent.outputs.metrics import Metrics
+from agent.outputs.mqtt import MqttStats
 from agent.outputs.scrape import CameraScrape
 from agent.records import CameraPatch, CameraSpec, CameraStatus, MemorySaved, MemorySummary, Rule, RuleSpec
 from agent.service import Service
@@ -58,16 +63,27 @@ def carried(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 class CameraService(Service):
-    """The service's composition (store, backend, dispatcher, encoder, questions, registry) for one camera."""
+    """The service's composition (store, backend, dispatcher, questions, registry) for one camera, its
+    frames encoded by its node's encoder (`SCISSOR_RAY__ENCODER=node`) or its own."""
+
+    metrics: RecordingMetrics
 
     def __init__(self, settings: Settings, camera_id: str) -> None:
-        super().__init__(settings, metrics=Metrics())
+        super().__init__(settings, metrics=RecordingMetrics())
         self.camera_id = camera_id
 
     def _registry(self, settings: Settings, backend: Backend) -> CameraRegistry:
         return CameraRegistry(
             settings, backend=backend, collaborators=self._collaborators(backend), only=self.camera_id
         )
+
+    def _collaborators(self, backend: Backend) -> Collaborators:
+        collaborators = super()._collaborators(backend)
+        if self.settings.ray.encoder != "node":
+            return collaborators
+        wait_s = 3 * self.settings.ray.failover_timeout_s  # a node's encoder restarting after a crash
+        encoder = RemoteEncoder(self.settings, collaborators.device, wait_s)
+        return dataclasses.replace(collaborators, encoder=encoder)
 
 
 @dataclass(frozen=True)
@@ -84,14 +100,29 @@ class MemoryRead:
 
 
 @dataclass(frozen=True)
+class ReportCursor:
+    """What the ingress has of an actor's relays: the actor start they count from, and the last record and
+    metric event it received."""
+
+    started_at: float = 0.0
+    records: int = 0
+    metrics: int = 0
+
+
+@dataclass(frozen=True)
 class CameraReport:
-    """What the supervisor reads of a camera each second."""
+    """What the supervisor reads of a camera each second: its state, and what happened since `cursor`."""
 
     status: CameraStatus
     rules: list[Rule]
     scrape: CameraScrape
     node: str
     started_at: float
+    mqtt_connected: bool
+    mqtt: MqttStats
+    records: list[BaseModel]
+    metric_calls: list[MetricCall]
+    cursor: ReportCursor
 
 
 def actor_settings(settings: Settings, camera_id: str) -> Settings:
@@ -123,6 +154,7 @@ class CameraActor:
         self._id, self._spec = camera_id, spec
         self._settings = actor_settings(settings, camera_id)
         self._service: CameraService | None = None
+        self._tap: RecordTap | None = None
         self._lock = asyncio.Lock()
         self._node = str(ray.get_runtime_context().get_node_id())
         self._started_at = time.time()
@@ -142,6 +174,10 @@ class CameraActor:
                     await service.stop()
                     raise
                 self._service = service
+                if self._tap is None:
+                    self._tap = RecordTap(service.bus)
+                else:  # started again after a stop: what the ingress has not read stays
+                    self._tap.follow(service.bus)
             return self._service.cameras.get(self._id)
 
     @property
@@ -151,12 +187,28 @@ class CameraActor:
 
     # ------------------------------------------------------------------------------------------ reads
     @carried
-    async def report(self) -> CameraReport:
-        """The camera's status (with its node), rules and counters; starts the camera after a restart."""
+    async def report(self, seen: ReportCursor) -> CameraReport:
+        """The camera's status (with its node), rules and counters, and the records and metric events after
+        `seen` (all of them when `seen` counts from another start of this actor); starts the camera after a
+        restart."""
         pipeline = await self._ready()
-        status = pipeline.status().model_copy(update={"node": self._node})
+        assert self._service is not None and self._tap is not None
+        if seen.started_at != self._started_at:
+            seen = ReportCursor(self._started_at)
+        records = self._tap.since(seen.records)
+        calls = self._service.metrics.calls.since(seen.metrics)
+        dispatcher = self._service.dispatcher
         return CameraReport(
-            status, self._cameras.rules(self._id), pipeline.scrape(), self._node, self._started_at
+            status=pipeline.status().model_copy(update={"node": self._node}),
+            rules=self._cameras.rules(self._id),
+            scrape=pipeline.scrape(),
+            node=self._node,
+            started_at=self._started_at,
+            mqtt_connected=dispatcher.connected,
+            mqtt=dataclasses.replace(dispatcher.stats),
+            records=records.items,
+            metric_calls=calls.items,
+            cursor=ReportCursor(self._started_at, records.cursor, calls.cursor),
         )
 
     @carried

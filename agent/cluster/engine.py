@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import torch
 
 from agent.camera.keyframes import Keyframe
-from agent.cluster.actors import ActorAgentError, CameraActor, CameraReport, MemoryRead
+from agent.cluster.actors import ActorAgentError, CameraActor, CameraReport, MemoryRead, ReportCursor
+from agent.cluster.encoders import on_cuda
 from agent.cluster.raylib import connect
+from agent.cluster.relay import replay
 from agent.errors import AgentError, CameraExists, UnknownCamera, UnknownRule
 from agent.models import Backend, load_backend
 from agent.outputs.events import EventBus
@@ -96,7 +98,6 @@ def ingress_settings(settings: Settings) -> Settings:
 def actor_options(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
     """Ray options of a camera actor: restarted forever, spread over nodes, its declared resources (GPU
     fractions only when the backend runs on CUDA: `cuda*`, or `auto` on a cluster with GPUs)."""
-    on_cuda = settings.device.startswith("cuda") or (settings.device == "auto" and cluster_gpus > 0)
     options: dict[str, Any] = {
         "namespace": settings.ray.namespace,
         "lifetime": "detached",
@@ -105,7 +106,7 @@ def actor_options(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
         "num_cpus": settings.ray.camera_cpus,
         "scheduling_strategy": "SPREAD",
     }
-    if on_cuda and settings.ray.camera_gpus > 0:
+    if on_cuda(settings, cluster_gpus) and settings.ray.camera_gpus > 0:
         options["num_gpus"] = settings.ray.camera_gpus
     return options
 
@@ -160,6 +161,7 @@ class RemoteCamera:
         self.report: CameraReport | None = None
         self.reported_at = 0.0
         self.misses = 0  # reports in a row that failed
+        self.seen = ReportCursor()  # what the ingress has of the actor's records and metric events
 
     def status(self) -> CameraStatus:
         """The camera's status as last reported (at most about a second old), `node` included; while its actor
@@ -218,8 +220,11 @@ async def call(camera_id: str, ref: Awaitable[T], timeout_s: float) -> T:
 class ClusterCameras:
     """The camera registry's surface over one actor per camera."""
 
-    def __init__(self, settings: Settings, store: ResilientStore, ray: Any) -> None:
+    def __init__(
+        self, settings: Settings, store: ResilientStore, ray: Any, *, bus: EventBus, metrics: Metrics
+    ) -> None:
         self._settings, self._store, self._ray = settings, store, ray
+        self._bus, self._metrics = bus, metrics
         self._timeout_s = settings.ray.failover_timeout_s
         self._actor_class = ray.remote(CameraActor)
         self._cameras: dict[str, RemoteCamera] = {}
@@ -250,11 +255,10 @@ class ClusterCameras:
         remote = RemoteCamera(spec.id, self._actor(spec.id, spec), self._timeout_s)
         try:
             # The first start loads the backend in the actor's process: allow it more than a call.
-            remote.report = await call(spec.id, remote.handle.report.remote(), 10 * self._timeout_s)
+            await self._read_report(remote, 10 * self._timeout_s)
         except BaseException:
             self._ray.kill(remote.handle, no_restart=True)
             raise
-        remote.reported_at = time.monotonic()
         self._cameras[spec.id] = remote
         return remote.status()
 
@@ -268,6 +272,7 @@ class ClusterCameras:
         await call(camera_id, remote.handle.remove.remote(), self._timeout_s)
         self._ray.kill(remote.handle, no_restart=True)
         del self._cameras[camera_id]
+        self._metrics.forget_camera(camera_id)
 
     async def restore(self) -> None:
         """Find (or start) the actor of every camera stored in Redis: an ingress that restarts finds the
@@ -280,13 +285,20 @@ class ClusterCameras:
         """Read every actor's report (concurrently, each within the call timeout)."""
         remotes = self.remotes()
         results = await asyncio.gather(
-            *(call(r.id, r.handle.report.remote(), self._timeout_s) for r in remotes), return_exceptions=True
+            *(self._read_report(r, self._timeout_s) for r in remotes), return_exceptions=True
         )
         for remote, result in zip(remotes, results, strict=True):
-            if isinstance(result, CameraReport):
-                remote.report, remote.reported_at, remote.misses = result, time.monotonic(), 0
-            else:
+            if isinstance(result, BaseException):
                 remote.misses += 1
+
+    async def _read_report(self, remote: RemoteCamera, timeout_s: float) -> None:
+        """Read a camera's report; publish its records on the ingress's bus, replay its metric events."""
+        report: CameraReport = await call(remote.id, remote.handle.report.remote(remote.seen), timeout_s)
+        remote.report, remote.reported_at, remote.misses = report, time.monotonic(), 0
+        remote.seen = report.cursor
+        for record in report.records:
+            self._bus.publish(record)
+        replay(self._metrics, report.metric_calls)
 
     async def fetch(self, camera_ids: Sequence[str], body: AskBody) -> list[MemoryRead]:
         """Each named camera's memory from its owner, concurrently."""
@@ -326,8 +338,7 @@ class ClusterCameras:
         await self._refresh_one(remote)
 
     async def _refresh_one(self, remote: RemoteCamera) -> None:
-        remote.report = await call(remote.id, remote.handle.report.remote(), self._timeout_s)
-        remote.reported_at, remote.misses = time.monotonic(), 0
+        await self._read_report(remote, self._timeout_s)
 
 
 class ClusterQuestions:
@@ -356,7 +367,7 @@ class ClusterService:
         self.settings = cluster_settings(settings)
         self.backend = backend
         self.metrics = metrics or Metrics()
-        self.bus = EventBus()  # records stay on each actor's own bus and MQTT; /events here carries none
+        self.bus = EventBus()  # every actor's records, as their reports bring them (within about a second)
         self.started = False
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -374,7 +385,7 @@ class ClusterService:
         questions = Questions.from_settings(
             settings, answerer=backend.answerer, store=self.store, metrics=self.metrics
         )
-        self.cameras = ClusterCameras(settings, self.store, ray)
+        self.cameras = ClusterCameras(settings, self.store, ray, bus=self.bus, metrics=self.metrics)
         self.questions = ClusterQuestions(questions, self.cameras)
         self.metrics.set_scrape_source(self._scrape)
         await self.cameras.restore()
@@ -404,15 +415,35 @@ class ClusterService:
             await asyncio.sleep(SUPERVISE_EVERY_S)
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready when the model and the store are, and every camera's actor answered its last report."""
-        late = [r.id for r in self.cameras.remotes() if r.misses > 0 or r.report is None]
+        """Ready when the model and the store are, every camera's actor answered its last report, and each
+        reaches the broker (when one is configured)."""
+        remotes = self.cameras.remotes()
+        late = [r.id for r in remotes if r.misses > 0 or r.report is None]
+        offline = [
+            r.id for r in remotes if self.settings.mqtt_enabled and r.report and not r.report.mqtt_connected
+        ]
         checks = {
             "model": {"ok": self.backend is not None, "backend": getattr(self.backend, "name", None)},
             "state": {"ok": bool(self.store.healthy), "reason": self.store.reason},
             "cameras": {"ok": not late, "reason": f"not answering: {', '.join(late)}" if late else None},
+            "mqtt": {
+                "ok": not offline,
+                "reason": f"broker not connected from: {', '.join(offline)}" if offline else None,
+            },
         }
         return all(c["ok"] for c in checks.values()), checks
 
     def _scrape(self) -> ServiceScrape:
         reports = [r.report for r in self.cameras.remotes() if r.report is not None]
-        return ServiceScrape(cameras=[r.scrape for r in reports], redis_connected=bool(self.store.healthy))
+        mqtt_enabled = self.settings.mqtt_enabled
+        return ServiceScrape(
+            cameras=[r.scrape for r in reports],
+            mqtt_connected=mqtt_enabled and bool(reports) and all(r.mqtt_connected for r in reports),
+            redis_connected=bool(self.store.healthy),
+            state_backend="redis" if self.settings.redis_enabled else "memory",
+            mqtt_enabled=mqtt_enabled,
+            mqtt_sent=sum(r.mqtt.sent for r in reports),
+            mqtt_failed=sum(r.mqtt.failed for r in reports),
+            mqtt_dropped=sum(r.mqtt.dropped for r in reports),
+            mqtt_reconnects=sum(r.mqtt.reconnects for r in reports),
+        )

@@ -58,6 +58,12 @@ class Subscription:
     async def __anext__(self) -> BaseModel:
         return await self.get()
 
+    def drain(self) -> list[BaseModel]:
+        """Every record queued, at once, without waiting."""
+        records = list(self._queue)
+        self._queue.clear()
+        return records
+
     def pending(self) -> int:
         """Records queued and not yet read."""
         return len(self._queue)

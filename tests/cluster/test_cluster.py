@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from agent.cluster.encoders import ENCODER_PREFIX, EncoderStats
+from agent.records import CameraStatus
 from tests.agent.service_harness import video_camera
 from tests.cluster.conftest import LocalCluster, cluster_service, cluster_settings, non_loopback_sockets
 
@@ -25,8 +27,9 @@ async def test_cameras_spread_over_nodes_answer_and_stay_on_loopback(
 ) -> None:
     url = redis_server.url  # type: ignore[attr-defined]
     settings = cluster_settings(local_cluster, tmp_path, redis_url=url)
-    async with cluster_service(settings) as run:
+    async with asyncio.timeout(240), cluster_service(settings) as run:  # a hang fails where it waits
         client = run.client
+        records = run.service.bus.subscribe(maxsize=4096)  # what /events streams
         for i in range(3):
             response = await client.post("/cameras", json=video_camera(f"cam{i}", fps=1.0))
             assert response.status_code == 201, response.text
@@ -63,4 +66,20 @@ async def test_cameras_spread_over_nodes_answer_and_stay_on_loopback(
         bad = await client.post("/cameras", json={"id": "bad", "url": "ftp://x/y"})
         assert bad.status_code == 422, bad.text
         assert (await client.get("/cameras/bad")).status_code == 404
+        # The actors' records reach the ingress's bus (/events), their per-frame metrics its /metrics.
+        online_seen = {r.id for r in records.drain() if isinstance(r, CameraStatus) and r.state == "online"}
+        assert online_seen == {"cam0", "cam1", "cam2"}
+        metrics = (await client.get("/metrics")).text
+        for i in range(3):
+            for family in ("scissor_encode_seconds_count", "scissor_memory_update_seconds_count"):
+                line = next(x for x in metrics.splitlines() if x.startswith(f'{family}{{camera="cam{i}"}}'))
+                assert float(line.split()[-1]) > 0, line
+        # One encoder per node that holds cameras, every frame of its cameras encoded there.
+        import ray
+
+        for node in nodes:
+            stats: EncoderStats = await ray.get_actor(
+                ENCODER_PREFIX + node, namespace="scissor"
+            ).stats.remote()
+            assert stats.node == node and stats.frames > 0
         assert non_loopback_sockets() == []
