@@ -25,17 +25,50 @@ import psutil
 from agent.demo import sample_video
 from harness.servers import RedisServer
 
+# What each process of the tree is, by its command line (Ray titles its workers `ray::<Actor class>`).
+PROCESS_KINDS = (
+    ("ray::CameraActor", "camera actors"),
+    ("ray::NodeEncoder", "node encoders"),
+    ("ray::IDLE", "idle Ray workers"),
+    ("ray::", "other Ray workers"),
+    ("gcs_server", "Ray daemons"),
+    ("raylet", "Ray daemons"),
+    ("dashboard", "Ray daemons"),
+    ("runtime_env", "Ray daemons"),
+    ("log_monitor", "Ray daemons"),
+    ("monitor.py", "Ray daemons"),
+)
 
-def rss_mb() -> float:
-    """Resident MB of this process and every descendant."""
+
+def process_kind(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    return next((kind for marker, kind in PROCESS_KINDS if marker in text), "other")
+
+
+def memory_mb() -> dict[str, Any]:
+    """Memory of this process (the API: the ingress in cluster mode) and every descendant: resident (RSS,
+    shared pages counted in every process that maps them) and proportional (PSS, shared pages split among
+    them: what the tree really costs), PSS by kind of process, and how many of each."""
     me = psutil.Process()
-    total = 0
+    rss = pss = 0
+    by_kind: dict[str, float] = {}
+    count: dict[str, int] = {}
     for process in [me, *me.children(recursive=True)]:
         try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:
+            info = process.memory_full_info()
+            kind = "API process" if process.pid == me.pid else process_kind(process.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-    return total / 2**20
+        rss += info.rss
+        pss += info.pss
+        by_kind[kind] = by_kind.get(kind, 0.0) + info.pss / 2**20
+        count[kind] = count.get(kind, 0) + 1
+    return {
+        "rss_mb": rss / 2**20,
+        "pss_mb": pss / 2**20,
+        "pss_by_kind_mb": {k: round(v, 1) for k, v in sorted(by_kind.items())},
+        "processes": dict(sorted(count.items())),
+    }
 
 
 def camera(i: int, fps: float) -> dict[str, Any]:
@@ -75,7 +108,7 @@ async def measure(
         "fps_encoded": statistics.fmean(rates),
         "question_p50_ms": 1000 * latencies[len(latencies) // 2],
         "question_p95_ms": 1000 * latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-        "rss_mb": rss_mb(),
+        **memory_mb(),
     }
 
 
@@ -135,7 +168,13 @@ async def run_mode(mode: str, args: argparse.Namespace, state: Path) -> dict[str
         try:
             address = ray.get_runtime_context().gcs_address
             cpus = args.cpus / (args.cameras + 1)
-            ray_options = {"address": address, "node_ip": "127.0.0.1", "camera_cpus": cpus}
+            encoder = mode.removeprefix("ray-")  # ray-node: one encoder per node; ray-camera: one per camera
+            ray_options = {
+                "address": address,
+                "node_ip": "127.0.0.1",
+                "camera_cpus": cpus,
+                "encoder": encoder,
+            }
             settings = load_settings(None, **values, engine="ray", ray=ray_options)
             async with cluster_api(settings) as client:
                 return await measure(client, args.cameras, args.fps, args.seconds, args.questions)
@@ -143,13 +182,30 @@ async def run_mode(mode: str, args: argparse.Namespace, state: Path) -> dict[str
             ray.shutdown()
 
 
-async def failover(kills: int, state: Path, out: Path | None = None) -> list[dict[str, Any]]:
+def coverage_gap(before: dict[str, Any], after: dict[str, Any]) -> tuple[float, float]:
+    """(memory lost, coverage gap) in stream seconds around a kill, from a camera's memory listing just before
+    it and one after the camera is back: the newest second before the kill the restored memory still covers,
+    against the newest the memory held at the kill (what the last memory blob missed), and against the first
+    second covered again after it (that plus the frames not ingested while the camera moved)."""
+    at_kill = max(i["last_seen_s"] for i in before["items"])
+    spans = sorted((a, b) for item in after["items"] for a, b in item["intervals"])
+    restored = max((b for _, b in spans if b <= at_kill + 0.5), default=0.0)
+    resumed = min((a for a, _ in spans if a > restored + 0.5), default=restored)
+    return max(0.0, at_kill - restored), max(0.0, resumed - restored)
+
+
+async def failover(kills: int, state: Path, out: Path | None = None) -> dict[str, Any]:
     """`kills` times: kill a worker node holding cameras (no graceful stop), time until every camera is online
-    on a surviving node, then add a fresh node. 3 nodes, 4 cameras at 1 frame/s, memory blobs every 2 s."""
+    on a surviving node, measure the memory lost, then add a fresh node. 3 nodes, 4 cameras at 1 frame/s with
+    novelty rules, memory blobs every 2 s; a QoS-1 subscriber counts every alert id the cameras raised
+    (the ingress's /events bus) against those the broker delivered."""
     from agent.cluster.engine import ClusterService
     from agent.cluster.ingress import create_cluster_app
     from agent.cluster.raylib import import_ray
+    from agent.records import Alert
     from agent.settings import load_settings
+    from harness.mqtt import PersistentSubscriber
+    from harness.servers import MosquittoServer
 
     ray = import_ray("127.0.0.1")  # before anything imports Ray: keeps the driver on loopback
     from ray.cluster_utils import Cluster
@@ -161,14 +217,19 @@ async def failover(kills: int, state: Path, out: Path | None = None) -> list[dic
     )
     workers = [cluster.add_node(**node) for _ in range(2)]
     results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"failover": results}
     try:
-        with RedisServer() as redis:
+        with RedisServer() as redis, MosquittoServer() as broker:
+            sub = PersistentSubscriber(broker.host, broker.port, "scissor/+/alerts/#", "bench-failover")
+            listening = asyncio.create_task(sub.run())
+            await asyncio.wait_for(sub.subscribed.wait(), 10)
             ray_options = {"address": cluster.address, "node_ip": "127.0.0.1", "camera_cpus": 0.5}
             settings = load_settings(
                 None,
                 backend="embedded",
                 device="cpu",
                 redis_url=redis.url,
+                mqtt_url=broker.url,
                 allow_file_urls=True,
                 engine="ray",
                 ray=ray_options,
@@ -177,6 +238,7 @@ async def failover(kills: int, state: Path, out: Path | None = None) -> list[dic
             )
             service = ClusterService(settings)
             await service.start()
+            raised = service.bus.subscribe(maxsize=100_000, accept=lambda r: isinstance(r, Alert))
             transport = httpx.ASGITransport(app=create_cluster_app(service, manage_service=False))
             async with httpx.AsyncClient(
                 transport=transport, base_url="http://localhost", timeout=120
@@ -184,9 +246,17 @@ async def failover(kills: int, state: Path, out: Path | None = None) -> list[dic
                 ids = [f"cam{i}" for i in range(4)]
                 for i in range(4):
                     assert (await client.post("/cameras", json=camera(i, 1.0))).status_code == 201
+                    rule = {"camera_id": f"cam{i}", "kind": "novelty", "params": {"threshold": 0.2}}
+                    assert (await client.post("/rules", json=rule | {"cooldown_s": 0})).status_code == 201
 
                 async def statuses() -> dict[str, dict[str, Any]]:
                     return {c: (await client.get(f"/cameras/{c}")).json() for c in ids}
+
+                async def listing(c: str) -> dict[str, Any]:
+                    found: dict[str, Any] = (
+                        await client.get(f"/cameras/{c}/memory", params={"limit": 4096})
+                    ).json()
+                    return found
 
                 while not all(s["state"] == "online" for s in (await statuses()).values()):
                     await asyncio.sleep(0.5)
@@ -195,6 +265,7 @@ async def failover(kills: int, state: Path, out: Path | None = None) -> list[dic
                     placement = {c: s["node"] for c, s in (await statuses()).items()}
                     victim = next(w for w in workers if w.node_id in placement.values())
                     moved = [c for c, n in placement.items() if n == victim.node_id]
+                    before = {c: await listing(c) for c in moved}
                     workers.remove(victim)
                     cluster.remove_node(victim, allow_graceful=False)
                     started = time.monotonic()
@@ -208,21 +279,47 @@ async def failover(kills: int, state: Path, out: Path | None = None) -> list[dic
                         assert time.monotonic() - started < 300, found
                         await asyncio.sleep(0.25)
                     took = time.monotonic() - started
-                    results.append({"kill": k + 1, "cameras_moved": len(moved), "failover_s": took})
+                    await asyncio.sleep(5)  # frames after the move, so coverage resumes
+                    gaps = [coverage_gap(before[c], await listing(c)) for c in moved]
+                    results.append(
+                        {
+                            "kill": k + 1,
+                            "cameras_moved": len(moved),
+                            "failover_s": took,
+                            "memory_lost_s": max(g[0] for g in gaps),
+                            "coverage_gap_s": max(g[1] for g in gaps),
+                        }
+                    )
+                    last = results[-1]
                     print(
-                        f"kill {k + 1}: {len(moved)} camera(s) online elsewhere after {took:.1f} s",
+                        f"kill {k + 1}: {len(moved)} camera(s) online elsewhere after {took:.1f} s; memory "
+                        f"lost {last['memory_lost_s']:.1f} s, coverage gap {last['coverage_gap_s']:.1f} s",
                         flush=True,
                     )
                     if out is not None:  # after every kill: a run cut short keeps what it measured
-                        out.write_text(json.dumps({"failover": results}, indent=2))
+                        out.write_text(json.dumps(report, indent=2))
                     workers.append(cluster.add_node(**node))
+                await asyncio.sleep(10)  # the outbox drains: every alert raised reaches the broker
+            raised_ids = {str(getattr(r, "id", "")) for r in raised.drain()}
+            received = sub.ids()
+            report["alerts"] = {
+                "raised_seen_at_ingress": len(raised_ids),
+                "received": len(received),
+                "unique_received": len(set(received)),
+                "duplicates": len(received) - len(set(received)),
+                "lost": len(raised_ids - set(received)),
+            }
+            print(f"alerts: {report['alerts']}", flush=True)
+            if out is not None:
+                out.write_text(json.dumps(report, indent=2))
+            listening.cancel()
             for remote in service.cameras.remotes():
                 ray.kill(remote.handle, no_restart=True)
-            await service.stop()
+            await asyncio.wait_for(service.stop(), 60)
     finally:
         ray.shutdown()
         cluster.shutdown()  # type: ignore[no-untyped-call]  # ray.cluster_utils is untyped
-    return results
+    return report
 
 
 def main(argv: list[str]) -> int:
@@ -237,22 +334,34 @@ def main(argv: list[str]) -> int:
         "--kills", type=int, default=0, help="then kill a node this many times, timing failover"
     )
     parser.add_argument("--only-failover", action="store_true", help="skip the overhead comparison")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["local", "ray-camera", "ray-node"],
+        choices=["local", "ray-camera", "ray-node"],
+        help="local first: the others are compared with it",
+    )
     args = parser.parse_args(argv)
     if args.only_failover:
         with tempfile.TemporaryDirectory() as state:
             asyncio.run(failover(args.kills, Path(state), args.json))
         return 0
+    modes = args.modes
     with tempfile.TemporaryDirectory() as state:
-        local = asyncio.run(run_mode("local", args, Path(state)))
-        cluster = asyncio.run(run_mode("ray", args, Path(state)))
-    print(f"{'':<18}{'local':>10}{'ray (1 node)':>14}{'overhead':>10}")
-    for key in ("fps_encoded", "question_p50_ms", "question_p95_ms", "rss_mb"):
-        worse = (local[key] / cluster[key] - 1) if key == "fps_encoded" else (cluster[key] / local[key] - 1)
-        print(f"{key:<18}{local[key]:>10.1f}{cluster[key]:>14.1f}{100 * worse:>9.1f}%")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": vars(args) | {"json": str(args.json)}, "local": local, "ray": cluster}, indent=2
-            )
+        results = {mode: asyncio.run(run_mode(mode, args, Path(state))) for mode in modes}
+    local = results["local"]
+    print(f"{'':<18}" + "".join(f"{m:>12}{'vs local':>10}" for m in modes))
+    for key in ("fps_encoded", "question_p50_ms", "question_p95_ms", "rss_mb", "pss_mb"):
+        line = f"{key:<18}"
+        for mode in modes:
+            value = results[mode][key]
+            worse = (local[key] / value - 1) if key == "fps_encoded" else (value / local[key] - 1)
+            line += f"{value:>12.1f}{100 * worse:>9.1f}%"
+        print(line)
+    for mode in modes:
+        print(
+            f"{mode}: PSS MB by process {results[mode]['pss_by_kind_mb']}, count {results[mode]['processes']}"
         )
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, **results}, indent=2))
     return 0

@@ -26,8 +26,8 @@ ENCODER_PREFIX = "encoder:"  # Ray actor name of a node's encoder: encoder:<node
 
 @dataclass(frozen=True)
 class EncoderStats:
-    """What a node's encoder did since it started: `frames > batches` means frames of several cameras
-    shared a batch (each camera has at most one frame in flight)."""
+    """What a node's encoder did since it started, over its lanes: `frames > batches` means frames of
+    several cameras shared a batch (each camera has at most one frame in flight)."""
 
     node: str
     batches: int
@@ -63,34 +63,51 @@ def encoder_options(settings: Settings, node_id: str, cluster_gpus: float) -> di
 
 class NodeEncoder:
     """A node's encoder (decorated with `ray.remote` where it is started, not here): the backend's encoder
-    behind one `EncodeBatcher`, as the single-process service shares it among its cameras.
+    behind `EncodeBatcher`s, as the single-process service shares one among its cameras.
+
+    On the CPU it runs one batcher per core ("lanes"), each in its own thread with one torch thread: a frame
+    goes to the lane with the fewest frames in flight, so frames that arrive together share a batch and a
+    busy lane does not hold the others up (one lane with every core measured half the frames/s of one
+    process per camera, `docs/cluster.md`). On a GPU, one lane.
 
     Args:
         settings: the service's settings (backend, device).
-        threads: torch threads for the encoder (the node's CPUs).
+        cores: the node's CPUs.
     """
 
-    def __init__(self, settings: Settings, threads: int) -> None:
+    def __init__(self, settings: Settings, cores: int) -> None:
         import ray
 
         from agent.models import backend_from_settings
 
-        torch.set_num_threads(max(1, threads))
+        backend = backend_from_settings(settings)
+        on_gpu = getattr(backend.encoder, "device", torch.device("cpu")).type != "cpu"
+        self._lanes_wanted = 1 if on_gpu else max(1, cores)
+        torch.set_num_threads(max(1, cores) if on_gpu else 1)
         self._node = str(ray.get_runtime_context().get_node_id())
-        self._encoder = backend_from_settings(settings).encoder
-        self._batcher: EncodeBatcher | None = None
+        self._encoder = backend.encoder
+        self._lanes: list[EncodeBatcher] = []
+        self._in_flight: list[int] = []
         self._largest = 0
 
     async def encode(self, rgb: np.ndarray) -> tuple[torch.Tensor, float]:
         """Tokens `[N, D]` of one frame, on the host, batched with the frames other cameras sent meanwhile;
         and the encoder seconds per frame."""
-        if self._batcher is None:  # the actor's event loop exists only once a call runs
-            self._batcher = EncodeBatcher(self._encoder.encode)
-            await self._batcher.start()
+        if not self._lanes:  # the actor's event loop exists only once a call runs
+            for _ in range(self._lanes_wanted):
+                lane = EncodeBatcher(self._encoder.encode)
+                await lane.start()
+                self._lanes.append(lane)
+                self._in_flight.append(0)
         if not rgb.flags.writeable:  # Ray hands arrays over read-only, from its object store
             rgb = rgb.copy()
-        tokens, seconds = await self._batcher.encode(rgb)
-        self._largest = max(self._largest, self._batcher.stats.last_batch_size)
+        i = min(range(len(self._lanes)), key=self._in_flight.__getitem__)
+        self._in_flight[i] += 1
+        try:
+            tokens, seconds = await self._lanes[i].encode(rgb)
+        finally:
+            self._in_flight[i] -= 1
+        self._largest = max(self._largest, self._lanes[i].stats.last_batch_size)
         return tokens.cpu(), seconds
 
     async def pid(self) -> int:
@@ -98,18 +115,18 @@ class NodeEncoder:
         return os.getpid()
 
     async def stats(self) -> EncoderStats:
-        s = self._batcher.stats if self._batcher is not None else None
+        lanes = [lane.stats for lane in self._lanes]
         return EncoderStats(
             self._node,
-            s.batches if s else 0,
-            s.frames if s else 0,
-            s.encode_seconds if s else 0.0,
+            sum(s.batches for s in lanes),
+            sum(s.frames for s in lanes),
+            sum(s.encode_seconds for s in lanes),
             self._largest,
         )
 
 
 def node_cpus(ray: Any, node_id: str) -> int:
-    """The CPUs Ray says a node has (its encoder's torch threads)."""
+    """The CPUs Ray says a node has (its encoder's lanes)."""
     for node in ray.nodes():
         if node.get("NodeID") == node_id:
             return max(1, int((node.get("Resources") or {}).get("CPU", 1)))
