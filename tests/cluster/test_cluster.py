@@ -69,6 +69,8 @@ async def test_cameras_spread_over_nodes_answer_and_stay_on_loopback(
         # The actors' records reach the ingress's bus (/events), their per-frame metrics its /metrics.
         online_seen = {r.id for r in records.drain() if isinstance(r, CameraStatus) and r.state == "online"}
         assert online_seen == {"cam0", "cam1", "cam2"}
+        console = await client.get("/")  # the console page, served by the ingress as by the local service
+        assert console.status_code == 200 and "text/html" in console.headers["content-type"]
         metrics = (await client.get("/metrics")).text
         for i in range(3):
             for family in ("scissor_encode_seconds_count", "scissor_memory_update_seconds_count"):

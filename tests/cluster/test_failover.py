@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import httpx
 import pytest
 
+from agent.records import Alert
 from harness.servers import MosquittoServer, RedisServer
 from tests.agent.service_harness import video_camera
 from tests.cluster.conftest import (
@@ -28,6 +30,16 @@ CAMERAS = [f"cam{i}" for i in range(4)]
 
 async def states(client: httpx.AsyncClient, ids: list[str]) -> dict[str, dict[str, Any]]:
     return {c: (await client.get(f"/cameras/{c}")).json() for c in ids}
+
+
+async def retained(broker: MosquittoServer, topic: str) -> str:
+    """The retained value of `topic` (what a subscriber connecting now is told)."""
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(topic, qos=1)
+        async for message in client.messages:
+            payload = message.payload
+            return payload.decode() if isinstance(payload, bytes | bytearray) else str(payload)
+    raise AssertionError(f"nothing retained on {topic}")
 
 
 async def until(timeout_s: float, check: Any, what: str) -> float:
@@ -65,6 +77,7 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
     try:
         async with cluster_service(settings) as run:
             client = run.client
+            raised = run.service.bus.subscribe(maxsize=10_000, accept=lambda r: isinstance(r, Alert))
             for camera in CAMERAS:
                 created = await client.post("/cameras", json=video_camera(camera, fps=1.0))
                 assert created.status_code == 201, created.text
@@ -139,5 +152,10 @@ async def test_a_killed_node_s_cameras_come_back_with_their_memory_and_alerts(
             await listening
     ids = sub.ids()
     duplicates = len(ids) - len(set(ids))
-    print(f"alerts received: {len(ids)}, unique ids: {len(set(ids))}, duplicates: {duplicates}")
+    relayed = {str(getattr(r, "id", "")) for r in raised.drain()}  # what the ingress's /events carried
+    print(
+        f"alerts received: {len(ids)}, unique ids: {len(set(ids))}, duplicates: {duplicates}, "
+        f"on /events: {len(relayed)}, on /events but never received: {len(relayed - set(ids))}"
+    )
     assert len(set(ids)) >= alerts_before
+    assert relayed and relayed <= set(ids)  # every alert the actors reported reached the subscriber
