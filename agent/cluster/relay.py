@@ -11,8 +11,9 @@ publishes the records on its own bus and replays the metric events on its own `M
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
@@ -21,21 +22,8 @@ from agent.outputs.events import EventBus, Subscription
 from agent.outputs.metrics import Metrics
 
 T = TypeVar("T")
+P = ParamSpec("P")
 RELAY_LENGTH = 4096  # records or metric events an actor keeps for a reader that is away
-
-# The Metrics methods a pipeline calls as things happen (its scrape-time counters travel in CameraScrape).
-RELAYED_METRICS = frozenset(
-    {
-        "encoded",
-        "memory_updated",
-        "rule_prompt_dropped",
-        "answered",
-        "alert",
-        "watch_camera",
-        "watch_rule",
-        "forget_rule",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -76,71 +64,39 @@ class Relay(Generic[T]):
         return Batch([item for _, item in self._items], self._next - 1)
 
 
-class RecordingMetrics(Metrics):
-    """A camera actor's `Metrics`: counts as `Metrics` does and keeps each event call in `calls` (a call
+def _kept(
+    method: Callable[Concatenate[Metrics, P], None],
+) -> Callable[Concatenate[RecordingMetrics, P], None]:
+    """`method` of `Metrics`, counting as it does and then keeping the call in the instance's `calls` (a call
     that raises, a refused label, is not kept)."""
+
+    def kept(self: RecordingMetrics, /, *args: P.args, **kwargs: P.kwargs) -> None:
+        method(self, *args, **kwargs)
+        self.calls.push(MetricCall(method.__name__, tuple(args), dict(kwargs)))
+
+    kept.__name__, kept.__doc__ = method.__name__, method.__doc__
+    return kept
+
+
+class RecordingMetrics(Metrics):
+    """A camera actor's `Metrics`: each event method also keeps its call in `calls`, for the ingress."""
 
     def __init__(self) -> None:
         super().__init__(CollectorRegistry())
         self.calls: Relay[MetricCall] = Relay()
 
-    def _keep(self, method: str, *args: Any, **kwargs: Any) -> None:
-        self.calls.push(MetricCall(method, args, kwargs))
+    encoded = _kept(Metrics.encoded)
+    memory_updated = _kept(Metrics.memory_updated)
+    rule_prompt_dropped = _kept(Metrics.rule_prompt_dropped)
+    answered = _kept(Metrics.answered)
+    alert = _kept(Metrics.alert)
+    watch_camera = _kept(Metrics.watch_camera)
+    watch_rule = _kept(Metrics.watch_rule)
+    forget_rule = _kept(Metrics.forget_rule)
 
-    def encoded(self, camera: str, frames: int, seconds: float) -> None:
-        super().encoded(camera, frames, seconds)
-        self._keep("encoded", camera, frames, seconds)
 
-    def memory_updated(
-        self,
-        camera: str,
-        *,
-        novelty: float,
-        tokens_kept: int,
-        update_seconds: float,
-        scc_seconds: float | None = None,
-    ) -> None:
-        super().memory_updated(
-            camera,
-            novelty=novelty,
-            tokens_kept=tokens_kept,
-            update_seconds=update_seconds,
-            scc_seconds=scc_seconds,
-        )
-        self._keep(
-            "memory_updated",
-            camera,
-            novelty=novelty,
-            tokens_kept=tokens_kept,
-            update_seconds=update_seconds,
-            scc_seconds=scc_seconds,
-        )
-
-    def rule_prompt_dropped(self, camera: str, rule: str, reason: str) -> None:
-        super().rule_prompt_dropped(camera, rule, reason)
-        self._keep("rule_prompt_dropped", camera, rule, reason)
-
-    def answered(
-        self, camera: str, latency_s: float, prefill_tokens: int, tokens_used: int, ok: bool
-    ) -> None:
-        super().answered(camera, latency_s, prefill_tokens, tokens_used, ok)
-        self._keep("answered", camera, latency_s, prefill_tokens, tokens_used, ok)
-
-    def alert(self, camera: str, rule: str, outcome: str) -> None:
-        super().alert(camera, rule, outcome)
-        self._keep("alert", camera, rule, outcome)
-
-    def watch_camera(self, camera: str) -> None:
-        super().watch_camera(camera)
-        self._keep("watch_camera", camera)
-
-    def watch_rule(self, camera: str, rule: str) -> None:
-        super().watch_rule(camera, rule)
-        self._keep("watch_rule", camera, rule)
-
-    def forget_rule(self, camera: str, rule: str) -> None:
-        super().forget_rule(camera, rule)
-        self._keep("forget_rule", camera, rule)
+# The Metrics methods a pipeline calls as things happen (its scrape-time counters travel in CameraScrape).
+RELAYED_METRICS = frozenset(name for name in vars(RecordingMetrics) if not name.startswith("_"))
 
 
 def replay(metrics: Metrics, calls: list[MetricCall]) -> None:

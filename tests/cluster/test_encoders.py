@@ -23,7 +23,7 @@ FRAMES = [data.astronaut(), data.chelsea(), data.coffee()]  # type: ignore[no-un
 def _frame(image: np.ndarray) -> np.ndarray:
     import PIL.Image
 
-    return np.asarray(PIL.Image.fromarray(image).resize((448, 448)))
+    return np.array(PIL.Image.fromarray(image).resize((448, 448)))  # writable, as a decoded frame is
 
 
 @pytest.mark.parametrize("local_cluster", [0], indirect=True)
