@@ -68,6 +68,7 @@ class ResilientStore(MemoryStore):
         self.dirty: set[tuple[str, str]] = set()  # (kind, key) changed in RAM, not yet in Redis
         self._lock = asyncio.Lock()  # one Redis writer at a time keeps write order equal to change order
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self._journaled_alerts: set[str] = set()  # alert ids Redis cannot hold: never sent to it
         self._compact_at = COMPACT_LINES  # lines in the write-ahead file before it is compacted
 
@@ -101,15 +102,21 @@ class ResilientStore(MemoryStore):
         """Replay the write-ahead file, load state from Redis if it answers (else start degraded), then start
         the background sync task."""
         if self.backend is not None and self._task is None:
+            self._closing = False
             self._replay()
             await self.sync_now()
             self._task = asyncio.create_task(self._sync_loop(), name="state-sync")
 
     async def close(self) -> None:
         """Stop the sync task, try one last write-back, and close the Redis connection."""
+        self._closing = True
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # A cancel that lands just as a Redis call completes can be lost inside the client's own timeouts
+            # (asyncio's wait_for race on Python 3.11); the task then slept on and this waited forever. Cancel
+            # until it is done; the loop also ends at `_closing`.
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1.0)
             self._task = None
         if self.backend is not None:
             await self.sync_now()
@@ -156,7 +163,7 @@ class ResilientStore(MemoryStore):
         self.dirty.update(("outbox", alert_id) for alert_id in self.outbox)
 
     async def _sync_loop(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.sync_retry_s)
             await self.sync_now()
 

@@ -228,3 +228,24 @@ async def test_memory_url_gives_a_store_that_is_always_healthy() -> None:
     await store.ping()
     assert store.healthy and store.backend is None
     await store.close()
+
+
+async def test_closing_ends_a_sync_loop_that_lost_its_cancel(redis_server: RedisServer, prefix: str) -> None:
+    # Python 3.11's wait_for can drop a cancel that lands as the call it guards completes, and a Redis call in
+    # sync_now is one. The store's close cancelled its sync loop once and then waited forever for it.
+    store = resilient(redis_server, prefix)
+    store.sync_retry_s = 0.05
+    await store.start()
+    real_sync, entered = store.sync_now, asyncio.Event()
+
+    async def sync_that_loses_a_cancel() -> bool:
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # a Redis call in flight
+        except asyncio.CancelledError:
+            store.sync_now = real_sync  # type: ignore[method-assign]  # the next syncs are real ones
+        return True  # the cancel is gone, as in the race
+
+    store.sync_now = sync_that_loses_a_cancel  # type: ignore[method-assign]
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(store.close(), 10)
