@@ -21,6 +21,7 @@ from agent.outputs.scrape import ServiceScrape
 from agent.questions import Questions
 from agent.settings import Settings
 from agent.state.resilient import ResilientStore
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ class Service:
         if not self.started:
             return
         self.started = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         await self.cameras.save_all()
         await self.cameras.stop()

@@ -42,6 +42,7 @@ from agent.records import (
 from agent.settings import Settings
 from agent.state.crypt import UrlCipher, state_dir
 from agent.state.resilient import ResilientStore
+from agent.tasks import cancel_and_wait
 from compress.memory import EntryInfo
 
 log = logging.getLogger(__name__)
@@ -398,9 +399,7 @@ class ClusterService:
         if not self.started:
             return
         self.started = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)  # the supervisor's calls are wait_for's: a cancel can be lost
         self._tasks.clear()
         self.metrics.set_scrape_source(None)
         await self.store.close()

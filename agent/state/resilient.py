@@ -28,6 +28,7 @@ from agent.settings import Settings
 from agent.state.crypt import Undecryptable, UrlCipher, ensure_private_dir, state_dir
 from agent.state.store import _CASCADE, KINDS, REDIS_DOWN, MemoryStore, RedisStore, decode, encode
 from agent.state.wal import Change, WriteAheadFile
+from agent.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 # What the write-ahead file keeps while Redis is down: what the API acknowledged (cameras, rules), the alert
@@ -109,14 +110,9 @@ class ResilientStore(MemoryStore):
 
     async def close(self) -> None:
         """Stop the sync task, try one last write-back, and close the Redis connection."""
-        self._closing = True
+        self._closing = True  # the loop also ends here if a cancel is lost inside a Redis call
         if self._task is not None:
-            # A cancel that lands just as a Redis call completes can be lost inside the client's own timeouts
-            # (asyncio's wait_for race on Python 3.11); the task then slept on and this waited forever. Cancel
-            # until it is done; the loop also ends at `_closing`.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=1.0)
+            await cancel_and_wait(self._task)
             self._task = None
         if self.backend is not None:
             await self.sync_now()
