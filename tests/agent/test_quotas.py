@@ -64,7 +64,9 @@ def test_a_large_memory_within_the_quota_is_built_without_holding_healthz(embedd
         assert r.status_code == 201, r.text
         assert api.get("/cameras/big/memory?limit=1").json()["capacity"] == 65536
         # Held on the event loop, /healthz would wait out the whole allocation (2.6 s measured before).
-        assert probe.worst_s < max(0.5 * post_s, 20 * idle_s, 0.05), (probe.worst_s, post_s, idle_s)
+        # The 0.3 s floor: on a quiet box the whole POST takes ~0.15 s, and one probe in a full run waited
+        # 0.28 s (page faults of the 700 MB being touched stall the process), which is not a hold.
+        assert probe.worst_s < max(0.5 * post_s, 20 * idle_s, 0.3), (probe.worst_s, post_s, idle_s)
 
 
 def test_patching_a_huge_capacity_is_refused_before_allocating_and_never_stored(
