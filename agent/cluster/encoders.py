@@ -152,13 +152,14 @@ class RemoteEncoder:
         self._settings, self._device, self._timeout_s = settings, device, timeout_s
         self._node = str(ray.get_runtime_context().get_node_id())
         self._gpus = float(self._ray.cluster_resources().get("GPU", 0.0))
+        self._actor_class = self._ray.remote(NodeEncoder)
         self._handle: Any = None
 
     def handle(self) -> Any:
         """The node's encoder actor (started here when no camera of this node has started it yet)."""
         if self._handle is None:
             options = encoder_options(self._settings, self._node, self._gpus)
-            actor = self._ray.remote(NodeEncoder).options(**options)
+            actor = self._actor_class.options(**options)
             self._handle = actor.remote(self._settings, node_cpus(self._ray, self._node))
         return self._handle
 

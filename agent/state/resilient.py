@@ -69,7 +69,6 @@ class ResilientStore(MemoryStore):
         self.dirty: set[tuple[str, str]] = set()  # (kind, key) changed in RAM, not yet in Redis
         self._lock = asyncio.Lock()  # one Redis writer at a time keeps write order equal to change order
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._journaled_alerts: set[str] = set()  # alert ids Redis cannot hold: never sent to it
         self._compact_at = COMPACT_LINES  # lines in the write-ahead file before it is compacted
 
@@ -103,16 +102,14 @@ class ResilientStore(MemoryStore):
         """Replay the write-ahead file, load state from Redis if it answers (else start degraded), then start
         the background sync task."""
         if self.backend is not None and self._task is None:
-            self._closing = False
             self._replay()
             await self.sync_now()
             self._task = asyncio.create_task(self._sync_loop(), name="state-sync")
 
     async def close(self) -> None:
         """Stop the sync task, try one last write-back, and close the Redis connection."""
-        self._closing = True  # the loop also ends here if a cancel is lost inside a Redis call
         if self._task is not None:
-            await cancel_and_wait(self._task)
+            await cancel_and_wait(self._task)  # a cancel can be lost inside a Redis call
             self._task = None
         if self.backend is not None:
             await self.sync_now()
@@ -159,7 +156,7 @@ class ResilientStore(MemoryStore):
         self.dirty.update(("outbox", alert_id) for alert_id in self.outbox)
 
     async def _sync_loop(self) -> None:
-        while not self._closing:
+        while True:
             await asyncio.sleep(self.sync_retry_s)
             await self.sync_now()
 
