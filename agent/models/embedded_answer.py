@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from agent.concepts.index import Concept
 from agent.english import Clock, article, join, occasions, plural, singular
 from agent.models.base import AskContext, CameraView, Reply, clip_entry, evidence_spans
-from agent.models.frames import frame_labels
+from agent.models.frames import CONFIDENT_MASS, STABLE_S, frame_concepts
 from agent.models.labels import NOT_SEEABLE, Labeler, LabelNotSeen, UnknownLabel
 from agent.phrases import find_range
 
@@ -55,6 +56,29 @@ _YES_NO = re.compile(r"^(?:and |so |also |but )?(?:is|are|was|were|did|do|does|h
 _ELLIPTICAL = re.compile(r"^(?:and|what about|how about|also|or)\b")
 _REFERS_BACK = re.compile(r"\b(?:it|its|that|them|they|those|this|one|him|her)\b")
 _WHAT = re.compile(r"\bwhat\b|\bwho\b|\banything\b|\bsomething\b")
+# Where the question only says "in the picture", not what: phrases, never objects ("on screen" is no CRT).
+_PLACE = re.compile(
+    r"\b(?:on|in|at|into|onto)\s+(?:the\s+|this\s+|that\s+)?(?:screen|camera|cam|video|footage|stream|picture|"
+    r"frame|view|image|shot|scene|recording|feed)s?\b"
+)
+# What the memory cannot know: the embedded model keeps which classes were on camera and when, nothing else.
+_ATTRIBUTES = (
+    (
+        "colours",
+        re.compile(
+            r"\b(?:colou?rs?|colou?red|red|green|blue|yellow|black|white|grey|gray|orange|purple|"
+            r"pink|brown)\b"
+        ),
+    ),
+    ("sizes or distances", re.compile(r"\b(?:how big|how large|how small|how far|size|tall|distance)\b")),
+    (
+        "what things were doing",
+        re.compile(
+            r"\b(?:doing|running|walking|moving|sitting|standing|eating|"
+            r"holding|wearing|driving|riding|why)\b"
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +87,7 @@ class Subject:
 
     name: str
     ids: frozenset[int]
+    note: str | None = None  # how it was read, when not simply as said ("reading 'flowr' as 'flower'")
 
 
 class EmbeddedAnswerer:
@@ -104,31 +129,41 @@ class EmbeddedAnswerer:
         self.frame_min_prob, self.frame_min_margin, self.gap_s = frame_min_prob, frame_min_margin, gap_s
 
     # ------------------------------------------------------------------------------------------ subject
-    def find_target(self, question: str) -> tuple[str, set[int]] | None:
-        """The first label query in the question (by position; at one position the longest phrase) and its
-        class ids, or None."""
-        words = re.findall(r"[a-z][a-z\-']*", question.lower())
-        for i in range(len(words)):
-            for n in (3, 2, 1):
-                phrase = words[i : i + n]
-                if len(phrase) < n or phrase[0] in _STOP or phrase[-1] in _STOP:
-                    continue
-                try:
-                    return " ".join(phrase), self.labeler.resolve(" ".join(phrase))
-                except UnknownLabel:
-                    continue
+    def find_concept(self, question: str) -> tuple[str, Concept] | None:
+        """The first concept the question names (by position; at one position the longest phrase; a lone word
+        of 4+ letters may be a near-miss spelling) with the words that named it, or None."""
+        words = re.findall(r"[a-z][a-z\-']*", _PLACE.sub(" ", question.lower()))
+        for spelling in (False, True):  # a real word anywhere beats a guessed spelling
+            for i in range(len(words)):
+                for n in (3, 2, 1):
+                    phrase = words[i : i + n]
+                    if len(phrase) < n or phrase[0] in _STOP or phrase[-1] in _STOP:
+                        continue
+                    if spelling and (n > 1 or len(phrase[0]) < 4):
+                        continue
+                    try:
+                        return " ".join(phrase), self.labeler.concept(" ".join(phrase), spelling=spelling)
+                    except UnknownLabel:
+                        continue
         return None
 
+    def find_target(self, question: str) -> tuple[str, set[int]] | None:
+        """The first label query in the question and its class ids, or None (`find_concept`)."""
+        found = self.find_concept(question)
+        return None if found is None else (found[0], set(found[1].class_ids))
+
     def _subject(self, q: str, context: AskContext) -> Subject | None:
-        found = self.find_target(q)
+        found = self.find_concept(q)
         if found is not None:
-            words, ids = found
+            words, concept = found
+            if concept.via in ("broader", "spelling"):  # "puppy" is looked for as a dog, "flowr" as a flower
+                return Subject(concept.name, frozenset(concept.class_ids), concept.note)
             name = singular(words)
             try:
-                same = self.labeler.resolve(name) == ids
+                same = self.labeler.resolve(name) == set(concept.class_ids)
             except UnknownLabel:
                 same = False
-            return Subject(name if same else words, frozenset(ids))
+            return Subject(name if same else words, frozenset(concept.class_ids), concept.note)
         if context.subject and (_REFERS_BACK.search(q) or _kind(q) is not None or _ELLIPTICAL.match(q)):
             try:
                 return Subject(context.subject, frozenset(self.labeler.resolve(context.subject)))
@@ -182,11 +217,19 @@ class EmbeddedAnswerer:
         yes_no = bool(_YES_NO.match(q)) or elliptical
         kind = explicit or (context.kind if elliptical and context.kind not in (None, "what") else None)
         unseeable = next((w for w in re.findall(r"[a-z]+", q) if w in NOT_SEEABLE), None)
+        beyond = next((what for what, pattern in _ATTRIBUTES if pattern.search(q)), None)
         subject = None if unseeable else self._subject(q, context)
         rows: list[int] = []
         spans: list[tuple[float, float]] | None = None  # None: the rows' own intervals
         if unseeable is not None:
             text = f"I cannot tell: {LabelNotSeen(unseeable)}."
+        elif beyond is not None:
+            kind = "beyond"
+            text = (
+                f"I cannot tell {beyond}: the embedded model only knows which kinds of things (ImageNet "
+                "classes and the WordNet concepts above them) were on camera, and when"
+                + (f"; ask e.g. 'when did you see {article(subject.name)}?'." if subject else ".")
+            )
         elif subject is None and _WHAT.search(q):
             kind = "what"
             text, rows, spans = self._summary(tokens, entries, context)
@@ -221,7 +264,10 @@ class EmbeddedAnswerer:
     ) -> tuple[str, list[int]]:
         probs = self.labeler.probs(tokens)  # [K, 1000]
         ids = torch.tensor(sorted(subject.ids), dtype=torch.long)
-        mass = probs.index_select(-1, ids).sum(-1)  # [K]
+        # Calibrated: the share of the mass above what |ids| classes would get by chance, so a broad concept
+        # ("animal": 398 classes) needs as clear a lead as a single class.
+        prior = len(subject.ids) / probs.shape[-1]
+        mass = (probs.index_select(-1, ids).sum(-1) - prior) / (1.0 - prior)  # [K]
         top_c = probs.argmax(dim=-1)
         several = len(ctx.cameras) > 1
         clauses: list[str] = []
@@ -242,10 +288,11 @@ class EmbeddedAnswerer:
             clock = Clock(view.lo, view.hi, view.wall0)
             clauses.append(_clause(kind, subject.name, detail, spans, clock, view.id if several else None))
             rows.extend(hits)
+        note = f" ({subject.note})" if subject.note else ""
         if not clauses:
-            text = f"I did not see {article(subject.name)} {self._ranges(ctx)}."
+            text = f"I did not see {article(subject.name)} {self._ranges(ctx)}{note}."
             return ("No: " + text if yes_no else text), []
-        text = "; ".join(clauses)
+        text = "; ".join(clauses) + note
         if kind == "how_many":
             text += (
                 f"; I cannot count individuals: my memory keeps when {plural(subject.name)} were on camera, "
@@ -281,30 +328,34 @@ class EmbeddedAnswerer:
             if not mine:
                 continue
             clock = Clock(view.lo, view.hi, view.wall0)
-            named = frame_labels(
-                self.labeler,
-                tokens[mine],
-                [entries[i] for i in mine],
-                self.frame_min_prob,
-                self.frame_min_margin,
-            )[: self.top_labels]
+            named = frame_concepts(self.labeler, tokens[mine], [entries[i] for i in mine])
+            named = sorted(
+                sorted(named, key=lambda f: -f.seconds)[: self.top_labels], key=lambda f: f.spans[0][0]
+            )
             where = f"on camera {view.id} " if len(ctx.cameras) > 1 else ""
             if not named:
-                clauses.append(f"{where}nothing I could name with confidence")
+                clauses.append(f"{where}nothing that held for {STABLE_S:g} s")
                 continue
             parts = []
             for label in named:
                 spans = [(a - view.offset_s, b - view.offset_s) for a, b in label.spans]
-                parts.append(f"{article(label.name)} (p={label.prob:.2f}; {clock.spans(spans, limit=3)})")
+                if label.confident:
+                    leaf = f"{label.leaf}, " if label.leaf.lower() != label.name.lower() else ""
+                    thing = f"{article(label.name)} ({leaf}p={label.prob:.2f}; {clock.spans(spans, limit=3)})"
+                else:
+                    thing = (
+                        f"something most like {article(label.name)} (a weak guess, p={label.prob:.2f}; "
+                        f"{clock.spans(spans, limit=3)})"
+                    )
+                parts.append(thing)
                 rows.extend(mine[j] for j in label.rows)
                 moments.extend(label.spans)
             clauses.append(f"{where}{join(parts)}")
         said = self._ranges(ctx)
         if not rows:
             return (
-                f"{said[0].upper()}{said[1:]} I saw nothing I could name with confidence: no ImageNet class "
-                f"reached p={self.frame_min_prob:.2f} (or {self.frame_min_margin:g}x the next class) as a "
-                "whole-frame prediction.",
+                f"{said[0].upper()}{said[1:]} nothing held still long enough to name: no concept reached "
+                f"p={CONFIDENT_MASS:.2f} and no class stayed the top prediction for {STABLE_S:g} s.",
                 list(range(len(entries))),  # the evidence is what was looked at: its keyframes show why
                 evidence_spans(entries, self.gap_s),
             )

@@ -8,7 +8,6 @@ its logits are the same weighted mean of the entries' logits. Pure tensor math o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,28 +21,6 @@ if TYPE_CHECKING:
     from compress.memory import EntryInfo
 
 WHOLE_FRAME = 0.5  # share of a typical moment's tokens (per-frame weight) a moment needs to count as a frame
-
-
-@dataclass(frozen=True)
-class FrameLabel:
-    """A class that was the confident whole-frame prediction at some moments.
-
-    Attributes:
-        name: the class name.
-        class_id: its ImageNet id.
-        prob: its highest whole-frame probability.
-        frames: the moments (frames) it was the confident prediction of.
-        spans: runs of consecutive moments it was the confident prediction of, (from, to) in the entries'
-            stream seconds.
-        rows: the entries on camera at those moments.
-    """
-
-    name: str
-    class_id: int
-    prob: float
-    frames: int
-    spans: list[tuple[float, float]]
-    rows: list[int]
 
 
 def frame_probs(labeler: Labeler, tokens: Tensor, entries: Sequence[EntryInfo]) -> tuple[Tensor, Tensor]:
@@ -78,46 +55,91 @@ def frame_probs(labeler: Labeler, tokens: Tensor, entries: Sequence[EntryInfo]) 
     return times, torch.softmax(frame_logits, dim=-1)  # times stay float64: exactly the entries' own
 
 
-def frame_labels(
-    labeler: Labeler,
-    tokens: Tensor,
-    entries: Sequence[EntryInfo],
-    min_prob: float,
-    min_margin: float = math.inf,
-) -> list[FrameLabel]:
-    """The classes that were a frame's confident top prediction, most frames first: probability >=
-    `min_prob`, or at least `min_margin` times the runner-up's (at 448 px whole-frame probabilities are
-    flat: skimage's coffee is espresso at p=0.05, 4.8x the next class)."""
+CONFIDENT_MASS = 0.25  # probability a concept (a class or a WordNet node, summed over its classes) needs
+STABLE_S = 3.0  # seconds an unconfident top prediction must hold, unbroken, to be named at all...
+WEAK_MIN_PROB = 0.01  # ...with at least 10x the chance probability (a flat frame's top class is p ~ 0.001)
+
+
+@dataclass(frozen=True)
+class FrameConcept:
+    """What whole frames showed over some moments, at the most specific confident level.
+
+    Attributes:
+        name: the concept named ("cat", "flower"; a class's display name at the leaf).
+        leaf: the class most often the top prediction under it ("Egyptian Mau").
+        prob: its highest whole-frame probability (summed over its classes).
+        confident: False for a top prediction that never reached `CONFIDENT_MASS` but held for `STABLE_S`.
+        spans: runs of consecutive moments it was named at, (from, to) in the entries' stream seconds.
+        rows: the entries on camera at those moments.
+    """
+
+    name: str
+    leaf: str
+    prob: float
+    confident: bool
+    spans: list[tuple[float, float]]
+    rows: list[int]
+
+    @property
+    def seconds(self) -> float:
+        return sum(b - a for a, b in self.spans)
+
+
+def frame_concepts(labeler: Labeler, tokens: Tensor, entries: Sequence[EntryInfo]) -> list[FrameConcept]:
+    """What frames showed, in order of first appearance: at each moment the most specific concept on the top
+    class's WordNet path whose summed probability reaches `CONFIDENT_MASS` (the class itself, else "cat",
+    else "animal"...); where none does, the top class when it holds the top for `STABLE_S` seconds unbroken
+    (at 448 px whole-frame probabilities are flat: a real photo's top class is often p=0.02-0.2)."""
     times, probs = frame_probs(labeler, tokens, entries)
     if len(times) == 0:
         return []
-    top2_p, top2_c = probs.topk(2, dim=-1)
-    top_p, top_c = top2_p[:, 0], top2_c[:, 0]
-    confident = (top_p >= min_prob) | (top_p >= min_margin * top2_p[:, 1])
-    by_class: dict[int, list[int]] = {}
-    runs: dict[int, list[tuple[int, int]]] = {}  # class -> runs of consecutive moments (first, last index)
-    for j in confident.nonzero().flatten().tolist():
+    index = labeler.concepts
+    top_p, top_c = probs.max(dim=-1)
+    named: list[tuple[str, bool, float]] = []  # per moment: (concept, confident, probability)
+    for j in range(len(times)):
         c = int(top_c[j])
-        by_class.setdefault(c, []).append(j)
-        spans_of = runs.setdefault(c, [])
-        if spans_of and spans_of[-1][1] == j - 1:  # no other prediction in between: one stretch
-            spans_of[-1] = (spans_of[-1][0], j)
+        pick = None
+        for wnid in index.path_up(c):
+            mass = float(probs[j, sorted(index.members[wnid])].sum())
+            if mass >= CONFIDENT_MASS:
+                own = wnid == index.classes[c].wnid
+                pick = (labeler.class_names[c] if own else index.name_of(wnid), True, mass)
+                break
+        weak = (labeler.class_names[c], False, float(top_p[j])) if float(top_p[j]) >= WEAK_MIN_PROB else None
+        named.append(pick or weak or ("", False, 0.0))
+    runs: list[tuple[int, int]] = []  # (first, last moment) of consecutive moments with the same name
+    for j in range(len(times)):
+        if runs and named[runs[-1][0]][0] == named[j][0]:
+            runs[-1] = (runs[-1][0], j)
         else:
-            spans_of.append((j, j))
+            runs.append((j, j))
+    found: dict[str, dict[str, object]] = {}
+    for a, b in runs:
+        name, confident, _ = named[a]
+        if not name or (not confident and float(times[b] - times[a]) < STABLE_S):
+            continue
+        slot = found.setdefault(name, {"spans": [], "moments": [], "confident": confident})
+        slot["spans"].append((float(times[a]), float(times[b])))  # type: ignore[attr-defined]
+        slot["moments"].extend(range(a, b + 1))  # type: ignore[attr-defined]
     out = []
-    for cid, frames in by_class.items():
-        spans = [(float(times[a]), float(times[b])) for a, b in runs[cid]]
+    for name, slot in found.items():
+        moments: list[int] = slot["moments"]  # type: ignore[assignment]
+        leaves = [int(top_c[j]) for j in moments]
+        leaf = max(set(leaves), key=leaves.count)
+        at = {float(times[j]) for j in moments}
         rows = sorted(
-            {
-                i
-                for i, e in enumerate(entries)
-                if any(
-                    a <= float(times[j]) + 1e-6 and b >= float(times[j]) - 1e-6
-                    for j in frames
-                    for a, b in e.intervals
-                )
-            }
+            i
+            for i, e in enumerate(entries)
+            if any(a <= t + 1e-6 and b >= t - 1e-6 for t in at for a, b in e.intervals)
         )
-        prob = float(top_p[frames].max())
-        out.append(FrameLabel(labeler.class_names[cid], cid, prob, len(frames), spans, rows))
-    return sorted(out, key=lambda f: (-f.frames, -f.prob))
+        out.append(
+            FrameConcept(
+                name,
+                labeler.class_names[leaf],
+                max(named[j][2] for j in moments),
+                bool(slot["confident"]),
+                slot["spans"],  # type: ignore[arg-type]
+                rows,
+            )
+        )
+    return sorted(out, key=lambda f: f.spans[0][0])
