@@ -20,12 +20,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.models.base import ModelError
+
+if TYPE_CHECKING:
+    from agent.settings import PeopleOptions
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +246,25 @@ def _read_line(stream: IO[bytes], timeout_s: float) -> bytes:
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     proc.kill()
     proc.wait(timeout=5.0)
+
+
+def detector_from_settings(options: PeopleOptions) -> WorkerDetector | None:
+    """The detector `SCISSOR_PEOPLE__*` asks for: None when off, or `auto` without its interpreter;
+    DetectorUnavailable when `mediapipe` is asked for and its interpreter is not there. Starts no process
+    (the first frame does)."""
+    if options.backend == "off":
+        return None
+    python = options.python or DEFAULT_PYTHON
+    if not python.is_file():
+        if options.backend == "mediapipe":
+            raise DetectorUnavailable(f"no people interpreter at {python} (run scripts/people-venv)")
+        log.info("no people interpreter at %s: person and face detection is off", python)
+        return None
+    return WorkerDetector(
+        WorkerOptions(
+            python=python,
+            face_model=options.face_model,
+            min_face_score=options.min_face_score,
+            min_pose_score=options.min_pose_score,
+        )
+    )
