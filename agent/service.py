@@ -11,9 +11,11 @@ import logging
 from typing import Any
 
 from agent.camera.batcher import EncodeBatcher
+from agent.camera.detections import PeopleSetup
 from agent.camera.pipeline import Collaborators, encoder_device
 from agent.camera.registry import CameraRegistry
 from agent.models import Backend, backend_from_settings
+from agent.models.people import WorkerDetector, detector_from_settings
 from agent.outputs.dispatch import Dispatcher
 from agent.outputs.events import EventBus
 from agent.outputs.metrics import Metrics
@@ -41,6 +43,7 @@ class Service:
         self.metrics = metrics or Metrics()
         self.started = False
         self._tasks: list[asyncio.Task[None]] = []
+        self.people: WorkerDetector | None = None
 
     async def start(self) -> None:
         """Start every subsystem in dependency order, then restore cameras, rules and memory from state."""
@@ -51,6 +54,7 @@ class Service:
             self.backend = await asyncio.to_thread(backend_from_settings, settings)
         backend = self.backend
         self.metrics.set_backend(backend.name, settings.device, backend.token_dim)
+        self.people = detector_from_settings(settings.people)  # its worker process starts on a first frame
         self.bus = EventBus()
         self.dispatcher = Dispatcher.from_settings(
             settings, store=self.store, bus=self.bus, metrics=self.metrics
@@ -89,6 +93,8 @@ class Service:
         await self.dispatcher.stop()
         await self.store.close()
         self.questions.close()
+        if self.people is not None:
+            await asyncio.to_thread(self.people.close)  # waits up to seconds for the worker process
 
     def _registry(self, settings: Settings, backend: Backend) -> CameraRegistry:
         """The camera registry (a cluster camera actor's service restores its one camera only)."""
@@ -105,6 +111,9 @@ class Service:
             backend_name=backend.name,
             frame_size=backend.frame_size,
             device=encoder_device(backend.encoder, self.settings.device),
+            people=None
+            if self.people is None
+            else PeopleSetup(self.people, self.settings.people.fps, self.settings.people.detections_kept),
         )
 
     async def _restore_when_reachable(self) -> None:

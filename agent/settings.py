@@ -271,6 +271,32 @@ class LlavaOptions(Section):
     )
 
 
+class PeopleOptions(Section):
+    """The optional person / face detector (MediaPipe in its own worker process, docs/people.md)."""
+
+    backend: Literal["off", "auto", "mediapipe"] = Field(
+        "off",
+        description="off | auto: MediaPipe when its interpreter (python) exists, else off | mediapipe: "
+        "required, refused at start without it",
+    )
+    python: Path | None = Field(
+        None,
+        description="interpreter of the venv holding mediapipe (scripts/people-venv; unset: .venv-people "
+        "in the checkout)",
+    )
+    fps: float = Field(1.0, gt=0.0, le=30.0, description="frames per second per camera the detector runs on")
+    min_face_score: float = Field(0.5, gt=0.0, lt=1.0, description="lowest face detection score counted")
+    min_pose_score: float = Field(
+        0.8, gt=0.0, lt=1.0, description="lowest body (pose) detection score counted as a person"
+    )
+    face_model: Literal["short", "full"] = Field(
+        "full", description="face detection model: short (faces within ~2 m) | full (up to ~5 m)"
+    )
+    detections_kept: int = Field(
+        4096, ge=1, le=1_000_000, description="most detections kept per camera (the oldest go first)"
+    )
+
+
 class RayOptions(Section):
     """Cluster mode (`SCISSOR_ENGINE=ray`): where the Ray cluster is and what each camera actor declares."""
 
@@ -361,6 +387,9 @@ class Settings(BaseSettings):
     )
     ray: RayOptions = Field(default_factory=RayOptions, description="cluster mode (SCISSOR_ENGINE=ray)")
     llava: LlavaOptions = Field(default_factory=LlavaOptions, description="LLaVA-OneVision prompt options")
+    people: PeopleOptions = Field(
+        default_factory=PeopleOptions, description="person and face detection (docs/people.md)"
+    )
 
     @classmethod
     def settings_customise_sources(

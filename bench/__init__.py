@@ -21,6 +21,7 @@ BENCHMARKS = {
     "needles": "after an hour of real footage: does the memory still know when each needle was on camera",
     "qa": "questions of every kind over footage with known timelines, scored per kind against the truth",
     "cluster": "cluster mode on one Ray node vs SCISSOR_ENGINE=local: frames/s, question latency, RSS",
+    "people": "person and face detection: precision and recall on hand-labelled real frames, cost per frame",
 }
 
 
@@ -64,6 +65,8 @@ def _entry(name: str) -> Callable[[list[str]], int | None]:
             from bench.qa import main as run
         case "cluster":
             from bench.cluster import main as run
+        case "people":
+            from bench.people import main as run
         case _:
             raise ValueError(f"no benchmark {name!r}")
     return run

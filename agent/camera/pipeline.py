@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from agent.camera.batcher import FrameEncoder
+from agent.camera.detections import Detection, DetectionTrack, Label, PeopleFeed, PeopleSetup, Presence
 from agent.camera.keyframes import Keyframe
 from agent.camera.runtime import CameraRuntime
 from agent.camera.watcher import CameraWatcher
@@ -59,6 +60,7 @@ class Collaborators:
         frame_size: (width, height) frames are decoded at (the encoder's input).
         device: where the encoder's tokens come out (`encoder_device`): memories are built there, so the
             tokens go from the vision tower into the memory without a copy to the host.
+        people: the person / face detector and its fps (None: no detector, the track stays empty).
     """
 
     encoder: FrameEncoder
@@ -70,6 +72,7 @@ class Collaborators:
     backend_name: str
     frame_size: tuple[int, int]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    people: PeopleSetup | None = None
 
 
 def encoder_device(encoder: object, setting: str) -> torch.device:
@@ -94,6 +97,9 @@ class CameraPipeline:
         )
         self._watcher = self._new_watcher()
         self._inflight: asyncio.Future[tuple[MemoryUpdate, float, float, float | None] | None] | None = None
+        people = collaborators.people
+        self._track = DetectionTrack(capacity=people.detections_kept if people else 1)
+        self._people = PeopleFeed(people.detector, self._track, fps=people.fps) if people else None
 
     def _new_watcher(self) -> CameraWatcher:
         return CameraWatcher(
@@ -128,6 +134,8 @@ class CameraPipeline:
         await self._watcher.stop()
         if self._inflight is not None:  # a memory update already running in its thread finishes first
             await asyncio.gather(self._inflight, return_exceptions=True)
+        if self._people is not None:
+            await self._people.drain()
 
     # ------------------------------------------------------------------------------------------ reads
     @property
@@ -156,6 +164,28 @@ class CameraPipeline:
         with self.runtime.memory_lock:
             view = self.runtime.memory.view()
         return view.tokens(since, until)
+
+    # People (docs/people.md): what the person / face detector saw, per sampled frame, in stream seconds.
+    @property
+    def people_detector(self) -> str | None:
+        """The person / face detector's name ("mediapipe"), None when the camera has none (then every
+        people read below is empty: nothing may be said about people)."""
+        return self._people.detector.name if self._people is not None else None
+
+    def detections(self, since: float | None = None, until: float | None = None) -> list[Detection]:
+        """Every frame the detector ran on with `since <= t <= until` (None: open), oldest first."""
+        return self._track.between(since, until)
+
+    def presence(
+        self, label: Label, since: float | None = None, until: float | None = None
+    ) -> list[Presence]:
+        """Runs of detected frames in the range with `label` ("person" or "face") present, oldest first."""
+        return self._track.intervals(label, since, until)
+
+    def detection_at(self, t: float, *, tolerance_s: float | None = None) -> Detection | None:
+        """The detection nearest stream second `t` within `tolerance_s` (default half the track's gap),
+        None when the detector ran on no frame that close."""
+        return self._track.nearest(t, tolerance_s=tolerance_s)
 
     def has_keyframe(self, frame: int) -> bool:
         """True while the JPEG of frame index `frame` is kept."""
@@ -274,6 +304,8 @@ class CameraPipeline:
         update, t, update_s, scc_s = done
         camera.last_t = t
         camera.frames_processed += 1
+        if self._people is not None:  # at the detector's own fps, in its worker thread: never waited for
+            self._people.offer(frame.rgb, t=t, frame=frame.index, aspect=frame.source_aspect)
         camera.processed_times.append(time.monotonic())
         metrics = self._with.metrics
         metrics.encoded(camera.id, 1, encode_s)
