@@ -67,8 +67,8 @@ class MemoryReader(Protocol):
         """Memory tokens `[K, D]` and their entries present in the range, as one consistent read."""
         ...
 
-    def has_keyframe(self, frame: int) -> bool:
-        """True while the JPEG of frame index `frame` is kept."""
+    def keyframe_time(self, frame: int) -> float | None:
+        """The stream second of frame index `frame` while its JPEG is kept, else None."""
         ...
 
 
@@ -222,13 +222,13 @@ def supported_evidence(
             if (cut := clip_entry(entries[r], a, b)) is not None
         ]
         for start, end in evidence_spans(mine, gap_s):
-            frames = sorted(
+            frames = [
                 (e.count, f)
                 for e in mine
                 for (a, b), f in zip(e.intervals, e.interval_frames, strict=True)
                 if a <= end and b >= start
-            )
-            best = next((f for _, f in reversed(frames) if f >= 0 and camera.has_keyframe(f)), None)
+            ]
+            best = snapshot_inside(camera, frames, start - shift, end - shift)
             out.append(
                 Evidence(
                     camera=camera.id,
@@ -240,6 +240,20 @@ def supported_evidence(
                 )
             )
     return sorted(out, key=lambda e: (e.from_time or datetime.min.replace(tzinfo=UTC), e.camera or ""))
+
+
+def snapshot_inside(
+    camera: MemoryReader, candidates: Sequence[tuple[int, int]], lo: float, hi: float
+) -> int | None:
+    """The best-supported of (support, frame index) `candidates` whose kept keyframe lies inside [lo, hi] (the
+    camera's own seconds), else the one nearest inside by time: an evidence snapshot never shows a moment
+    outside the span it illustrates (None: no snapshot)."""
+    inside = []
+    for support, frame in candidates:
+        t = camera.keyframe_time(frame) if frame >= 0 else None
+        if t is not None and lo - 1e-6 <= t <= hi + 1e-6:
+            inside.append((support, -abs(t - (lo + hi) / 2), frame))
+    return max(inside)[2] if inside else None
 
 
 def evidence(
@@ -265,8 +279,7 @@ def evidence(
         for camera_id, candidates in seen.items():
             camera = by_id[camera_id]
             shift = camera.added_at - base
-            kept = (f for _, f in sorted(candidates, reverse=True) if f >= 0 and camera.has_keyframe(f))
-            best = next(kept, None)
+            best = snapshot_inside(camera, candidates, start - shift, end - shift)
             out.append(
                 Evidence(
                     camera=camera_id,

@@ -187,9 +187,10 @@ class CameraPipeline:
         None when the detector ran on no frame that close."""
         return self._track.nearest(t, tolerance_s=tolerance_s)
 
-    def has_keyframe(self, frame: int) -> bool:
-        """True while the JPEG of frame index `frame` is kept."""
-        return self.runtime.keyframes.get(frame) is not None
+    def keyframe_time(self, frame: int) -> float | None:
+        """The stream second of frame index `frame` while its JPEG is kept, else None."""
+        kept = self.runtime.keyframes.get(frame)
+        return None if kept is None else kept.t
 
     def status(self) -> CameraStatus:
         """The camera's live status (`GET /cameras/{id}`, MQTT `<root>/<camera>/status`)."""

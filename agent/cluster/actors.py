@@ -96,7 +96,7 @@ class MemoryRead:
     token_dim: int
     tokens: torch.Tensor
     entries: list[EntryInfo]
-    keyframes: frozenset[int]
+    keyframes: dict[int, float]  # kept evidence frame -> its stream second
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ class CameraActor:
         since = from_s if since_s is None else max(0.0, pipeline.stream_seconds() - since_s - 1.0)
         tokens, entries = await asyncio.to_thread(pipeline.read, since, None)
         frames = {f for e in entries for f in (*e.interval_frames, *e.evidence) if f >= 0}
-        kept = frozenset(f for f in frames if pipeline.has_keyframe(f))
+        kept = {f: t for f in frames if (t := pipeline.keyframe_time(f)) is not None}
         return MemoryRead(self._id, pipeline.added_at, pipeline.token_dim, tokens, entries, kept)
 
     @carried

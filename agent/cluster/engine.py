@@ -137,8 +137,8 @@ class FetchedCamera:
     def read(self, since: float | None, until: float | None) -> tuple[torch.Tensor, list[EntryInfo]]:
         return self._read.tokens, self._read.entries
 
-    def has_keyframe(self, frame: int) -> bool:
-        return frame in self._read.keyframes
+    def keyframe_time(self, frame: int) -> float | None:
+        return self._read.keyframes.get(frame)
 
 
 class _Fetched:

@@ -62,8 +62,9 @@ class Camera:
         tokens = torch.stack([t for _, t in found]) if found else torch.zeros(0, 1000)
         return tokens, [e for e, _ in found]
 
-    def has_keyframe(self, frame: int) -> bool:
-        return frame >= 0
+    def keyframe_time(self, frame: int) -> float | None:
+        """Frame i is stream second i / 10 (as `seen` makes them)."""
+        return frame / 10 if frame >= 0 else None
 
 
 class Cameras:

@@ -45,8 +45,16 @@ class Camera:
         ]
         return torch.tensor([[float(e.id)] * 2 for e in found]).reshape(-1, 2), found
 
-    def has_keyframe(self, frame: int) -> bool:
-        return frame in self.kept
+    def keyframe_time(self, frame: int) -> float | None:
+        """A kept evidence frame shows the middle of the interval it is the evidence of."""
+        if frame not in self.kept:
+            return None
+        return next(
+            (a + b) / 2
+            for e in self.entries
+            for (a, b), f in zip(e.intervals, e.interval_frames, strict=True)
+            if f == frame
+        )
 
 
 class Cameras:
