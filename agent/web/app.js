@@ -26,7 +26,8 @@ const app = {
   glance: new Map(), // id -> {root, ratio: [], novelty: [], scenes: [], totals}
   clocks: new Map(), // id -> {offset, exact}: wall clock ms = offset + stream seconds * 1000
   rules: [],
-  alerts: [], // newest first
+  alerts: [], // newest first, as the list shows them
+  alertIds: new Set(), // ids shown: an alert both listed by GET /alerts and streamed shows once
   session: newSessionId(),
   window: 120,
 };
@@ -106,6 +107,9 @@ function unlock() {
     refreshCameras().catch(() => {});
     refreshRules().catch(() => {});
   }
+  loadRecentAlerts().catch((err) => {
+    if (!(err instanceof Unauthorized)) notice(`Could not load the recent alerts: ${describe(err)}`);
+  });
 }
 
 async function tryToken() {
@@ -462,16 +466,22 @@ function onEvent(name, data) {
   }
 }
 
-function ruleName(ruleId) {
+/**
+ * How the page names a rule: its name (or topic) and condition, e.g. `bikes (label "bicycle" ≥ 0.3)`, else
+ * the condition alone. A rule the page does not know (deleted since) goes by the title its alert carries
+ * (`label:bicycle`), and only an alert from before titles by its id.
+ */
+function ruleName(ruleId, alert = null) {
   const rule = app.rules.find((r) => r.id === ruleId);
-  if (!rule) return `rule ${shortId(ruleId)}`;
+  if (!rule) return alert?.rule_title || `rule ${shortId(ruleId)}`;
   const p = rule.params;
   const condition = {
     label: () => `label "${p.label}" ≥ ${p.min_score}`,
     novelty: () => `novelty ≥ ${p.threshold}`,
     prompt: () => `prompt "${p.question}"`,
   }[rule.kind]();
-  return rule.topic ? `${rule.topic} (${condition})` : condition;
+  const title = rule.name || rule.topic;
+  return title ? `${title} (${condition})` : condition;
 }
 
 /** A same-origin path from the service (snapshot links are paths); anything else is not followed. */
@@ -493,10 +503,23 @@ function thumbnail(path, alt, onOpen, name) {
   return { button, img };
 }
 
-function addAlert(alert) {
+/** The alerts the service kept from before this page opened (GET /alerts), under the live ones. */
+async function loadRecentAlerts() {
+  const recent = await api.get(`/alerts?limit=${MAX_ALERTS}`);
+  if (!app.rules.length) await refreshRules().catch(() => {}); // their rules' names, at once
+  for (const alert of recent.reverse()) addAlert(alert, { earlier: true });
+}
+
+/** Put `alert` in the list in time order (newest first), once; `earlier`: from before the page opened. */
+function addAlert(alert, { earlier = false } = {}) {
+  if (app.alertIds.has(alert.id)) return;
+  app.alertIds.add(alert.id);
   learnClock(alert.camera, alert.time, alert.stream_s);
-  if (!app.rules.some((r) => r.id === alert.rule)) refreshRules().catch(() => {});
-  app.alerts.unshift(alert);
+  if (!earlier && !app.rules.some((r) => r.id === alert.rule)) refreshRules().catch(() => {});
+  const at = new Date(alert.time).getTime();
+  let index = app.alerts.findIndex((a) => new Date(a.time).getTime() < at);
+  if (index < 0) index = app.alerts.length;
+  app.alerts.splice(index, 0, alert);
   const time = new Date(alert.time);
   const what = alert.label || alert.answer || alert.kind;
   const evidence = alert.evidence?.[0] ||
@@ -505,23 +528,25 @@ function addAlert(alert) {
   const open = () => reveal(alert.camera, pinned, `alert: ${what}`);
   const thumb = thumbnail(localPath(alert.snapshot_url), `Keyframe of the alert on ${alert.camera}`, open,
     `Show the alert on ${alert.camera} at ${wall(time)} on the timeline`);
-  const item = h("li", { class: "alert-item", "data-camera": alert.camera }, thumb.button,
+  const item = h("li", { class: "alert-item", "data-camera": alert.camera, "data-alert": alert.id },
+    thumb.button,
     h("div", { class: "alert-body" },
       h("p", {}, h("time", { datetime: alert.time }, wall(time)), " ", h("strong", {}, alert.camera),
         " ", h("span", { class: `kind kind-${alert.kind}` }, alert.kind)),
       h("p", { class: "alert-what" }, what, alert.answer ? "" : ` (score ${alert.score.toFixed(2)})`),
-      h("p", { class: "hint" }, ruleName(alert.rule), ` · stream ${secs(alert.stream_s)}`,
+      h("p", { class: "hint" }, ruleName(alert.rule, alert), ` · stream ${secs(alert.stream_s)}`,
         alert.escalation ? ` · repeat ${alert.escalation}` : "")));
   item.thumb = thumb.img;
   const list = $("#alert-list");
-  list.prepend(item);
+  list.insertBefore(item, list.children[index] ?? null);
   while (list.children.length > MAX_ALERTS) {
     releaseImage(list.lastElementChild.thumb);
+    app.alertIds.delete(list.lastElementChild.dataset.alert);
     list.lastElementChild.remove();
   }
   app.alerts.length = Math.min(app.alerts.length, MAX_ALERTS);
   $("#no-alerts").hidden = true;
-  $("#alert-count").textContent = `${app.alerts.length} since this page opened`;
+  $("#alert-count").textContent = `${app.alerts.length} recent, newest first`;
   app.timelines.get(alert.camera)?.setAlerts(app.alerts.filter((a) => a.camera === alert.camera));
   if (app.timelines.has(alert.camera)) refreshTimeline(alert.camera).catch(() => {}); // show its moment
 }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
@@ -291,3 +292,24 @@ def test_with_a_token_the_console_asks_for_it_refuses_a_wrong_one_and_then_works
         paths = {urlsplit(r.url).path for r in signed}
         assert {"/events", "/cameras", "/cameras/gate/snapshot", "/rules", "/metrics"} <= paths, paths
         page.close()
+
+
+def test_alerts_raised_before_the_page_opened_are_listed_at_once_and_only_once(
+    demo: ConsoleService, browser: Browser
+) -> None:
+    deadline = time.monotonic() + 60
+    while not (kept := httpx.get(f"{demo.url}/alerts", params={"camera": "demo"}, timeout=10).json()):
+        assert time.monotonic() < deadline, "the demo raised no alert in 60 s"
+        time.sleep(1)
+    earlier = kept[0]
+    page, watch = open_console(browser, demo.url)
+    item = page.locator(f"#alert-list li[data-alert='{earlier['id']}']")
+    expect(item).to_have_count(1, timeout=10_000)
+    expect(item).to_contain_text("bicycle (label")  # the demo's rule by its name and condition
+    expect(page.locator("#alert-count")).to_contain_text("recent, newest first")
+    page.wait_for_timeout(2000)  # the event stream does not add it a second time
+    expect(item).to_have_count(1)
+    times = page.locator("#alert-list time").evaluate_all("nodes => nodes.map((n) => n.dateTime)")
+    assert times == sorted(times, reverse=True), times
+    assert not watch.errors, watch.errors
+    page.close()
