@@ -29,6 +29,7 @@ const app = {
   alerts: [], // newest first, as the list shows them
   alertIds: new Set(), // ids shown: an alert both listed by GET /alerts and streamed shows once
   session: newSessionId(),
+  unticked: new Set(), // cameras the user unticked in the ask box; every other camera is asked
   window: 120,
 };
 
@@ -304,20 +305,30 @@ async function addCamera(event) {
   }
 }
 
-/** The ask box's camera checkboxes and the rule form's camera list follow the cameras. */
+/**
+ * The ask box's camera checkboxes and the rule form's camera list follow the cameras. Every camera is
+ * ticked, a new one as it appears, until the user unticks it; the controls are only added and removed, so a
+ * poll never takes the focus or an open list away.
+ */
 function syncCameraChoices() {
   const ids = [...app.cameras.keys()];
   const box = $("#ask-cameras");
-  const checked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
-  const first = !box.children.length;
-  box.replaceChildren(...ids.map((id, n) => {
-    const on = checked.has(id) || (first && n === 0); // the first camera, until the user chooses
-    return h("label", {}, h("input", { type: "checkbox", name: "camera", value: id, checked: on }), ` ${id}`);
-  }));
-  if (!ids.length) box.append(h("span", { class: "hint" }, "no cameras"));
+  const boxes = new Map([...box.querySelectorAll("input[name=camera]")].map((i) => [i.value, i]));
+  for (const [id, input] of boxes) if (!app.cameras.has(id)) input.closest("label").remove();
+  for (const id of ids) {
+    if (boxes.has(id)) continue;
+    const input = h("input", { type: "checkbox", name: "camera", value: id, checked: !app.unticked.has(id) });
+    input.addEventListener("change", () => {
+      if (input.checked) app.unticked.delete(id);
+      else app.unticked.add(id);
+    });
+    box.append(h("label", {}, input, ` ${id}`));
+  }
+  $("#no-ask-cameras").hidden = ids.length > 0;
   const select = $("#rule-camera");
-  const chosen = select.value;
-  select.replaceChildren(...ids.map((id) => h("option", { value: id, selected: id === chosen }, id)));
+  const options = new Map([...select.options].map((o) => [o.value, o]));
+  for (const [id, option] of options) if (!app.cameras.has(id)) option.remove();
+  for (const id of ids) if (!options.has(id)) select.append(h("option", { value: id }, id));
 }
 
 // ---------------------------------------------------------------- clocks, timeline, memory at a glance
@@ -576,6 +587,7 @@ async function ask(event) {
     box.replaceChildren(h("p", { class: "error" }, "Choose at least one camera to ask."));
     return;
   }
+  const skipped = [...app.cameras.keys()].filter((id) => !cameras.includes(id));
   const single = cameras.length === 1;
   const path = single ? `/cameras/${cameras[0]}/ask` : "/ask";
   if (!single) body.cameras = cameras;
@@ -586,7 +598,7 @@ async function ask(event) {
   box.replaceChildren(h("p", { class: "question" }, body.question), h("p", { class: "hint" }, "Thinking…"));
   try {
     const answer = await api.post(path, body);
-    box.replaceChildren(...answerNodes(body.question, answer));
+    box.replaceChildren(...answerNodes(body.question, answer, skipped));
     for (const id of answer.cameras) if (app.timelines.has(id)) refreshTimeline(id).catch(() => {});
   } catch (err) {
     box.replaceChildren(h("p", { class: "question" }, body.question),
@@ -597,7 +609,7 @@ async function ask(event) {
   }
 }
 
-function answerNodes(question, answer) {
+function answerNodes(question, answer, skipped = []) {
   const saved = answer.raw_tokens_in_range / Math.max(1, answer.tokens_used);
   const meta = `${int(answer.tokens_used)} memory tokens for ${int(answer.raw_tokens_in_range)} raw ` +
     `frame tokens (${saved.toFixed(1)}× fewer) · ${answer.latency_s.toFixed(2)} s · ` +
@@ -620,10 +632,13 @@ function answerNodes(question, answer) {
       event.target.remove();
     },
   }, `Show ${more} more evidence spans`);
+  const notAsked = skipped.length > 0 && h("p", { class: "not-asked" },
+    `Not asked: ${skipped.join(", ")} (unticked under Cameras).`);
   return [
     h("p", { class: "question" }, question),
     h("p", { class: "answer-text" }, answer.answer),
     h("p", { class: "hint" }, meta),
+    notAsked,
     evidence.length && list,
     showAll,
   ].filter(Boolean);

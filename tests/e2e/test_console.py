@@ -194,7 +194,11 @@ def test_a_camera_and_a_rule_are_added_and_deleted_from_the_page(
     expect(lobby.get_by_role("heading", name="lobby", exact=True)).to_be_visible()
 
     ask = page.get_by_role("region", name="Ask", exact=True)  # one question over both cameras (POST /ask)
-    ask.get_by_role("group", name="Cameras").get_by_role("checkbox", name="lobby").check()
+    choices = ask.get_by_role("group", name="Cameras")
+    expect(choices.get_by_role("checkbox", name="lobby")).to_be_checked()  # a new camera is asked at once
+    expect(choices.get_by_role("checkbox", name="demo")).to_be_checked()
+    page.wait_for_timeout(2500)  # a round of camera polls leaves the choice as it is
+    expect(choices.get_by_role("checkbox", name="lobby")).to_be_checked()
     ask.get_by_role("spinbutton", name="Last seconds").fill("30")
     page.get_by_role("textbox", name="Ask a question").fill("what did you see?")
     page.get_by_role("button", name="Ask", exact=True).click()
@@ -205,6 +209,17 @@ def test_a_camera_and_a_rule_are_added_and_deleted_from_the_page(
     assert [r.post_data_json for r in asked] == [
         {"question": "what did you see?", "session_id": ANY, "since_s": 30, "cameras": ["demo", "lobby"]}
     ]
+    expect(answer.locator(".not-asked")).to_have_count(0)
+
+    # A camera left out is named under the answer, never skipped silently.
+    choices.get_by_role("checkbox", name="lobby").uncheck()
+    page.get_by_role("textbox", name="Ask a question").fill("what did you see in the last 20 seconds?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(answer.locator(".not-asked")).to_have_text(
+        "Not asked: lobby (unticked under Cameras).", timeout=30_000
+    )
+    expect(answer).to_contain_text("· demo")
+    assert any(r.method == "POST" and urlsplit(r.url).path == "/cameras/demo/ask" for r in watch.requests)
 
     page.get_by_text("Create a rule", exact=True).click()
     page.get_by_label("Camera", exact=True).select_option("lobby")
