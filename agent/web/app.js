@@ -30,6 +30,7 @@ const app = {
   alertIds: new Set(), // ids shown: an alert both listed by GET /alerts and streamed shows once
   session: newSessionId(),
   unticked: new Set(), // cameras the user unticked in the ask box; every other camera is asked
+  lastKind: null, // the kind of the session's last question ("last", "first", ...), for "and a car?"
   window: 120,
 };
 
@@ -609,12 +610,46 @@ async function ask(event) {
   }
 }
 
+// Mirrors the embedded answerer's kinds of question (agent/models/embedded_answer.py), for answers that do not
+// say their own kind: the first pattern that matches decides; a range phrase ("the last 2 minutes") is not one.
+const KINDS = [
+  ["how_long", /\bhow long\b|\bfor how\b|\bduration\b|\bhow much time\b/],
+  ["how_many", /\bhow many\b|\bhow often\b|\bnumber of\b|\bcount\b/],
+  ["first", /\bfirst\b|\bearliest\b/],
+  ["last", /\blast\b|\blatest\b|\bmost recent(ly)?\b/],
+];
+const RANGE_PHRASE = new RegExp(
+  "\\b(?:last|past|previous|recent|first)\\s+(?:(?:\\d+(?:\\.\\d+)?|a|an|one|two|three|four|five|six|seven|" +
+  "eight|nine|ten|fifteen|twenty|thirty|sixty)\\s*)?(?:seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\\b", "g");
+const FOLLOW_UP = /^(?:and|what about|how about|also|or)\b/;
+
+/** The kind of `question` ("last", "first", ...; null: none of these), or the session's previous kind for a
+ * follow-up such as "and a car?". */
+function questionKind(question, previous) {
+  const q = question.toLowerCase().trim();
+  const words = q.replace(RANGE_PHRASE, " ");
+  const kind = KINDS.find(([, pattern]) => pattern.test(words))?.[0] ?? null;
+  return kind ?? (FOLLOW_UP.test(q) ? previous : null);
+}
+
+/** The evidence in the order that answers the question: newest first for "when did you last see ...", else as
+ * the service gave it (in time order). */
+function orderEvidence(evidence, kind) {
+  if (kind !== "last") return evidence;
+  const end = (ev) => (ev.to_time ? new Date(ev.to_time).getTime() / 1000 : ev.to);
+  const start = (ev) => (ev.from_time ? new Date(ev.from_time).getTime() / 1000 : ev.from);
+  return [...evidence].sort((a, b) => end(b) - end(a) || start(b) - start(a));
+}
+
 function answerNodes(question, answer, skipped = []) {
   const saved = answer.raw_tokens_in_range / Math.max(1, answer.tokens_used);
   const meta = `${int(answer.tokens_used)} memory tokens for ${int(answer.raw_tokens_in_range)} raw ` +
     `frame tokens (${saved.toFixed(1)}× fewer) · ${answer.latency_s.toFixed(2)} s · ` +
     `${answer.cameras.join(", ")}`;
-  const evidence = answer.evidence.map((ev) => {
+  const kind = typeof answer.kind === "string" ? answer.kind : questionKind(question, app.lastKind);
+  app.lastKind = kind;
+  const newestFirst = kind === "last";
+  const evidence = orderEvidence(answer.evidence, kind).map((ev) => {
     const camera = ev.camera || answer.cameras[0];
     learnClock(camera, ev.from_time, ev.from);
     const when = ev.from_time ? ` · ${wall(new Date(ev.from_time))}` : "";
@@ -624,7 +659,8 @@ function answerNodes(question, answer, skipped = []) {
       `Evidence ${text}: show on the timeline`);
     return h("li", {}, thumb.button, h("span", { class: "hint" }, text));
   });
-  const list = h("ul", { class: "evidence", "aria-label": "Evidence" }, ...evidence.slice(0, EVIDENCE_SHOWN));
+  const list = h("ul", { class: "evidence", "aria-label": newestFirst ? "Evidence, newest first" : "Evidence" },
+    ...evidence.slice(0, EVIDENCE_SHOWN));
   const more = evidence.length - EVIDENCE_SHOWN;
   const showAll = more > 0 && h("button", {
     type: "button", class: "quiet", onclick: (event) => {
@@ -639,6 +675,7 @@ function answerNodes(question, answer, skipped = []) {
     h("p", { class: "answer-text" }, answer.answer),
     h("p", { class: "hint" }, meta),
     notAsked,
+    evidence.length && h("p", { class: "hint" }, newestFirst ? "Evidence, newest first:" : "Evidence:"),
     evidence.length && list,
     showAll,
   ].filter(Boolean);
@@ -656,6 +693,7 @@ function keepTurn() {
 
 function newSession() {
   app.session = newSessionId();
+  app.lastKind = null;
   $("#session-id").textContent = app.session;
   $("#turns").replaceChildren();
   $("#turns-box").hidden = true;

@@ -328,3 +328,69 @@ def test_alerts_raised_before_the_page_opened_are_listed_at_once_and_only_once(
     assert times == sorted(times, reverse=True), times
     assert not watch.errors, watch.errors
     page.close()
+
+
+EVIDENCE = [  # as the API lists it today: in time order, oldest first
+    {
+        "camera": "demo",
+        "from": t,
+        "to": t + 1,
+        "from_time": f"2026-01-01T12:00:{t:02.0f}Z",
+        "to_time": f"2026-01-01T12:00:{t + 1:02.0f}Z",
+    }
+    for t in (2.0, 12.0, 22.0)
+]
+
+
+def canned_answer(text: str) -> dict[str, object]:
+    return {
+        "answer": text,
+        "evidence": EVIDENCE,
+        "tokens_used": 3,
+        "raw_tokens_in_range": 300,
+        "prefill_tokens": 0,
+        "latency_s": 0.01,
+        "session_id": None,
+        "cameras": ["demo"],
+    }
+
+
+def evidence_order(answer: Locator) -> list[float]:
+    names = answer.get_by_role("button", name=re.compile("^Evidence ")).evaluate_all(
+        "nodes => nodes.map((n) => n.getAttribute('aria-label'))"
+    )
+    return [float(re.search(r"demo ([\d.]+) s", name).group(1)) for name in names]  # type: ignore[union-attr]
+
+
+def test_when_did_you_last_see_lists_evidence_newest_first_and_a_first_question_oldest_first(
+    demo: ConsoleService, browser: Browser
+) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    texts = iter(["I last saw a bicycle at t=24s.", "I first saw a bicycle at t=2s.", "Yes, at t=24s."])
+    page.route("**/cameras/demo/ask", lambda route: route.fulfill(json=canned_answer(next(texts))))
+    unknown_rule = {  # an alert of an unnamed rule deleted since: the page goes by the title it carries
+        "id": "a1" * 16, "camera": "demo", "rule": "b2" * 16, "kind": "label", "score": 0.9,
+        "label": "bicycle", "time": "2026-01-01T12:00:24Z", "stream_s": 24.0, "rule_title": "label:bicycle",
+    }  # fmt: skip
+    page.route("**/alerts?*", lambda route: route.fulfill(json=[unknown_rule]))
+    page.goto(demo.url)
+    question = page.get_by_role("textbox", name="Ask a question")
+    answer = page.get_by_role("region", name="Answer", exact=True)
+    question.fill("when did you last see a bicycle?")
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("I last saw a bicycle at t=24s.")
+    assert evidence_order(answer) == [22.0, 12.0, 2.0]
+    expect(answer).to_contain_text("Evidence, newest first")
+    question.fill("when did you first see a bicycle?")
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("I first saw a bicycle at t=2s.")
+    assert evidence_order(answer) == [2.0, 12.0, 22.0]
+    question.fill("was there a bicycle in the last 30 seconds?")  # a range phrase is not a "last" question
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("Yes, at t=24s.")
+    assert evidence_order(answer) == [2.0, 12.0, 22.0]
+
+    item = page.locator(f"#alert-list li[data-alert='{unknown_rule['id']}']")
+    expect(item).to_contain_text("label:bicycle")
+    expect(item).not_to_contain_text("b2b2")
+    page.close()
