@@ -65,19 +65,24 @@ async def populate(service: Service, video: Path) -> None:
             )
         )
     base = f"http://{service.settings.host}:{service.settings.port}"
-    print(
-        f"\nScissor Stream demo: camera '{DEMO_CAMERA}' loops {video.name}; label rule '{DEMO_LABEL}'.\n"
-        f"  API docs:  {base}/docs\n  Metrics:   {base}/metrics\n  Events:    {base}/events\n"
-        f"Try:\n  curl -s {base}/cameras/{DEMO_CAMERA}\n"
-        f"  curl -s -X POST {base}/cameras/{DEMO_CAMERA}/ask -H 'Content-Type: application/json' "
-        f'-d \'{{"question": "when did you last see a bicycle?"}}\'\n',
-        flush=True,
-    )
+    print(banner(video, base), flush=True)
     async with service.bus.subscribe(accept=_worth_a_line) as events:
         while True:
             line = console_line(await events.get(), base)
             if line:
                 print(line, flush=True)
+
+
+def banner(video: Path, base: str) -> str:
+    """What `scissor demo` prints once it is up: what runs, the console and the other URLs, two curl lines."""
+    return (
+        f"\nScissor Stream demo: camera '{DEMO_CAMERA}' loops {video.name}; label rule '{DEMO_LABEL}'.\n"
+        f"  Console:   {base}/\n"
+        f"  API docs:  {base}/docs\n  Metrics:   {base}/metrics\n  Events:    {base}/events\n"
+        f"Try:\n  curl -s {base}/cameras/{DEMO_CAMERA}\n"
+        f"  curl -s -X POST {base}/cameras/{DEMO_CAMERA}/ask -H 'Content-Type: application/json' "
+        f'-d \'{{"question": "when did you last see a bicycle?"}}\'\n'
+    )
 
 
 def _worth_a_line(record: BaseModel) -> bool:
@@ -95,7 +100,7 @@ def console_line(record: BaseModel, base: str) -> str | None:
         what = record.label or record.answer or record.kind
         url = f"  {base}{record.snapshot_url}" if record.snapshot_url else ""
         when = record.time.astimezone().strftime("%H:%M:%S")
-        name = record.rule_name or record.rule
+        name = record.rule_title or record.rule_name or record.rule  # the id: alerts from before titles
         score = f"score {record.score:.2f}, t={record.stream_s:.1f}s"
         return f"{when} ALERT {record.camera} [{name}] {what} ({score}){url}"
     if isinstance(record, CameraStatus):

@@ -180,6 +180,23 @@ class RuleSpec(Record):
         """Disagreeing checks in a row that clear a raised condition."""
         return self.clear_after if self.clear_after is not None else self.consecutive
 
+    @property
+    def condition(self) -> str:
+        """The rule's kind and what it watches for, as people read it: `label:bicycle`, `novelty>=0.5`,
+        `prompt:"is a door open?"` (a question over 60 characters is cut, ending in "…")."""
+        params = self.params
+        if isinstance(params, LabelParams):
+            return f"label:{params.label}"
+        if isinstance(params, NoveltyParams):
+            return f"novelty>={params.threshold:g}"
+        question = params.question if len(params.question) <= 60 else params.question[:59] + "…"
+        return f'prompt:"{question}"'
+
+    @property
+    def title(self) -> str:
+        """What logs, alerts and the console call the rule: its name, else its `condition`, never the id."""
+        return self.name or self.condition
+
 
 class Rule(RuleSpec):
     """A stored rule: its spec plus the id the service gave it."""
@@ -236,6 +253,12 @@ class Alert(Record):
     escalation: int = Field(0, ge=0, description="0 for the first alert of an episode, +1 per repeat")
     topic: str | None = Field(None, pattern=TOPIC_PATTERN)
     rule_name: str | None = Field(None, max_length=80, description="the rule's name, when it has one")
+    rule_title: str | None = Field(
+        None,
+        max_length=120,
+        description="what people read for the rule: its name, else its kind and condition "
+        '(label:bicycle, novelty>=0.5, prompt:"is a door open?"); null in alerts from before it existed',
+    )
 
 
 EventKind = Literal[

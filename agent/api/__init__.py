@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.api import cameras, console, questions, rules, system
+from agent.api import alerts, cameras, console, questions, rules, system
 from agent.api.deps import AuthDep
 from agent.api.guard import HostAndHeaders, trusted_hosts
 from agent.errors import AgentError
@@ -154,7 +154,7 @@ def create_app(service: Service, *, manage_service: bool = True) -> FastAPI:
     _install_docs(app)
     app.state.service = service
     _install_error_handlers(app)
-    for module in (system, cameras, questions, rules, console):  # console: the page at /, /docs
+    for module in (system, cameras, questions, rules, alerts, console):  # console: the page at /, /docs
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=service.settings.api.max_body_bytes)
     return app

@@ -369,7 +369,7 @@ class CameraRegistry:
         try:
             label_ids(rule, self._with.labeler, self._with.backend_name)
         except InvalidRequest as exc:
-            log.error("rule %s not loaded: %s", rule.id, exc.detail)
+            log.error("rule %r (id %s) not loaded: %s", rule.title, rule.id, exc.detail)
             return False
         return True
 

@@ -114,9 +114,10 @@ class Dispatcher:
             self.bus.publish(alert)
             return
         log.info(
-            "alert %s camera=%s rule=%s kind=%s score=%.3f",
+            "alert %s camera=%s rule=%r (id %s) kind=%s score=%.3f",
             alert.id,
             alert.camera,
+            alert.rule_title or alert.rule,  # an alert restored from before titles has only the id
             alert.rule,
             alert.kind,
             alert.score,

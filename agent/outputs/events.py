@@ -1,4 +1,5 @@
-"""In-process fan-out of records (alerts, camera status, events) to subscribers.
+"""In-process fan-out of records (alerts, camera status, events) to subscribers, and the last alerts kept for
+whoever arrives later (`GET /alerts`).
 
 Publishing never blocks or awaits.
 """
@@ -12,7 +13,10 @@ from typing import Self
 
 from pydantic import BaseModel
 
+from agent.records import Alert
+
 DEFAULT_QUEUE = 256
+RECENT_ALERTS = 100  # alerts kept for a page that opens later (the console shows 50)
 
 
 class Subscription:
@@ -88,18 +92,27 @@ class EventBus:
     thread use `loop.call_soon_threadsafe(bus.publish, record)`.
     """
 
-    def __init__(self, *, default_queue: int = DEFAULT_QUEUE) -> None:
-        if default_queue < 1:
-            raise ValueError("default_queue must be >= 1")
+    def __init__(self, *, default_queue: int = DEFAULT_QUEUE, recent_alerts: int = RECENT_ALERTS) -> None:
+        if default_queue < 1 or recent_alerts < 1:
+            raise ValueError("default_queue and recent_alerts must be >= 1")
         self.default_queue = default_queue
         self._subscriptions: list[Subscription] = []
+        self._recent: collections.deque[Alert] = collections.deque(maxlen=recent_alerts)
         self.published = 0
 
     def publish(self, record: BaseModel) -> None:
         """Offer `record` to every subscriber; a full one drops its oldest record, never the publisher."""
         self.published += 1
+        if isinstance(record, Alert):
+            self._recent.append(record)  # deque(maxlen): the oldest goes
         for sub in tuple(self._subscriptions):
             sub.offer(record)
+
+    def recent_alerts(self, camera: str | None = None, limit: int = RECENT_ALERTS) -> list[Alert]:
+        """The last `limit` alerts published (of `camera`, if given), newest first; only this process's, since
+        it started (at most `recent_alerts` of all cameras)."""
+        wanted = (a for a in reversed(self._recent) if camera is None or a.camera == camera)
+        return [alert for alert, _ in zip(wanted, range(limit), strict=False)]
 
     def subscribe(
         self, *, maxsize: int | None = None, accept: Callable[[BaseModel], bool] | None = None

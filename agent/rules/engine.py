@@ -151,6 +151,7 @@ def _alert(rule: Rule, state: RuleState, obs: Observation, score: float) -> Aler
         escalation=state.escalation,
         topic=rule.topic,
         rule_name=rule.name,
+        rule_title=rule.title,
     )
 
 

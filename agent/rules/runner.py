@@ -117,7 +117,7 @@ class RuleRunner:
         try:
             self.check(rule)
         except InvalidRequest as exc:
-            log.error("rule %s not loaded: %s", rule.id, exc.detail)
+            log.error("rule %r (id %s) not loaded: %s", rule.title, rule.id, exc.detail)
             return False
         self.engine.set_rule(rule, state)
         self._dispatcher.watch_rule(rule.camera_id, rule.id)
@@ -201,7 +201,7 @@ class RuleRunner:
             self._dispatcher.metrics.rule_prompt_dropped(self._camera.id, rule.id, "busy")
             return
         except Exception:  # crash guard: a failed check is a skipped check
-            log.exception("prompt rule %s failed", rule.id)
+            log.exception("prompt rule %r (id %s) failed", rule.title, rule.id)
             return
         evidence, url = self._camera.evidence(t, None)
         obs = Observation(

@@ -26,8 +26,11 @@ const app = {
   glance: new Map(), // id -> {root, ratio: [], novelty: [], scenes: [], totals}
   clocks: new Map(), // id -> {offset, exact}: wall clock ms = offset + stream seconds * 1000
   rules: [],
-  alerts: [], // newest first
+  alerts: [], // newest first, as the list shows them
+  alertIds: new Set(), // ids shown: an alert both listed by GET /alerts and streamed shows once
   session: newSessionId(),
+  unticked: new Set(), // cameras the user unticked in the ask box; every other camera is asked
+  lastKind: null, // the kind of the session's last question ("last", "first", ...), for "and a car?"
   window: 120,
 };
 
@@ -106,6 +109,9 @@ function unlock() {
     refreshCameras().catch(() => {});
     refreshRules().catch(() => {});
   }
+  loadRecentAlerts().catch((err) => {
+    if (!(err instanceof Unauthorized)) notice(`Could not load the recent alerts: ${describe(err)}`);
+  });
 }
 
 async function tryToken() {
@@ -300,20 +306,30 @@ async function addCamera(event) {
   }
 }
 
-/** The ask box's camera checkboxes and the rule form's camera list follow the cameras. */
+/**
+ * The ask box's camera checkboxes and the rule form's camera list follow the cameras. Every camera is
+ * ticked, a new one as it appears, until the user unticks it; the controls are only added and removed, so a
+ * poll never takes the focus or an open list away.
+ */
 function syncCameraChoices() {
   const ids = [...app.cameras.keys()];
   const box = $("#ask-cameras");
-  const checked = new Set([...box.querySelectorAll("input:checked")].map((i) => i.value));
-  const first = !box.children.length;
-  box.replaceChildren(...ids.map((id, n) => {
-    const on = checked.has(id) || (first && n === 0); // the first camera, until the user chooses
-    return h("label", {}, h("input", { type: "checkbox", name: "camera", value: id, checked: on }), ` ${id}`);
-  }));
-  if (!ids.length) box.append(h("span", { class: "hint" }, "no cameras"));
+  const boxes = new Map([...box.querySelectorAll("input[name=camera]")].map((i) => [i.value, i]));
+  for (const [id, input] of boxes) if (!app.cameras.has(id)) input.closest("label").remove();
+  for (const id of ids) {
+    if (boxes.has(id)) continue;
+    const input = h("input", { type: "checkbox", name: "camera", value: id, checked: !app.unticked.has(id) });
+    input.addEventListener("change", () => {
+      if (input.checked) app.unticked.delete(id);
+      else app.unticked.add(id);
+    });
+    box.append(h("label", {}, input, ` ${id}`));
+  }
+  $("#no-ask-cameras").hidden = ids.length > 0;
   const select = $("#rule-camera");
-  const chosen = select.value;
-  select.replaceChildren(...ids.map((id) => h("option", { value: id, selected: id === chosen }, id)));
+  const options = new Map([...select.options].map((o) => [o.value, o]));
+  for (const [id, option] of options) if (!app.cameras.has(id)) option.remove();
+  for (const id of ids) if (!options.has(id)) select.append(h("option", { value: id }, id));
 }
 
 // ---------------------------------------------------------------- clocks, timeline, memory at a glance
@@ -462,16 +478,22 @@ function onEvent(name, data) {
   }
 }
 
-function ruleName(ruleId) {
+/**
+ * How the page names a rule: its name (or topic) and condition, e.g. `bikes (label "bicycle" ≥ 0.3)`, else
+ * the condition alone. A rule the page does not know (deleted since) goes by the title its alert carries
+ * (`label:bicycle`), and only an alert from before titles by its id.
+ */
+function ruleName(ruleId, alert = null) {
   const rule = app.rules.find((r) => r.id === ruleId);
-  if (!rule) return `rule ${shortId(ruleId)}`;
+  if (!rule) return alert?.rule_title || `rule ${shortId(ruleId)}`;
   const p = rule.params;
   const condition = {
     label: () => `label "${p.label}" ≥ ${p.min_score}`,
     novelty: () => `novelty ≥ ${p.threshold}`,
     prompt: () => `prompt "${p.question}"`,
   }[rule.kind]();
-  return rule.topic ? `${rule.topic} (${condition})` : condition;
+  const title = rule.name || rule.topic;
+  return title ? `${title} (${condition})` : condition;
 }
 
 /** A same-origin path from the service (snapshot links are paths); anything else is not followed. */
@@ -493,10 +515,23 @@ function thumbnail(path, alt, onOpen, name) {
   return { button, img };
 }
 
-function addAlert(alert) {
+/** The alerts the service kept from before this page opened (GET /alerts), under the live ones. */
+async function loadRecentAlerts() {
+  const recent = await api.get(`/alerts?limit=${MAX_ALERTS}`);
+  if (!app.rules.length) await refreshRules().catch(() => {}); // their rules' names, at once
+  for (const alert of recent.reverse()) addAlert(alert, { earlier: true });
+}
+
+/** Put `alert` in the list in time order (newest first), once; `earlier`: from before the page opened. */
+function addAlert(alert, { earlier = false } = {}) {
+  if (app.alertIds.has(alert.id)) return;
+  app.alertIds.add(alert.id);
   learnClock(alert.camera, alert.time, alert.stream_s);
-  if (!app.rules.some((r) => r.id === alert.rule)) refreshRules().catch(() => {});
-  app.alerts.unshift(alert);
+  if (!earlier && !app.rules.some((r) => r.id === alert.rule)) refreshRules().catch(() => {});
+  const at = new Date(alert.time).getTime();
+  let index = app.alerts.findIndex((a) => new Date(a.time).getTime() < at);
+  if (index < 0) index = app.alerts.length;
+  app.alerts.splice(index, 0, alert);
   const time = new Date(alert.time);
   const what = alert.label || alert.answer || alert.kind;
   const evidence = alert.evidence?.[0] ||
@@ -505,23 +540,25 @@ function addAlert(alert) {
   const open = () => reveal(alert.camera, pinned, `alert: ${what}`);
   const thumb = thumbnail(localPath(alert.snapshot_url), `Keyframe of the alert on ${alert.camera}`, open,
     `Show the alert on ${alert.camera} at ${wall(time)} on the timeline`);
-  const item = h("li", { class: "alert-item", "data-camera": alert.camera }, thumb.button,
+  const item = h("li", { class: "alert-item", "data-camera": alert.camera, "data-alert": alert.id },
+    thumb.button,
     h("div", { class: "alert-body" },
       h("p", {}, h("time", { datetime: alert.time }, wall(time)), " ", h("strong", {}, alert.camera),
         " ", h("span", { class: `kind kind-${alert.kind}` }, alert.kind)),
       h("p", { class: "alert-what" }, what, alert.answer ? "" : ` (score ${alert.score.toFixed(2)})`),
-      h("p", { class: "hint" }, ruleName(alert.rule), ` · stream ${secs(alert.stream_s)}`,
+      h("p", { class: "hint" }, ruleName(alert.rule, alert), ` · stream ${secs(alert.stream_s)}`,
         alert.escalation ? ` · repeat ${alert.escalation}` : "")));
   item.thumb = thumb.img;
   const list = $("#alert-list");
-  list.prepend(item);
+  list.insertBefore(item, list.children[index] ?? null);
   while (list.children.length > MAX_ALERTS) {
     releaseImage(list.lastElementChild.thumb);
+    app.alertIds.delete(list.lastElementChild.dataset.alert);
     list.lastElementChild.remove();
   }
   app.alerts.length = Math.min(app.alerts.length, MAX_ALERTS);
   $("#no-alerts").hidden = true;
-  $("#alert-count").textContent = `${app.alerts.length} since this page opened`;
+  $("#alert-count").textContent = `${app.alerts.length} recent, newest first`;
   app.timelines.get(alert.camera)?.setAlerts(app.alerts.filter((a) => a.camera === alert.camera));
   if (app.timelines.has(alert.camera)) refreshTimeline(alert.camera).catch(() => {}); // show its moment
 }
@@ -551,6 +588,7 @@ async function ask(event) {
     box.replaceChildren(h("p", { class: "error" }, "Choose at least one camera to ask."));
     return;
   }
+  const skipped = [...app.cameras.keys()].filter((id) => !cameras.includes(id));
   const single = cameras.length === 1;
   const path = single ? `/cameras/${cameras[0]}/ask` : "/ask";
   if (!single) body.cameras = cameras;
@@ -561,7 +599,7 @@ async function ask(event) {
   box.replaceChildren(h("p", { class: "question" }, body.question), h("p", { class: "hint" }, "Thinking…"));
   try {
     const answer = await api.post(path, body);
-    box.replaceChildren(...answerNodes(body.question, answer));
+    box.replaceChildren(...answerNodes(body.question, answer, skipped));
     for (const id of answer.cameras) if (app.timelines.has(id)) refreshTimeline(id).catch(() => {});
   } catch (err) {
     box.replaceChildren(h("p", { class: "question" }, body.question),
@@ -572,12 +610,46 @@ async function ask(event) {
   }
 }
 
-function answerNodes(question, answer) {
+// Mirrors the embedded answerer's kinds of question (agent/models/embedded_answer.py), for answers that do not
+// say their own kind: the first pattern that matches decides; a range phrase ("the last 2 minutes") is not one.
+const KINDS = [
+  ["how_long", /\bhow long\b|\bfor how\b|\bduration\b|\bhow much time\b/],
+  ["how_many", /\bhow many\b|\bhow often\b|\bnumber of\b|\bcount\b/],
+  ["first", /\bfirst\b|\bearliest\b/],
+  ["last", /\blast\b|\blatest\b|\bmost recent(ly)?\b/],
+];
+const RANGE_PHRASE = new RegExp(
+  "\\b(?:last|past|previous|recent|first)\\s+(?:(?:\\d+(?:\\.\\d+)?|a|an|one|two|three|four|five|six|seven|" +
+  "eight|nine|ten|fifteen|twenty|thirty|sixty)\\s*)?(?:seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h)\\b", "g");
+const FOLLOW_UP = /^(?:and|what about|how about|also|or)\b/;
+
+/** The kind of `question` ("last", "first", ...; null: none of these), or the session's previous kind for a
+ * follow-up such as "and a car?". */
+function questionKind(question, previous) {
+  const q = question.toLowerCase().trim();
+  const words = q.replace(RANGE_PHRASE, " ");
+  const kind = KINDS.find(([, pattern]) => pattern.test(words))?.[0] ?? null;
+  return kind ?? (FOLLOW_UP.test(q) ? previous : null);
+}
+
+/** The evidence in the order that answers the question: newest first for "when did you last see ...", else as
+ * the service gave it (in time order). */
+function orderEvidence(evidence, kind) {
+  if (kind !== "last") return evidence;
+  const end = (ev) => (ev.to_time ? new Date(ev.to_time).getTime() / 1000 : ev.to);
+  const start = (ev) => (ev.from_time ? new Date(ev.from_time).getTime() / 1000 : ev.from);
+  return [...evidence].sort((a, b) => end(b) - end(a) || start(b) - start(a));
+}
+
+function answerNodes(question, answer, skipped = []) {
   const saved = answer.raw_tokens_in_range / Math.max(1, answer.tokens_used);
   const meta = `${int(answer.tokens_used)} memory tokens for ${int(answer.raw_tokens_in_range)} raw ` +
     `frame tokens (${saved.toFixed(1)}× fewer) · ${answer.latency_s.toFixed(2)} s · ` +
     `${answer.cameras.join(", ")}`;
-  const evidence = answer.evidence.map((ev) => {
+  const kind = typeof answer.kind === "string" ? answer.kind : questionKind(question, app.lastKind);
+  app.lastKind = kind;
+  const newestFirst = kind === "last";
+  const evidence = orderEvidence(answer.evidence, kind).map((ev) => {
     const camera = ev.camera || answer.cameras[0];
     learnClock(camera, ev.from_time, ev.from);
     const when = ev.from_time ? ` · ${wall(new Date(ev.from_time))}` : "";
@@ -587,7 +659,8 @@ function answerNodes(question, answer) {
       `Evidence ${text}: show on the timeline`);
     return h("li", {}, thumb.button, h("span", { class: "hint" }, text));
   });
-  const list = h("ul", { class: "evidence", "aria-label": "Evidence" }, ...evidence.slice(0, EVIDENCE_SHOWN));
+  const list = h("ul", { class: "evidence", "aria-label": newestFirst ? "Evidence, newest first" : "Evidence" },
+    ...evidence.slice(0, EVIDENCE_SHOWN));
   const more = evidence.length - EVIDENCE_SHOWN;
   const showAll = more > 0 && h("button", {
     type: "button", class: "quiet", onclick: (event) => {
@@ -595,10 +668,14 @@ function answerNodes(question, answer) {
       event.target.remove();
     },
   }, `Show ${more} more evidence spans`);
+  const notAsked = skipped.length > 0 && h("p", { class: "not-asked" },
+    `Not asked: ${skipped.join(", ")} (unticked under Cameras).`);
   return [
     h("p", { class: "question" }, question),
     h("p", { class: "answer-text" }, answer.answer),
     h("p", { class: "hint" }, meta),
+    notAsked,
+    evidence.length && h("p", { class: "hint" }, newestFirst ? "Evidence, newest first:" : "Evidence:"),
     evidence.length && list,
     showAll,
   ].filter(Boolean);
@@ -616,6 +693,7 @@ function keepTurn() {
 
 function newSession() {
   app.session = newSessionId();
+  app.lastKind = null;
   $("#session-id").textContent = app.session;
   $("#turns").replaceChildren();
   $("#turns-box").hidden = true;

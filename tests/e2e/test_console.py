@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import ANY
@@ -193,7 +194,11 @@ def test_a_camera_and_a_rule_are_added_and_deleted_from_the_page(
     expect(lobby.get_by_role("heading", name="lobby", exact=True)).to_be_visible()
 
     ask = page.get_by_role("region", name="Ask", exact=True)  # one question over both cameras (POST /ask)
-    ask.get_by_role("group", name="Cameras").get_by_role("checkbox", name="lobby").check()
+    choices = ask.get_by_role("group", name="Cameras")
+    expect(choices.get_by_role("checkbox", name="lobby")).to_be_checked()  # a new camera is asked at once
+    expect(choices.get_by_role("checkbox", name="demo")).to_be_checked()
+    page.wait_for_timeout(2500)  # a round of camera polls leaves the choice as it is
+    expect(choices.get_by_role("checkbox", name="lobby")).to_be_checked()
     ask.get_by_role("spinbutton", name="Last seconds").fill("30")
     page.get_by_role("textbox", name="Ask a question").fill("what did you see?")
     page.get_by_role("button", name="Ask", exact=True).click()
@@ -204,6 +209,17 @@ def test_a_camera_and_a_rule_are_added_and_deleted_from_the_page(
     assert [r.post_data_json for r in asked] == [
         {"question": "what did you see?", "session_id": ANY, "since_s": 30, "cameras": ["demo", "lobby"]}
     ]
+    expect(answer.locator(".not-asked")).to_have_count(0)
+
+    # A camera left out is named under the answer, never skipped silently.
+    choices.get_by_role("checkbox", name="lobby").uncheck()
+    page.get_by_role("textbox", name="Ask a question").fill("what did you see in the last 20 seconds?")
+    page.get_by_role("button", name="Ask", exact=True).click()
+    expect(answer.locator(".not-asked")).to_have_text(
+        "Not asked: lobby (unticked under Cameras).", timeout=30_000
+    )
+    expect(answer).to_contain_text("· demo")
+    assert any(r.method == "POST" and urlsplit(r.url).path == "/cameras/demo/ask" for r in watch.requests)
 
     page.get_by_text("Create a rule", exact=True).click()
     page.get_by_label("Camera", exact=True).select_option("lobby")
@@ -291,3 +307,90 @@ def test_with_a_token_the_console_asks_for_it_refuses_a_wrong_one_and_then_works
         paths = {urlsplit(r.url).path for r in signed}
         assert {"/events", "/cameras", "/cameras/gate/snapshot", "/rules", "/metrics"} <= paths, paths
         page.close()
+
+
+def test_alerts_raised_before_the_page_opened_are_listed_at_once_and_only_once(
+    demo: ConsoleService, browser: Browser
+) -> None:
+    deadline = time.monotonic() + 60
+    while not (kept := httpx.get(f"{demo.url}/alerts", params={"camera": "demo"}, timeout=10).json()):
+        assert time.monotonic() < deadline, "the demo raised no alert in 60 s"
+        time.sleep(1)
+    earlier = kept[0]
+    page, watch = open_console(browser, demo.url)
+    item = page.locator(f"#alert-list li[data-alert='{earlier['id']}']")
+    expect(item).to_have_count(1, timeout=10_000)
+    expect(item).to_contain_text("bicycle (label")  # the demo's rule by its name and condition
+    expect(page.locator("#alert-count")).to_contain_text("recent, newest first")
+    page.wait_for_timeout(2000)  # the event stream does not add it a second time
+    expect(item).to_have_count(1)
+    times = page.locator("#alert-list time").evaluate_all("nodes => nodes.map((n) => n.dateTime)")
+    assert times == sorted(times, reverse=True), times
+    assert not watch.errors, watch.errors
+    page.close()
+
+
+EVIDENCE = [  # as the API lists it today: in time order, oldest first
+    {
+        "camera": "demo",
+        "from": t,
+        "to": t + 1,
+        "from_time": f"2026-01-01T12:00:{t:02.0f}Z",
+        "to_time": f"2026-01-01T12:00:{t + 1:02.0f}Z",
+    }
+    for t in (2.0, 12.0, 22.0)
+]
+
+
+def canned_answer(text: str) -> dict[str, object]:
+    return {
+        "answer": text,
+        "evidence": EVIDENCE,
+        "tokens_used": 3,
+        "raw_tokens_in_range": 300,
+        "prefill_tokens": 0,
+        "latency_s": 0.01,
+        "session_id": None,
+        "cameras": ["demo"],
+    }
+
+
+def evidence_order(answer: Locator) -> list[float]:
+    names = answer.get_by_role("button", name=re.compile("^Evidence ")).evaluate_all(
+        "nodes => nodes.map((n) => n.getAttribute('aria-label'))"
+    )
+    return [float(re.search(r"demo ([\d.]+) s", name).group(1)) for name in names]  # type: ignore[union-attr]
+
+
+def test_when_did_you_last_see_lists_evidence_newest_first_and_a_first_question_oldest_first(
+    demo: ConsoleService, browser: Browser
+) -> None:
+    page = browser.new_page(viewport=DESKTOP)
+    texts = iter(["I last saw a bicycle at t=24s.", "I first saw a bicycle at t=2s.", "Yes, at t=24s."])
+    page.route("**/cameras/demo/ask", lambda route: route.fulfill(json=canned_answer(next(texts))))
+    unknown_rule = {  # an alert of an unnamed rule deleted since: the page goes by the title it carries
+        "id": "a1" * 16, "camera": "demo", "rule": "b2" * 16, "kind": "label", "score": 0.9,
+        "label": "bicycle", "time": "2026-01-01T12:00:24Z", "stream_s": 24.0, "rule_title": "label:bicycle",
+    }  # fmt: skip
+    page.route("**/alerts?*", lambda route: route.fulfill(json=[unknown_rule]))
+    page.goto(demo.url)
+    question = page.get_by_role("textbox", name="Ask a question")
+    answer = page.get_by_role("region", name="Answer", exact=True)
+    question.fill("when did you last see a bicycle?")
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("I last saw a bicycle at t=24s.")
+    assert evidence_order(answer) == [22.0, 12.0, 2.0]
+    expect(answer).to_contain_text("Evidence, newest first")
+    question.fill("when did you first see a bicycle?")
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("I first saw a bicycle at t=2s.")
+    assert evidence_order(answer) == [2.0, 12.0, 22.0]
+    question.fill("was there a bicycle in the last 30 seconds?")  # a range phrase is not a "last" question
+    question.press("Enter")
+    expect(answer.locator(".answer-text")).to_have_text("Yes, at t=24s.")
+    assert evidence_order(answer) == [2.0, 12.0, 22.0]
+
+    item = page.locator(f"#alert-list li[data-alert='{unknown_rule['id']}']")
+    expect(item).to_contain_text("label:bicycle")
+    expect(item).not_to_contain_text("b2b2")
+    page.close()

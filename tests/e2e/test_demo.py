@@ -49,6 +49,7 @@ def test_scissor_demo_watches_the_sample_clip_answers_and_fires_its_label_rule(t
         assert "curl -s" in output and f"{base}/cameras/demo" in output, (
             "the demo prints its URLs and curl lines"
         )
+        assert f"Console:   {base}/\n" in output, "the banner names the console at /"
         alert = re.search(
             r"^\d\d:\d\d:\d\d ALERT demo \[bicycle\] bicycle \(score .*snapshot\?frame=\d+$", output, re.M
         )

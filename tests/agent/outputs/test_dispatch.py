@@ -3,6 +3,9 @@ that owns the camera; without a broker an alert counts as delivered at once."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.outputs.dispatch import Dispatcher
@@ -77,3 +80,15 @@ def test_a_disowned_camera_hears_nothing_but_its_alerts_are_still_counted() -> N
     dispatcher.disown("cam1")
     dispatcher.delivered(alert(1), 0.0)
     assert owner.delivered_ids == [] and outcomes(metrics, "sent") == 1.0
+
+
+async def test_the_alert_log_line_names_an_unnamed_rule_by_its_kind_and_condition(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dispatcher = Dispatcher(bus=EventBus(), metrics=Metrics(CollectorRegistry()))
+    rule_id = "9f" * 16
+    titled = alert(1, rule=rule_id).model_copy(update={"rule_title": "label:cat"})
+    with caplog.at_level(logging.INFO, logger="agent.outputs.dispatch"):
+        await dispatcher.alert(titled)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("alert ")]
+    assert f"rule='label:cat' (id {rule_id})" in line, line

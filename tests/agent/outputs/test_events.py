@@ -1,13 +1,18 @@
-"""The in-process event bus: fan-out, bounded queues that drop the oldest, filtering, closing."""
+"""The in-process event bus: fan-out, bounded queues that drop the oldest, filtering, closing, and the recent
+alerts it keeps (`GET /alerts`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from types import SimpleNamespace
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from agent.outputs.events import EventBus
-from agent.records import Event
+from agent.records import Alert, Event
 
 
 def event(n: int, camera: str = "cam1") -> Event:
@@ -87,3 +92,37 @@ async def test_the_event_stream_filters_by_camera_and_kind() -> None:
     chunk = (await asyncio.wait_for(anext(stream), 2.0)).decode()
     assert chunk.startswith("event: novelty\n") and '"message":"wanted"' in chunk
     await stream.aclose()
+
+
+def alert(n: int, camera: str = "cam1") -> Alert:
+    return Alert(camera=camera, rule="r1", kind="novelty", score=n / 100, stream_s=float(n))
+
+
+def test_the_bus_keeps_the_last_alerts_newest_first_for_a_reader_that_comes_later() -> None:
+    bus = EventBus(recent_alerts=3)
+    for n in range(5):
+        bus.publish(alert(n, camera="cam2" if n == 3 else "cam1"))
+        bus.publish(event(n))  # only alerts are kept
+    assert [a.stream_s for a in bus.recent_alerts()] == [4.0, 3.0, 2.0]
+    assert [a.stream_s for a in bus.recent_alerts("cam1")] == [4.0, 2.0]
+    assert [a.stream_s for a in bus.recent_alerts(limit=1)] == [4.0]
+    assert bus.recent_alerts("cam9") == []
+
+
+async def test_get_alerts_lists_the_kept_alerts_newest_first_filtered_by_camera() -> None:
+    from agent.api import alerts
+
+    bus = EventBus()
+    for n in range(3):
+        bus.publish(alert(n, camera=f"cam{n % 2}"))
+    app = FastAPI()
+    app.include_router(alerts.router)
+    app.state.service = SimpleNamespace(bus=bus, settings=SimpleNamespace(api_token=None))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        every = (await client.get("/alerts")).json()
+        assert [a["stream_s"] for a in every] == [2.0, 1.0, 0.0]
+        assert every[0] == json.loads(bus.recent_alerts()[0].model_dump_json())  # as /events has it
+        one = (await client.get("/alerts", params={"camera": "cam1", "limit": 5})).json()
+        assert [a["stream_s"] for a in one] == [1.0]
+        assert (await client.get("/alerts", params={"limit": 0})).status_code == 422

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.records import Evidence, Rule
+from agent.records import Alert, Evidence, Rule
 from agent.rules.engine import Observation, RuleEngine, RuleState
 
 
@@ -199,3 +199,32 @@ def test_never_two_alerts_in_one_episode_without_repeat(
 
 def test_rule_state_ignores_unknown_keys_from_newer_versions() -> None:
     assert RuleState.from_dict({"active": True, "future_field": 1}).active is True
+
+
+def test_an_alert_names_its_rule_by_name_or_else_by_kind_and_condition_never_by_id_alone() -> None:
+    long_question = "is the loading bay door at the back of the warehouse open wider than half a metre?"
+    rules = {
+        "label:bicycle": Rule(camera_id="cam1", kind="label", params={"label": "bicycle"}, cooldown_s=0),
+        "novelty>=0.5": novelty_rule(),
+        'prompt:"is the door open?"': Rule(
+            camera_id="cam1", kind="prompt", params={"question": "is the door open?"}, cooldown_s=0
+        ),
+        f'prompt:"{long_question[:59]}…"': Rule(
+            camera_id="cam1", kind="prompt", params={"question": long_question}, cooldown_s=0
+        ),
+        "front gate": novelty_rule(name="front gate"),
+    }
+    for title, rule in rules.items():
+        engine = RuleEngine()
+        engine.set_rule(rule)
+        obs = Observation("cam1", now=0, novelty=0.9, labels={"bicycle": 0.9}, answers={rule.id: True})
+        [alert] = engine.evaluate(obs)
+        assert alert.rule_title == rule.title == title
+        payload = json.loads(alert.model_dump_json())  # the MQTT and /events payload: old fields kept
+        assert payload["rule"] == rule.id and payload["rule_name"] == rule.name
+        assert payload["rule_title"] == title and len(title) <= 120
+
+
+def test_an_alert_from_before_titles_still_loads() -> None:
+    old = {"camera": "cam1", "rule": "a" * 32, "kind": "novelty", "score": 0.9}
+    assert Alert.model_validate(old).rule_title is None
