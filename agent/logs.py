@@ -3,7 +3,8 @@
 fill the disk.
 
 Holds no service logic and never drops a record silently: the first record after a capped stretch says how
-many like it were left out.
+many like it were left out. Never writes a credential: every formatted record (tracebacks included) goes
+through `streamer.urls.redact`, and libraries that log whole request URLs at INFO (httpx) log warnings only.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from streamer.urls import redact
+
 LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # WARNING and above from one call site: this many records per window, then a count. A real outage still shows
 # its first lines in full (tracebacks included); 483,285 accept-error tracebacks a minute become 20 + a count.
 BURST_RECORDS: Final = 20
 WINDOW_S: Final = 60.0
 CAPPED_FROM_LEVEL: Final = logging.WARNING
+# Loggers of libraries that put whole URLs (user:password@, ?password=) into their INFO/DEBUG records: httpx
+# logs "HTTP Request: GET <url>" for every camera pre-flight and redirect hop, httpcore its connections.
+QUIET_LIBRARIES: Final = ("httpx", "httpcore")
 
 
 @dataclass(slots=True)
@@ -101,14 +107,25 @@ def report_left_out() -> int:
     return left_out
 
 
-def configure_logging(level: str) -> RateLimitFilter:
-    """Log to stderr at `level` through one handler carrying a `RateLimitFilter`; return the filter.
+class RedactingFormatter(logging.Formatter):
+    """The usual formatter, then `redact` over the whole text: a URL a library (or an exception message, or a
+    traceback) carries loses its user name, password and secret query parameters before it is written."""
 
-    The filter sits on the handler, not on a logger, so it sees records of every logger that propagates to
-    the root (uvicorn's, asyncio's, ours).
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def configure_logging(level: str) -> RateLimitFilter:
+    """Log to stderr at `level` through one handler carrying a `RateLimitFilter` and a `RedactingFormatter`;
+    return the filter. `QUIET_LIBRARIES` log warnings and above only, whatever `level` is.
+
+    The filter and the formatter sit on the handler, not on a logger, so they see records of every logger
+    that propagates to the root (uvicorn's, asyncio's, httpx's, FFmpeg's through PyAV, ours).
     """
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(RedactingFormatter(LOG_FORMAT))
     capped = RateLimitFilter()
     handler.addFilter(capped)
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -65,6 +65,10 @@ CAMERA_FORMATS = (
     "flv", "h264", "hevc", "avi", "m4v", "mpeg", "ivf",
 )  # fmt: skip
 HLS_FORMATS = ("hls", "applehttp")
+# Only an RTSP session may use these: an SDP file (fetched over HTTP) would make FFmpeg bind RTCP on 0.0.0.0,
+# take RTP from anyone and join any multicast group the file names.
+RTSP_ONLY_PROTOCOLS = ("rtp", "srtp", "udp")
+RTSP_ONLY_FORMATS = ("rtsp", "sdp", "rtp")
 MAX_REDIRECTS = 5
 
 
@@ -136,14 +140,17 @@ class TargetPolicy:
 
 
 def ffmpeg_guard_options(
-    *, local: bool, tls_verify: bool, ca_file: str | None, hls: bool = False
+    *, local: bool, tls_verify: bool, ca_file: str | None, hls: bool = False, rtsp: bool = True
 ) -> dict[str, str]:
     """FFmpeg options that hold it to the policy: protocol and demuxer whitelists (the HLS demuxer only for a
-    target known to be a playlist, whose nested opens then go through `streamer.fetch`), no redirects of its
-    own, and certificate verification (against `ca_file`, or the system's CAs) unless `tls_verify` is
-    False."""
-    protocols = ("file",) if local else NETWORK_PROTOCOLS
+    target known to be a playlist, whose nested opens then go through `streamer.fetch`; SDP, RTP and UDP only
+    for an `rtsp` target), no redirects of its own, and certificate verification (against `ca_file`, or the
+    system's CAs) unless `tls_verify` is False."""
+    protocols: tuple[str, ...] = ("file",) if local else NETWORK_PROTOCOLS
     formats = CAMERA_FORMATS if hls else tuple(f for f in CAMERA_FORMATS if f not in HLS_FORMATS)
+    if not rtsp:
+        protocols = tuple(p for p in protocols if p not in RTSP_ONLY_PROTOCOLS)
+        formats = tuple(f for f in formats if f not in RTSP_ONLY_FORMATS)
     options = {"protocol_whitelist": ",".join(protocols), "format_whitelist": ",".join(formats)}
     if not local:
         options["max_redirects"] = "0"

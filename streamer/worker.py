@@ -267,7 +267,11 @@ class CameraWorker:
         if not self.local:
             options = self._network_options() | options
         options |= ffmpeg_guard_options(
-            local=self.local, tls_verify=cfg.tls_verify, ca_file=cfg.ca_file, hls=target.hls
+            local=self.local,
+            tls_verify=cfg.tls_verify,
+            ca_file=cfg.ca_file,
+            hls=target.hls,
+            rtsp=target.url.lower().startswith(("rtsp://", "rtsps://")),
         )
         io_open = self.http.io_open if target.hls else None  # every playlist entry fetched and checked here
         started = time.monotonic()

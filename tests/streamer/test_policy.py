@@ -4,6 +4,7 @@ verified, redirects checked hop by hop, refused networks named by their setting.
 from __future__ import annotations
 
 import http.server
+import socket
 import ssl
 import subprocess
 import threading
@@ -150,6 +151,28 @@ async def test_a_redirect_out_of_the_allowed_networks_is_refused_before_anyone_c
         elsewhere.close()
 
 
+async def test_an_sdp_file_over_http_is_refused_so_no_rtp_socket_is_opened(site: Site, root: Path) -> None:
+    """An SDP file makes FFmpeg bind RTCP on 0.0.0.0 and take RTP from anyone (or join a multicast group)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()
+    (root / "cam.sdp").write_text(
+        f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=cam\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=video {port} RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    )
+    source = streamer.open_source(f"{site.base}/cam.sdp", camera_id="sdp", fps=1, policy=LOOPBACK)
+    async with source as src:
+        await wait_for(lambda: src.status.state != State.CONNECTING, 10.0, "a status")
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("127.0.0.1", port))  # FFmpeg's RTP socket would hold this port (on 0.0.0.0)
+        finally:
+            probe.close()
+        assert src.status.state in (State.DOWN, State.STOPPED)
+    assert "/cam.sdp" in site.hits
+
+
 async def test_a_redirect_inside_the_policy_is_followed_hop_by_hop(site: Site) -> None:
     site.redirects["/a"] = "/b"
     site.redirects["/b"] = f"{site.base}/bikes.ts"
@@ -270,3 +293,6 @@ def test_the_guard_options_name_no_text_or_file_demuxer() -> None:
         network["tls_verify"] == "1" and network["ca_file"] == "/ca.pem" and network["max_redirects"] == "0"
     )
     assert ffmpeg_guard_options(local=True, tls_verify=True, ca_file=None)["protocol_whitelist"] == "file"
+    http = ffmpeg_guard_options(local=False, tls_verify=True, ca_file=None, rtsp=False)
+    assert not {"sdp", "rtp", "rtsp"} & set(http["format_whitelist"].split(","))
+    assert not {"udp", "rtp", "srtp"} & set(http["protocol_whitelist"].split(","))
