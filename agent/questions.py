@@ -23,6 +23,7 @@ from agent.models.base import (
     AskContext,
     CameraView,
     ContextAnswerer,
+    PeopleSeen,
     Reply,
     clip_entry,
     evidence_spans,
@@ -69,6 +70,10 @@ class MemoryReader(Protocol):
 
     def keyframe_time(self, frame: int) -> float | None:
         """The stream second of frame index `frame` while its JPEG is kept, else None."""
+        ...
+
+    def people(self, since: float | None, until: float | None) -> PeopleSeen | None:
+        """What the camera's person / face detector saw in the range; None when it has no detector."""
         ...
 
 
@@ -479,6 +484,7 @@ class Questions:
                 subject=subject,
                 kind=kind,
                 range_text=range_text,
+                people=tuple(c.people(r.since, r.until) for c, r in zip(cameras, ranges, strict=True)),
             )
             call = self._queue.submit(
                 lambda: answerer.answer_in_context(

@@ -23,6 +23,7 @@ from agent.camera.keyframes import Keyframe
 from agent.camera.runtime import CameraRuntime
 from agent.camera.watcher import CameraWatcher
 from agent.errors import InvalidRequest, KeyframeGone
+from agent.models.base import PeopleSeen
 from agent.models.labels import Labeler
 from agent.models.preprocess import pick_device
 from agent.outputs.dispatch import Dispatcher
@@ -186,6 +187,20 @@ class CameraPipeline:
         """The detection nearest stream second `t` within `tolerance_s` (default half the track's gap),
         None when the detector ran on no frame that close."""
         return self._track.nearest(t, tolerance_s=tolerance_s)
+
+    def people(self, since: float | None, until: float | None) -> PeopleSeen | None:
+        """What the detector saw in the range, as a question reads it; None without a detector."""
+        name = self.people_detector
+        if name is None:
+            return None
+        sampled = self.detections(since, until)
+
+        def runs(label: Label) -> tuple[tuple[float, float, int], ...]:
+            return tuple((p.start_s, p.end_s, p.max_count) for p in self.presence(label, since, until))
+
+        covered = (sampled[0].t, sampled[-1].t) if sampled else None
+        samples = tuple((d.t, d.persons, d.faces) for d in sampled)
+        return PeopleSeen(name, runs("person"), runs("face"), covered, samples)
 
     def keyframe_time(self, frame: int) -> float | None:
         """The stream second of frame index `frame` while its JPEG is kept, else None."""

@@ -24,6 +24,7 @@ from agent.cluster.raylib import connect
 from agent.cluster.relay import replay
 from agent.errors import AgentError, CameraExists, UnknownCamera, UnknownRule
 from agent.models import Backend, load_backend
+from agent.models.base import PeopleSeen
 from agent.outputs.events import EventBus
 from agent.outputs.metrics import Metrics
 from agent.outputs.scrape import ServiceScrape
@@ -139,6 +140,9 @@ class FetchedCamera:
 
     def keyframe_time(self, frame: int) -> float | None:
         return self._read.keyframes.get(frame)
+
+    def people(self, since: float | None, until: float | None) -> PeopleSeen | None:
+        return None  # cluster mode does not run the person detector yet (docs/limits)
 
 
 class _Fetched:

@@ -82,6 +82,25 @@ class CameraView:
 
 
 @dataclass(frozen=True)
+class PeopleSeen:
+    """What one camera's person / face detector saw in the range asked, in its own stream seconds.
+
+    Attributes:
+        detector: the detector's name ("mediapipe").
+        person: runs of sampled frames with a person, (start, end, most people on one frame); `persons` is a
+            lower bound (faces counted, or 1 for a body without a face).
+        face: runs with a face, (start, end, most faces on one frame).
+        covered: the first and last sampled second in the range, None when it ran on no frame there.
+    """
+
+    detector: str
+    person: tuple[tuple[float, float, int], ...]
+    face: tuple[tuple[float, float, int], ...]
+    covered: tuple[float, float] | None
+    samples: tuple[tuple[float, int, int], ...] = ()  # every sampled frame: (t, persons, faces)
+
+
+@dataclass(frozen=True)
 class AskContext:
     """What a question is asked over beyond its tokens, for answerers that say which camera and when.
 
@@ -91,6 +110,8 @@ class AskContext:
         subject: the session's previous subject (a follow-up's "it"), None outside a session.
         kind: the session's previous kind of question.
         range_text: the time-range phrase the question carried ("in the last 10 seconds"), taken out of it.
+        people: per camera, what its person / face detector saw in the range (None: it has none); empty
+            when the asker knows of no detector.
     """
 
     cameras: tuple[CameraView, ...]
@@ -98,6 +119,7 @@ class AskContext:
     subject: str | None = None
     kind: str | None = None
     range_text: str | None = None
+    people: tuple[PeopleSeen | None, ...] = ()
 
 
 def clip_entry(entry: EntryInfo, lo: float, hi: float) -> EntryInfo | None:

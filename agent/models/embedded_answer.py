@@ -19,7 +19,7 @@ from torch import Tensor
 
 from agent.concepts.index import Concept
 from agent.english import Clock, article, join, occasions, plural, singular
-from agent.models.base import AskContext, CameraView, Reply, clip_entry, evidence_spans
+from agent.models.base import AskContext, CameraView, PeopleSeen, Reply, clip_entry, evidence_spans
 from agent.models.frames import CONFIDENT_MASS, STABLE_S, frame_concepts
 from agent.models.labels import NOT_SEEABLE, Labeler, LabelNotSeen, UnknownLabel
 from agent.phrases import find_range
@@ -221,7 +221,13 @@ class EmbeddedAnswerer:
         subject = None if unseeable else self._subject(q, context)
         rows: list[int] = []
         spans: list[tuple[float, float]] | None = None  # None: the rows' own intervals
-        if unseeable is not None:
+        people = [(v, seen) for v, seen in zip(context.cameras, context.people, strict=False) if seen]
+        if unseeable is not None and people:
+            subject = Subject("face" if unseeable.startswith("face") else "person", frozenset())
+            text, spans = _about_people(
+                kind or ("yesno" if yes_no else "every"), yes_no, subject.name, q, people
+            )
+        elif unseeable is not None:
             text = f"I cannot tell: {LabelNotSeen(unseeable)}."
         elif beyond is not None:
             kind = "beyond"
@@ -361,6 +367,62 @@ class EmbeddedAnswerer:
             )
         text = f"{said[0].upper()}{said[1:]} I saw " + "; ".join(clauses) + "."
         return text, sorted(set(rows)), sorted(moments)
+
+
+_AT_TIME = re.compile(r"\bat t\s*=\s*(\d+(?:\.\d+)?)\s*s?\b")
+NEAREST_SAMPLE_S = 2.5  # how far from the asked moment a detector sample may lie to stand for it
+
+
+def _about_people(
+    kind: str, yes_no: bool, label: str, q: str, people: Sequence[tuple[CameraView, PeopleSeen]]
+) -> tuple[str, list[tuple[float, float]]]:
+    """An answer about people from the cameras' person / face detector (`PeopleSeen`), with the spans it
+    rests on in the entries' time line."""
+    several = len(people) > 1
+    clauses: list[str] = []
+    spans_all: list[tuple[float, float]] = []
+    at = _AT_TIME.search(q)
+    for view, seen in people:
+        where = f"on camera {view.id} " if several else ""
+        clock = Clock(view.lo, view.hi, view.wall0)
+        index = 1 if label == "person" else 2
+        if at is not None and kind in ("how_many", "yesno"):
+            t = float(at.group(1))
+            near = min(seen.samples, key=lambda s: abs(s[0] - t), default=None)
+            if near is None or abs(near[0] - t) > NEAREST_SAMPLE_S:
+                clauses.append(
+                    f"{where}I cannot tell: the {seen.detector} detector ran on no frame within "
+                    f"{NEAREST_SAMPLE_S:g} s of t={t:g}s"
+                )
+                continue
+            n = near[index]
+            clauses.append(
+                f"{where}{clock.at(near[0])} I saw {n} {plural(label) if n != 1 else label}"
+                + (" (at least: one body counts as one person)" if label == "person" and n else "")
+            )
+            spans_all.append((near[0] + view.offset_s, near[0] + view.offset_s))
+            continue
+        runs = seen.person if label == "person" else seen.face
+        spans = [(a, b) for a, b, _ in runs]
+        if not spans:
+            checked = len(seen.samples)
+            clauses.append(
+                f"{where}I saw no {label} in the {checked} frames the {seen.detector} detector checked"
+            )
+            continue
+        text = _clause(
+            kind if kind != "how_many" else "every", label, "", spans, clock, view.id if several else None
+        )
+        if kind == "how_many":
+            text += f"; at most {max(n for _, _, n in runs)} on one frame"
+        clauses.append(text)
+        spans_all.extend((a + view.offset_s, b + view.offset_s) for a, b in spans)
+    found = bool(spans_all)
+    body = "; ".join(clauses)
+    body = body[0].upper() + body[1:] if body else body
+    if yes_no:
+        return (f"Yes: {body}." if found else f"No: {body}."), spans_all
+    return body + ".", spans_all
 
 
 def _kind(q: str) -> str | None:

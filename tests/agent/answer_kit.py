@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from torch import Tensor
 
 from agent.errors import UnknownCamera
+from agent.models.base import PeopleSeen
 from agent.models.embedded_answer import EmbeddedAnswerer
 from agent.models.labels import Labeler
 from agent.outputs.metrics import Metrics
@@ -47,9 +48,15 @@ class Camera:
     token_dim = 1000
 
     def __init__(
-        self, camera_id: str, added_at: float, now: float, rows: Sequence[tuple[EntryInfo, Tensor]]
+        self,
+        camera_id: str,
+        added_at: float,
+        now: float,
+        rows: Sequence[tuple[EntryInfo, Tensor]],
+        people: PeopleSeen | None = None,
     ) -> None:
         self.id, self.added_at, self.now = camera_id, added_at, now
+        self.seen_people = people
         self.rows = list(rows)
 
     def stream_seconds(self) -> float:
@@ -61,6 +68,20 @@ class Camera:
         found = [(e, t) for e, t in self.rows if any(a <= hi and b >= lo for a, b in e.intervals)]
         tokens = torch.stack([t for _, t in found]) if found else torch.zeros(0, 1000)
         return tokens, [e for e, _ in found]
+
+    def people(self, since: float | None, until: float | None) -> PeopleSeen | None:
+        """The given detector track cut to the range, as the pipeline's is."""
+        if self.seen_people is None:
+            return None
+        lo, hi = -1e18 if since is None else since, 1e18 if until is None else until
+        track = self.seen_people
+
+        def cut(runs: tuple[tuple[float, float, int], ...]) -> tuple[tuple[float, float, int], ...]:
+            return tuple((max(a, lo), min(b, hi), n) for a, b, n in runs if a <= hi and b >= lo)
+
+        samples = tuple(s for s in track.samples if lo <= s[0] <= hi)
+        covered = (samples[0][0], samples[-1][0]) if samples else None
+        return PeopleSeen(track.detector, cut(track.person), cut(track.face), covered, samples)
 
     def keyframe_time(self, frame: int) -> float | None:
         """Frame i is stream second i / 10 (as `seen` makes them)."""

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from torch import Tensor
 
 from agent.errors import AnswerTimeout, InvalidRequest, TooBusy, UnknownCamera
-from agent.models.base import Reply, evidence_spans
+from agent.models.base import PeopleSeen, Reply, evidence_spans
 from agent.outputs.metrics import Metrics
 from agent.questions import MemoryReader, Questions, TimeRange, evidence, gather, time_range
 from agent.records import AskBody
@@ -33,6 +33,7 @@ class Camera:
 
     def __init__(self, camera_id: str, added_at: float, entries: list[EntryInfo], kept: set[int]) -> None:
         self.id, self.added_at, self.entries, self.kept = camera_id, added_at, entries, kept
+        self.seen_people: PeopleSeen | None = None
 
     def stream_seconds(self) -> float:
         return 100.0
@@ -44,6 +45,9 @@ class Camera:
             if (since is None or e.last_seen >= since) and (until is None or e.first_seen <= until)
         ]
         return torch.tensor([[float(e.id)] * 2 for e in found]).reshape(-1, 2), found
+
+    def people(self, since: float | None, until: float | None) -> PeopleSeen | None:
+        return self.seen_people
 
     def keyframe_time(self, frame: int) -> float | None:
         """A kept evidence frame shows the middle of the interval it is the evidence of."""
