@@ -1,8 +1,9 @@
 """What the embedded classifier can see in the bench's footage: its whole-frame top-5 on the truth frames.
 
-A question is one "the model can answer" only when this says so: a subject that was on camera must have one
-of its classes in the top-5 on at least half of its frames; a subject that was not must be in the top-5 on
-none of the camera's frames. Measured once per footage file and cached next to it.
+This decides only the "answerable" subset reported beside the totals; it never grades an answer, and truth
+never comes from it. A question is one "the model can answer" only when this says so: a subject that was on
+camera must have one of its classes in the top-5 on at least half of its frames; a subject that was not
+must be in the top-5 on none of the camera's frames. Measured once per footage file and cached next to it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from agent.models.embedded import EmbeddedEncoder
 from agent.models.labels import load_catalog
-from bench.qa.dataset import SUBJECTS, Subject, Timeline
+from bench.qa.dataset import SUBJECTS, Timeline, members
 from bench.qa.footage import decode_at
 
 TOP_K = 5
@@ -24,14 +25,18 @@ PROBE_EVERY_S = 1.0  # one probed frame per this many video seconds (the cameras
 DETECTED_SHARE = 0.5  # share of a subject's frames that must carry one of its classes in the top-5
 
 
-def subject_classes(subject: Subject) -> set[int]:
-    """ImageNet class ids of a subject: its named classes plus its WordNet group's (the shipped catalog)."""
+def subject_classes(concept: str) -> set[int]:
+    """ImageNet class ids of a concept: its subjects' named classes plus their WordNet groups' (the shipped
+    catalog's members of the group's first sense)."""
     catalog = load_catalog()
     index = {n: i for i, n in enumerate(catalog.names)}
-    ids = {index[n] for n in subject.classes}
-    if subject.group is not None:
-        for wnid in catalog.senses.get(subject.group, ())[:1]:
-            ids |= set(catalog.members.get(wnid, ()))
+    ids: set[int] = set()
+    for name in members(concept):
+        subject = SUBJECTS[name]
+        ids |= {index[n] for n in subject.classes}
+        if subject.group is not None:
+            for wnid in catalog.senses.get(subject.group, ())[:1]:
+                ids |= set(catalog.members.get(wnid, ()))
     return ids
 
 
@@ -72,21 +77,20 @@ def probe(encoder: EmbeddedEncoder, video: Path, timeline: Timeline) -> Probe:
     return Probe(tuple(times), tuple(top))
 
 
-def can_see(probe_: Probe, timeline: Timeline, subject: str) -> dict[str, Any]:
-    """Whether the classifier demonstrably sees `subject` on this camera (or, absent, never sees it), why."""
-    s = SUBJECTS[subject]
-    if not s.seeable:
-        return {"answerable": False, "why": "no ImageNet class for it (out of scope)"}
-    classes = subject_classes(s)
-    apps = timeline.of(subject)
+def can_see(probe_: Probe, timeline: Timeline, concept: str) -> dict[str, Any]:
+    """Whether the classifier demonstrably sees `concept` on this camera (or, absent, never sees it), why."""
+    if not all(SUBJECTS[m].seeable for m in members(concept)):
+        return {"answerable": True, "why": "no ImageNet class for it: a refusal is the answer"}
+    classes = subject_classes(concept)
+    apps = timeline.of(concept)
     if apps:
         spans = [(a.start + a.slack_s, a.end - a.slack_s) for a in apps]
         share, frames = probe_.share(classes, spans)
         ok = share >= DETECTED_SHARE
-        why = f"a {subject} class in the top-5 on {share:.0%} of its {frames} probed frames"
+        why = f"a {concept} class in the top-5 on {share:.0%} of its {frames} probed frames"
     else:
         share, frames = probe_.share(classes, [(0.0, timeline.seconds + 1)])
         ok = share == 0.0
-        why = f"absent; a {subject} class in the top-5 on {share:.0%} of the camera's {frames} probed frames"
+        why = f"absent; a {concept} class in the top-5 on {share:.0%} of the camera's {frames} probed frames"
     top1 = sorted({load_catalog().names[t[0]] for t in probe_.top5 if classes & set(t)})
     return {"answerable": ok, "why": why, "share": share, "frames": frames, "seen_as": top1[:4]}

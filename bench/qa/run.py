@@ -5,6 +5,7 @@ their own rate, the backend's encoder and memory, then every question, recorded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -130,10 +131,62 @@ async def ask_all(service: Service, client: httpx.AsyncClient, questions: Sequen
             body = {"error": r.text[:500]}
         if not isinstance(body, dict):
             body = {"error": str(body)[:500]}
-        links = {}
-        for ev in body.get("evidence", []) if r.status_code == 200 else []:
-            if ev.get("snapshot_url"):
-                links[ev["snapshot_url"]] = (await client.get(ev["snapshot_url"])).status_code
+        links, shots = await _snapshots(client, body if r.status_code == 200 else {})
         bases = {x.id: x.added_at for x in readers}
-        out.append(Asked(q, r.status_code, body, ranges, bases, links))
+        out.append(Asked(q, r.status_code, body, ranges, bases, links, shots, r.elapsed.total_seconds()))
     return out
+
+
+async def _snapshots(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Every evidence snapshot fetched: its HTTP status, and the stream second of its frame."""
+    links, shots = {}, {}
+    for ev in body.get("evidence", []):
+        url = ev.get("snapshot_url")
+        if url and url not in links:
+            got = await client.get(url)
+            links[url] = got.status_code
+            if got.status_code == 200 and "X-Stream-Seconds" in got.headers:
+                shots[url] = float(got.headers["X-Stream-Seconds"])
+    return links, shots
+
+
+LIVE_QUESTIONS = (
+    "Is there a cat?",
+    "What did you see in the last 10 seconds?",
+    "When did you last see a clock?",
+)
+LIVE_EVERY_S = 2.0  # one timed question this often while the cameras play
+
+
+async def time_live(client: httpx.AsyncClient, cameras: Sequence[str], until: asyncio.Event) -> list[float]:
+    """Seconds per question asked while the cameras play (all of them live), until `until` is set: the
+    latency a user sees with the encoder busy. Unscored: the footage is not over yet."""
+    out: list[float] = []
+    k = 0
+    while not until.is_set():
+        cam = cameras[k % len(cameras)]
+        began = time.perf_counter()
+        r = await client.post(
+            f"/cameras/{cam}/ask", json={"question": LIVE_QUESTIONS[k % len(LIVE_QUESTIONS)]}
+        )
+        if r.status_code == 200:
+            out.append(time.perf_counter() - began)
+        k += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), LIVE_EVERY_S)
+    return out
+
+
+def people_detector(service: Service) -> bool:
+    """Whether the service can see people: its labeler resolves "person" (today's ImageNet labeler refuses
+    it; a people detector writing `person` labels would not)."""
+    labeler = service.backend.labeler if service.backend is not None else None
+    if labeler is None:
+        return False
+    try:
+        labeler.resolve("person")
+    except ValueError:  # UnknownLabel / LabelNotSeen
+        return False
+    return True

@@ -1,27 +1,48 @@
-"""Scoring for `scissor bench qa`: each answer against the ground truth of the cameras it asked, per kind,
-plus the checks every answer gets (times inside the asked range, evidence only from cameras that saw it, the
-issue's English rules).
+"""Scoring for `scissor bench qa`: each answer against the ground truth of the cameras it asked, graded right,
+partial or wrong by the rules below (deterministic, the same for every answerer), plus the checks every answer
+gets: times named inside the asked range, evidence (span and snapshot) inside it, the issue's English rules.
+
+Rules (also in docs/benchmarks.md's qa section). TOL = one sample spacing + 1 s + the label's edge slack.
+- yes/no: right when the Yes/No matches the truth inside the asked range; anything else (a refusal too:
+  the model can see the subject) is wrong.
+- when first / last: right when the time named is within TOL of the truth and the answer says first/last;
+  partial when within 3 TOL, or right but without the word; wrong when it says not seen, refuses, or is
+  further off. About something absent, right only when it says it was not seen.
+- every appearance: right when every true span is matched (both ends within TOL) and no extra one is named;
+  partial when at least half are matched.
+- how long: right within TOL + 1 s per span of the true time on screen, partial within twice that.
+- how many (times): right on the exact number of separate appearances, partial when one off.
+- what in range: right when it names every subject on camera >= 5 s of the range (its words or ImageNet
+  classes) and no seeable subject that was not there; partial when it names some of them (an ancestor such as
+  "an animal" counts here) and nothing false; wrong otherwise. With nothing nameable on camera >= 5 s, right
+  when it names nothing false.
+- attributes (colour, counting individuals, actions) and out of scope: right on an honest refusal; partial
+  on a plain "no" about something never there; wrong otherwise (a "did not see" about a subject on camera
+  is wrong).
+- people: without a people detector the right answer is an honest refusal; with one (the service resolves
+  "person"), the presence, first time and face count must be right, graded as above.
+- follow-ups and multi-camera: graded as the question they are, then wrong if the follow-up stays on the
+  previous subject, or a multi-camera answer rests on a camera that never saw it or leaves one out.
+Evidence at times the subject was not on camera turns right into partial. A subject present under
+MIN_PRESENT_S inside the range is too close to call: graded None and left out of every share.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from bench.qa import parse
-from bench.qa.dataset import SUBJECTS, Interval, Timeline, length, slack, truth_spans
-from bench.qa.questions import EVERY, FIRST, HOW_LONG, HOW_MANY, LAST, WHAT, YES_NO, Question
+from bench.qa.dataset import SUBJECTS, Interval, Timeline, length, names_of, slack, truth_spans
+from bench.qa.english import format_issues
+from bench.qa.questions import COUNT_AT, EVERY, FIRST, HOW_LONG, HOW_MANY, LAST, REFUSE, WHAT, YES_NO
 
 ROUNDING_S = 0.5  # answers print whole seconds
+SNAPSHOT_SLACK_S = 0.05  # a keyframe's stream second is looked up within this
 MIN_PRESENT_S = 2.0  # less on camera inside the range than this: too close to call, not scored
-EXPECTED_IN_RANGE_S = 4.0  # a what-in-range answer must name a subject on camera this long inside the range
-CLOCK_SLACK_S = 1.5  # a clock and its t= are each rounded to whole seconds
-_SAYS_APPEARANCES = r"separate|appearance|occasion|\btimes\b|cannot count|can't count|not how many"
-PLURALS = tuple(w for s in SUBJECTS.values() for w in s.words if w.endswith("s") and w[:-1] in s.words)
-_POLAR = r"(is|are|was|were|did|do|does|has|have|had|can|could)\b"  # a yes/no question opens with one
+EXPECTED_IN_RANGE_S = 5.0  # a what-in-range answer must name a subject on camera this long inside the range
+RIGHT, PARTIAL, WRONG = "right", "partial", "wrong"
 
 
 @dataclass(frozen=True)
@@ -32,13 +53,16 @@ class Camera:
         timeline: what was on camera when (video seconds).
         offset: stream second of the file's frame 0 (measured: the memory's earliest entry).
         sample_s: seconds between sampled frames.
-        seeable: per subject, the classifier probe's verdict (`detect.can_see`).
+        seeable: per concept asked, the classifier probe's verdict (`detect.can_see`), for the answerable
+            subset only: never used to grade.
+        split: "tuning" or "held_out".
     """
 
     timeline: Timeline
     offset: float
     sample_s: float
     seeable: dict[str, dict[str, Any]]
+    split: str = "tuning"
 
 
 @dataclass(frozen=True)
@@ -52,233 +76,253 @@ class Asked:
         ranges: per camera, the range in its stream seconds (lo, hi) the answer had to stay in.
         bases: per camera, the wall-clock second (Unix time) of its stream second 0.
         links: every evidence snapshot URL and the HTTP status fetching it gave.
+        snapshot_s: every fetched snapshot URL and the stream second of its frame (X-Stream-Seconds).
+        latency_s: seconds the HTTP question took, as the client saw it.
     """
 
-    question: Question
+    question: Any
     status: int
     answer: dict[str, Any]
     ranges: dict[str, Interval]
     bases: dict[str, float] = field(default_factory=dict)
     links: dict[str, int] = field(default_factory=dict)
+    snapshot_s: dict[str, float] = field(default_factory=dict)
+    latency_s: float = 0.0
 
 
 @dataclass
 class Verdict:
-    """The score of one answer."""
+    """The grade of one answer, and what every answer is checked for."""
 
-    right: bool | None  # None: too close to the range's edge to call
-    answerable: bool  # counted towards the goal: the classifier demonstrably sees (or never sees) it
+    grade: str | None  # RIGHT / PARTIAL / WRONG; None: too close to the range's edge to call
+    answerable: bool  # in the answerable subset (reported beside the totals, never instead)
     expected: str
     got: str
     why: str = ""
-    out_of_range: list[str] = field(default_factory=list)
+    out_of_range: list[str] = field(default_factory=list)  # answer-text times outside the asked range
+    evidence: int = 0  # evidence items
+    evidence_outside: list[str] = field(default_factory=list)  # items whose span or snapshot lies outside
     format_issues: list[str] = field(default_factory=list)
-
-
-def _present(asked: Asked, cameras: dict[str, Camera], subject: str) -> dict[str, list[Interval]]:
-    """Per asked camera, the subject's true spans inside the asked range (stream seconds)."""
-    out = {}
-    for cid in asked.question.cameras:
-        lo, hi = asked.ranges[cid]
-        cam = cameras[cid]
-        out[cid] = truth_spans(cam.timeline, subject, cam.offset, lo, hi)
-    return out
+    named: list[tuple[str, bool]] = field(default_factory=list)  # what-in-range: (subject >= 5 s, named)
 
 
 def out_of_range(asked: Asked) -> list[str]:
-    """Every time the answer names outside the range asked (text t=... values and evidence spans); negative
-    times are always outside."""
+    """Every time the answer's text names outside the range asked (t=... values); negative times always."""
     bad = []
-    text = str(asked.answer.get("answer", ""))
-    ranges = asked.ranges
-    for t in parse.read(text).points:
-        if t < 0 or not any(lo - ROUNDING_S <= t <= hi + ROUNDING_S for lo, hi in ranges.values()):
+    for t in parse.read(str(asked.answer.get("answer", ""))).points:
+        if t < 0 or not any(lo - ROUNDING_S <= t <= hi + ROUNDING_S for lo, hi in asked.ranges.values()):
             bad.append(f"text names t={t:g}s")
-    for ev in asked.answer.get("evidence", []):
-        cam, a, b = ev.get("camera"), float(ev["from"]), float(ev["to"])
-        lo, hi = ranges.get(cam, (0.0, -1.0))
-        if cam not in ranges:
-            bad.append(f"evidence from camera {cam!r}, not asked")
-        elif a < 0 or a < lo - 1e-3 or b > hi + 1e-3 or b < a:
-            bad.append(f"evidence {cam} {a:.1f}-{b:.1f}s outside {lo:.1f}-{hi:.1f}s")
     return bad
 
 
-def _tol(cam: Camera, subject: str) -> float:
-    return cam.sample_s + 1.0 + slack(cam.timeline, subject)
-
-
-def _answerable(asked: Asked, cameras: dict[str, Camera], subject: str) -> tuple[bool, str]:
-    views = [
-        cameras[c].seeable.get(subject, {"answerable": False, "why": "not probed"}) for c in asked.ranges
-    ]
-    ok = all(v["answerable"] for v in views)
-    return ok, "; ".join(f"{c}: {v['why']}" for c, v in zip(asked.ranges, views, strict=True))
+def evidence_outside(asked: Asked) -> list[str]:
+    """Every evidence item whose span, or whose snapshot's frame time, lies outside the asked range of its
+    camera (or that comes from a camera not asked)."""
+    bad = []
+    for ev in asked.answer.get("evidence", []):
+        cam, a, b = ev.get("camera"), float(ev["from"]), float(ev["to"])
+        if cam not in asked.ranges:
+            bad.append(f"evidence from camera {cam!r}, not asked")
+            continue
+        lo, hi = asked.ranges[cam]
+        if a < 0 or a < lo - 1e-3 or b > hi + 1e-3 or b < a:
+            bad.append(f"evidence {cam} {a:.1f}-{b:.1f}s outside {lo:.1f}-{hi:.1f}s")
+        url = ev.get("snapshot_url")
+        t = asked.snapshot_s.get(url) if url else None
+        if t is not None and not lo - SNAPSHOT_SLACK_S <= t <= hi + SNAPSHOT_SLACK_S:
+            bad.append(f"snapshot of {cam} at t={t:.2f}s outside {lo:.1f}-{hi:.1f}s")
+    return bad
 
 
 def _fmt(spans: Sequence[Interval]) -> str:
     return ", ".join(f"{a:.0f}-{b:.0f}s" for a, b in spans) or "none"
 
 
-def _judge(kind: str, text: str, spans: list[Interval], tol: float) -> tuple[bool, str]:
-    """(right, expected) of an answer about one camera whose true spans in range are `spans`."""
+def _near(said: float, want: float, tol: float, word: bool) -> str:
+    if abs(said - want) <= tol:
+        return RIGHT if word else PARTIAL
+    return PARTIAL if abs(said - want) <= 3 * tol else WRONG
+
+
+def grade(kind: str, text: str, spans: list[Interval], tol: float) -> tuple[str, str]:
+    """(grade, expected) of an answer about one camera whose true spans inside the range are `spans`."""
     said = parse.read(text)
     if kind == YES_NO:
-        want = "yes" if spans else "no"
-        return said.verdict == want, want
+        yes_no = "yes" if spans else "no"
+        return (RIGHT if said.verdict == yes_no else WRONG), yes_no
     if not spans:  # a when/how question about something that was not there: it must say so
-        return parse.says_not_seen(text), "not seen"
+        return (RIGHT if parse.says_not_seen(text) else WRONG), "not seen"
     low = text.lower()
     if said.verdict == "no" or (said.verdict == "refusal" and not said.points):
-        return False, f"seen at {_fmt(spans)}"
-    if kind == FIRST:
-        first = spans[0][0]
-        ok = (
-            bool(said.points)
-            and abs(min(said.points) - first) <= tol
-            and ("first" in low or "earliest" in low)
-        )
-        return ok, f"first at t={first:.0f}s (+-{tol:.0f}s), saying 'first'"
-    if kind == LAST:
-        last = spans[-1][1]
-        ok = bool(said.points) and abs(max(said.points) - last) <= tol
-        return ok and (
-            "last" in low or "latest" in low
-        ), f"last at t={last:.0f}s (+-{tol:.0f}s), saying 'last'"
+        return WRONG, f"seen at {_fmt(spans)}"
+    if kind in (FIRST, LAST):
+        want = spans[0][0] if kind == FIRST else spans[-1][1]
+        words = ("first", "earliest") if kind == FIRST else ("last", "latest")
+        if not said.points:
+            return WRONG, f"{kind} at t={want:.0f}s"
+        named = min(said.points) if kind == FIRST else max(said.points)
+        return _near(
+            named, want, tol, any(w in low for w in words)
+        ), f"{words[0]} at t={want:.0f}s (+-{tol:.0f}s)"
     if kind == EVERY:
         got = [s for s in said.spans if s[1] > s[0]]
-        matched = all(any(abs(a - x) <= tol and abs(b - y) <= tol for x, y in got) for a, b in spans)
-        return matched and len(got) == len(spans), f"{len(spans)} spans: {_fmt(spans)} (+-{tol:.0f}s)"
+        hit = sum(any(abs(a - x) <= tol and abs(b - y) <= tol for x, y in got) for a, b in spans)
+        ok = (
+            RIGHT
+            if hit == len(spans) and len(got) == len(spans)
+            else PARTIAL
+            if 2 * hit >= len(spans)
+            else WRONG
+        )
+        return ok, f"{len(spans)} spans: {_fmt(spans)} (+-{tol:.0f}s)"
     if kind == HOW_LONG:
         total, stated = length(spans), parse.duration(text)
         margin = tol + len(spans) * 1.0
-        ok = stated is not None and abs(stated - total) <= margin
+        off = abs(stated - total) if stated is not None else float("inf")
+        ok = RIGHT if off <= margin else PARTIAL if off <= 2 * margin else WRONG
         return ok, f"about {total:.0f}s on screen (+-{margin:.0f}s) in {_fmt(spans)}"
     if kind == HOW_MANY:
-        return parse.count(text) == len(spans), f"{len(spans)} separate appearance(s): {_fmt(spans)}"
-    raise ValueError(f"no judge for {kind!r}")
+        n = parse.count(text)
+        ok = RIGHT if n == len(spans) else PARTIAL if n is not None and abs(n - len(spans)) == 1 else WRONG
+        return ok, f"{len(spans)} separate appearance(s): {_fmt(spans)}"
+    raise ValueError(f"no grade for {kind!r}")
 
 
-def _what(asked: Asked, cam: Camera, tol: float) -> tuple[bool, str]:
+def _what(asked: Asked, cam: Camera, tol: float) -> tuple[str, str, list[tuple[str, bool]]]:
     """A what-in-range answer: names what was on camera long enough inside the range, nothing that was not."""
     text = str(asked.answer.get("answer", ""))
     lo, hi = asked.ranges[asked.question.cameras[0]]
     want, never = [], []
-    for name, view in cam.seeable.items():
-        s = SUBJECTS[name]
-        if not view["answerable"] or not cam.timeline.of(name):
+    for name, s in SUBJECTS.items():
+        if not s.seeable:
             continue
         inside = length(truth_spans(cam.timeline, name, cam.offset, lo, hi))
         near = length(truth_spans(cam.timeline, name, cam.offset, lo - tol, hi + tol))
-        words = s.words + s.classes
         if inside >= EXPECTED_IN_RANGE_S:
-            want.append((name, words))
+            want.append(name)
         elif near == 0:
-            never.append((name, words))
-    missing = [n for n, w in want if not parse.mentions(text, w)]
-    extra = [n for n, w in never if parse.mentions(text, w)]
-    expected = f"names {[n for n, _ in want] or 'nothing in particular'}, not {[n for n, _ in never]}"
-    return not missing and not extra, expected + (f"; missing {missing}" if missing else "") + (
-        f"; names {extra} (not in range)" if extra else ""
+            never.append(name)
+    named = [(n, parse.mentions(text, names_of(n))) for n in want]
+    loosely = [n for n in want if parse.mentions(text, names_of(n) + SUBJECTS[n].kinds)]
+    false = [n for n in never if parse.mentions(text, names_of(n))]
+    if false:
+        g = WRONG if not loosely else PARTIAL
+    elif all(ok for _, ok in named):
+        g = RIGHT
+    else:
+        g = PARTIAL if loosely else WRONG
+    expected = f"names {want or 'nothing in particular'}, nothing not there"
+    missing = [n for n, ok in named if not ok]
+    expected += (f"; missing {missing}" if missing else "") + (
+        f"; names {false} (not there)" if false else ""
     )
+    return g, expected, named
 
 
-def _format(asked: Asked, kind: str) -> list[str]:
-    """The issue's English rules: Yes/No only for yes/no questions, articles, wall-clock times for 'when'."""
+def _refusal(asked: Asked, cameras: dict[str, Camera]) -> tuple[str, str]:
+    """Attributes and out-of-scope questions: an honest refusal; a plain no only about something absent."""
     text = str(asked.answer.get("answer", ""))
-    issues = [f"article: {e!r}" for e in parse.article_errors(text)]
-    issues += [f"plural after 'a': {e!r}" for e in parse.plural_errors(text, PLURALS)]
-    lead = re.match(r"\s*(yes|no)\b", text, re.IGNORECASE)
-    head = lead.group(1).lower() if lead else ""
-    polar = re.match(_POLAR, asked.question.text.strip().lower()) is not None
-    if kind == YES_NO and polar and head not in {"yes", "no"} and parse.verdict(text) != "refusal":
-        issues.append("a yes/no question not answered with Yes/No")
-    if kind not in {YES_NO, "out_of_scope"} and head in {"yes", "no"}:
-        issues.append(f"'{head.title()}' opens the answer to a {kind} question")
-    said = parse.read(text)
-    if kind in {FIRST, LAST, EVERY} and said.points and not said.clocks:
-        issues.append("a 'when' answer with stream seconds but no wall-clock time")
-    for clock, t in parse.clock_pairs(text):
-        if asked.bases and not any(_same_clock(clock, base + t) for base in asked.bases.values()):
-            issues.append(f"wall clock {clock} is not stream second t={t:g}s")
-    if kind == HOW_MANY and not re.search(_SAYS_APPEARANCES, text, re.IGNORECASE):
-        issues.append("a 'how many' answer that does not say it counts separate appearances")
-    return issues
+    said = parse.verdict(text)
+    if said == "refusal":
+        return RIGHT, "an honest refusal"
+    subject = asked.question.subject
+    there = subject is not None and any(cameras[c].timeline.of(subject) for c in asked.question.cameras)
+    if said == "no" and not there:
+        return PARTIAL, "an honest refusal (a plain 'no' about something never there: partial)"
+    return WRONG, "an honest refusal"
 
 
-def _same_clock(clock: str, unix_s: float) -> bool:
-    """Whether HH:MM:SS names the wall-clock second `unix_s` (UTC or this machine's zone), within rounding."""
-    h, m, sec = (int(x) for x in clock.split(":"))
-    said = h * 3600 + m * 60 + sec
-    for moment in (datetime.fromtimestamp(unix_s, UTC), datetime.fromtimestamp(unix_s)):
-        true = moment.hour * 3600 + moment.minute * 60 + moment.second + moment.microsecond / 1e6
-        if min(abs(said - true), 86400 - abs(said - true)) <= CLOCK_SLACK_S:
-            return True
-    return False
+def _people(asked: Asked, cameras: dict[str, Camera], detector: bool, tol: float) -> tuple[str, str] | None:
+    """People questions; None to grade them as their check with the truth (a detector is installed)."""
+    q = asked.question
+    text = str(asked.answer.get("answer", ""))
+    if not detector:
+        ok = parse.verdict(text) == "refusal"
+        return (RIGHT if ok else WRONG), "an honest refusal: no people detector is installed"
+    if q.scored_as == COUNT_AT:
+        cam = cameras[q.cameras[0]]
+        want = cam.timeline.count_at(q.subject, float(q.at_s))
+        return (RIGHT if parse.count(text) == want else WRONG), f"{want} {q.subject}(s) at t={q.at_s:g}s"
+    return None
 
 
-def _evidence_off_truth(asked: Asked, seen: dict[str, list[Interval]], tol: float) -> list[str]:
-    """Evidence spans at times the subject was not on that camera (beyond the tolerance), as notes."""
-    notes = []
-    for ev in asked.answer.get("evidence", []):
-        cam, a, b = ev.get("camera"), float(ev["from"]), float(ev["to"])
-        spans = seen.get(str(cam), [])
-        if not any(a <= y + tol and b >= x - tol for x, y in spans):
-            notes.append(f"evidence {cam} {a:.0f}-{b:.0f}s when it was not there")
-    return notes
-
-
-def judge(asked: Asked, cameras: dict[str, Camera]) -> Verdict:
-    """Score one asked question."""
+def judge(asked: Asked, cameras: dict[str, Camera], *, people_detector: bool = False) -> Verdict:
+    """Grade one asked question."""
     q = asked.question
     text = str(asked.answer.get("answer", ""))
     got = text if asked.status == 200 else f"HTTP {asked.status}: {asked.answer}"
-    bad = out_of_range(asked) if asked.status == 200 else []
     if asked.status != 200:
-        return Verdict(False, q.kind != "out_of_scope", "an answer", got, "the request failed", bad)
-    if q.kind == "out_of_scope":
-        ok = parse.verdict(text) == "refusal"
-        return Verdict(ok, False, "an honest refusal", got, "" if ok else "not a refusal", bad)
-    kind = q.scored_as
-    fmt = _format(asked, kind)
-    if kind == WHAT:
-        cam = cameras[q.cameras[0]]
-        ok, expected = _what(asked, cam, cam.sample_s + 1.0)
-        return Verdict(ok, True, expected, got, "", bad, fmt)
+        return Verdict(WRONG, True, "an answer", got, "the request failed")
+    v = Verdict(None, True, "", got, out_of_range=out_of_range(asked), evidence=len(asked.answer["evidence"]))
+    v.evidence_outside = evidence_outside(asked)
+    v.format_issues = format_issues(asked, q.scored_as, text)
+    first = cameras[q.cameras[0]]
+    tol0 = first.sample_s + 1.0
+    if q.scored_as == REFUSE:
+        v.grade, v.expected = _refusal(asked, cameras)
+        return v
+    if q.kind == "people":
+        done = _people(asked, cameras, people_detector, tol0 + slack(first.timeline, str(q.subject)))
+        if done is not None:
+            v.grade, v.expected = done
+            return v
+    if q.scored_as == WHAT:
+        v.grade, v.expected, v.named = _what(asked, first, tol0)
+        v.answerable = all(first.seeable.get(n, {}).get("answerable", False) for n, _ in v.named)
+        return v
+    return _about(asked, cameras, v)
+
+
+def _about(asked: Asked, cameras: dict[str, Camera], v: Verdict) -> Verdict:
+    """A question about one concept: its truth spans per camera, graded as its check (and the alternatives
+    an elliptical follow-up allows), then the follow-up and multi-camera checks."""
+    q, text = asked.question, str(asked.answer.get("answer", ""))
     assert q.subject is not None
-    answerable, why = _answerable(asked, cameras, q.subject)
-    present = _present(asked, cameras, q.subject)
+    views = [cameras[c].seeable.get(q.subject, {"answerable": False}) for c in q.cameras]
+    v.answerable = all(x["answerable"] for x in views)
+    present = {
+        c: truth_spans(cameras[c].timeline, q.subject, cameras[c].offset, *asked.ranges[c]) for c in q.cameras
+    }
     edge = [c for c, s in present.items() if s and length(s) < MIN_PRESENT_S]
     if edge:
-        return Verdict(
-            None, False, "too close to the range's edge", got, f"{edge}: under {MIN_PRESENT_S}s", bad
-        )
+        v.expected, v.why = "too close to the range's edge", f"{edge}: under {MIN_PRESENT_S}s"
+        return v
     seen = {c: s for c, s in present.items() if s}
     cam_id = next(iter(seen), q.cameras[0])
-    tol = _tol(cameras[cam_id], q.subject)
-    judged = [_judge(k, text, seen.get(cam_id, []), tol) for k in (kind, *q.also)]
-    ok, expected = any(j[0] for j in judged), judged[0][1]
-    if q.also:
-        expected += f" (or {' / '.join(j[1] for j in judged[1:])})"
-    notes = _evidence_off_truth(asked, seen, tol)
+    tol = cameras[cam_id].sample_s + 1.0 + slack(cameras[cam_id].timeline, q.subject)
+    graded = [grade(k, text, seen.get(cam_id, []), tol) for k in (q.scored_as, *q.also)]
+    order = {RIGHT: 0, PARTIAL: 1, WRONG: 2}
+    v.grade = min((g for g, _ in graded), key=order.__getitem__)
+    v.expected = graded[0][1] + (f" (or {' / '.join(e for _, e in graded[1:])})" if q.also else "")
+    notes = _off_truth(asked, seen, tol)
     notes += [f"snapshot {url} answers {code}" for url, code in asked.links.items() if code != 200]
-    ok = ok and not notes
+    if notes and v.grade == RIGHT:
+        v.grade = PARTIAL
     if q.after and q.after != q.subject:
-        s, before = SUBJECTS[q.subject], SUBJECTS[q.after]
-        if parse.mentions(text, before.words + before.classes) and not parse.mentions(
-            text, s.words + s.classes
-        ):
-            ok = False
+        now, before = names_of(q.subject), names_of(q.after)
+        if parse.mentions(text, before) and not parse.mentions(text, now):
+            v.grade = WRONG
             notes.append(f"still about the {q.after}")
     if len(q.cameras) > 1:
         evidence_cams = {e.get("camera") for e in asked.answer.get("evidence", [])}
         if not evidence_cams <= set(seen):
-            ok = False
+            v.grade = WRONG
             notes.append(
                 f"evidence from {sorted(str(c) for c in evidence_cams - set(seen))}, which never saw it"
             )
-        if seen and not all(parse.mentions(text, (c,)) for c in seen):
-            ok = False
+        if seen and q.scored_as != YES_NO and not all(parse.mentions(text, (c,)) for c in seen):
+            v.grade = WRONG
             notes.append(f"does not name camera {sorted(seen)}")
-        expected += f", naming camera {sorted(seen)}" if seen else ""
-    return Verdict(ok, answerable, expected, got, "; ".join(notes) or why, bad, fmt)
+        v.expected += f", naming camera {sorted(seen)}" if seen else ""
+    v.why = "; ".join(notes)
+    return v
+
+
+def _off_truth(asked: Asked, seen: dict[str, list[Interval]], tol: float) -> list[str]:
+    """Evidence spans at times the subject was not on that camera (beyond the tolerance), as notes."""
+    notes = []
+    for ev in asked.answer.get("evidence", []):
+        cam, a, b = ev.get("camera"), float(ev["from"]), float(ev["to"])
+        if not any(a <= y + tol and b >= x - tol for x, y in seen.get(str(cam), [])):
+            notes.append(f"evidence {cam} {a:.0f}-{b:.0f}s when it was not there")
+    return notes
