@@ -880,17 +880,31 @@ class TokenMemory:
 
     @classmethod
     def from_state_dict(
-        cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
+        cls,
+        state: dict[str, Any],
+        *,
+        device: str | torch.device = "cpu",
+        dim: int | None = None,
+        consolidation: str = "forest",
     ) -> TokenMemory:
-        """A memory with the state's configuration and entries; ValueError unless it is a consistent
-        TokenMemory state (of width `dim` when given)."""
+        """A memory with the state's configuration and entries, merging by the `consolidation` rule (a
+        choice of code, not saved); ValueError unless it is a consistent TokenMemory state (of width `dim`
+        when given)."""
         state = check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
         dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
         gap, limit = (state[name] for name in _INTERVAL_CONFIG)
         memory = cls(
-            dim_, tau, capacity, window_s, device, evidence_frames=evidence, gap_s=gap, max_intervals=limit
+            dim_,
+            tau,
+            capacity,
+            window_s,
+            device,
+            evidence_frames=evidence,
+            gap_s=gap,
+            max_intervals=limit,
+            consolidation=consolidation,
         )
         m = int(state["ids"].shape[0])
         memory._reserve(max(m, capacity) + 1)
@@ -919,11 +933,17 @@ class TokenMemory:
 
     @classmethod
     def from_bytes(
-        cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None
+        cls,
+        blob: bytes,
+        *,
+        device: str | torch.device = "cpu",
+        dim: int | None = None,
+        consolidation: str = "forest",
     ) -> TokenMemory:
         """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state
         of another `dim`."""
-        return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]
+        state = from_bytes(blob)
+        return cls.from_state_dict(state, device=device, dim=dim, consolidation=consolidation)  # type: ignore[arg-type]
 
 
 def _first_and_newest(seen: Tensor, keep: int) -> Tensor:
