@@ -21,7 +21,7 @@ from compress.memory_state import MAX_INTERVALS, SPACINGS, check_state, from_byt
 from compress.memory_state import NEG as _NEG
 from compress.memory_state import ROW_FIELDS as _ROW_FIELDS
 from compress.memory_state import ROWS as _ROWS
-from compress.pairs import safe_count, walk
+from compress.pairs import mutual_pairs, nearest_forest, safe_count, walk
 from compress.scc import (
     _components,
     _exact_components,
@@ -42,6 +42,7 @@ _CANDIDATES = 8  # entries a component offers its tokens in the final merge befo
 _ANGLE_MARGIN = 1e-2  # radians of float error allowed for in that check
 _LINKED = 4  # columns per component held for the entries a frame links (more: the grouping is redone)
 _NEIGHBOURS = 8  # most similar other entries each entry lists (an exact top list and a bound on the rest)
+CONSOLIDATIONS = ("forest", "matching", "exact")  # nearest-neighbour trees; mutual pairs; one pair at a time
 _BIG = torch.iinfo(torch.int64).max
 _GAP_SPACINGS = 3.5  # gap_s=None: this many frame spacings (missing from two frames stays one interval)
 
@@ -81,6 +82,7 @@ class TokenMemory:
         evidence_frames: int = 4,
         gap_s: float | None = None,
         max_intervals: int = MAX_INTERVALS,
+        consolidation: str = "forest",
     ) -> None:
         """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity`
         entries the most similar pair merges; entries last seen over `window_s` before the newest frame are
@@ -99,6 +101,10 @@ class TokenMemory:
             )
         if gap_s is not None and not float(gap_s) >= 0:  # also rejects NaN
             raise ValueError(f"gap_s must be None (measured from the stream) or seconds >= 0, got {gap_s}")
+        if consolidation not in CONSOLIDATIONS:
+            raise ValueError(f"consolidation must be one of {CONSOLIDATIONS}, got {consolidation!r}")
+        self.consolidation = consolidation
+        self.consolidation_passes = 0  # similarity passes the latest frame's consolidation made
         if isinstance(max_intervals, bool) or int(max_intervals) != max_intervals or max_intervals < 1:
             raise ValueError(f"max_intervals must be an integer >= 1, got {max_intervals}")
         self.gap_s, self.max_intervals = None if gap_s is None else float(gap_s), int(max_intervals)
@@ -665,16 +671,29 @@ class TokenMemory:
         ev[rows] = block
 
     def _consolidate(self) -> Tensor:
-        """While over capacity, merge the most similar pair of entries (the older id survives); returns the
-        ids gone, in merge order (a device tensor). A round merges several pairs with one similarity pass when
-        that equals one at a time (`compress.pairs`); rounds queue without host syncs (merged entries stay
-        as dead rows until the end), and the host reads how far they got once per batch of rounds. Lists the
-        rounds empty are relisted only while merges remain (a walk may stop at them); once the need is met
-        they wait for the next frame's refresh (exact: their cached bound keeps a walk from passing them)."""
+        """While over capacity, merge entries by the memory's `consolidation` rule (the older id survives);
+        returns the ids gone (a device tensor): "forest" (the default: the most similar nearest-neighbour
+        links, each tree into one entry, in one pass whenever a frame adds at most `capacity` entries),
+        "matching" (mutual nearest pairs, one pass each) or "exact" (the most similar pair, one at a time)."""
         m0, r = self._m, self._rows
         need = m0 - self.capacity
+        self.consolidation_passes = 0
         if need <= 0:
             return r["ids"][:0]
+        if self.consolidation == "forest":
+            return self._consolidate_forest(need)
+        if self.consolidation == "matching":
+            return self._consolidate_matching(need)
+        return self._consolidate_exact(need)
+
+    def _consolidate_exact(self, need: int) -> Tensor:
+        """The exact rule (the reference for tests): `need` merges of the most similar pair, one at a time in
+        effect. A round merges several pairs with one similarity pass when that equals one at a time
+        (`compress.pairs`); rounds queue without host syncs (merged entries stay as dead rows until the end),
+        and the host reads how far they got once per batch of rounds. Lists the rounds empty are relisted only
+        while merges remain (a walk may stop at them); once the need is met they wait for the next frame's
+        refresh (exact: their cached bound keeps a walk from passing them)."""
+        m0, r = self._m, self._rows
         alive = torch.ones(m0 + 1, dtype=torch.bool, device=self.device)
         alive[m0] = False  # slot m0: where padding points
         merged = torch.zeros((), dtype=torch.long, device=self.device)
@@ -685,6 +704,7 @@ class TokenMemory:
             for _ in range(self._pace.rounds(need - done)):
                 rounds.append(self._round(m0, alive, limit, need - merged))
                 merged = merged + rounds[-1][2]
+            self.consolidation_passes += len(rounds)
             empty = alive[:m0] & (r["nb_idx"][:m0] < 0).all(dim=1)
             # host sync: each round's pair count and the lists left empty (their rows meet every row next)
             *sizes, n_empty = torch.stack([k for _, _, k in rounds] + [empty.sum()]).tolist()
@@ -701,6 +721,83 @@ class TokenMemory:
         self._remove(dead)
         return torch.cat(gone)
 
+    def _consolidate_forest(self, need: int) -> Tensor:
+        """The forest rule: each pass takes the `need` most similar links entry -> nearest neighbour
+        (`compress.pairs.nearest_forest`), merges every tree into one entry (counts-weighted; the oldest id
+        survives), removes the rest and refreshes every list with one similarity pass of the merged units
+        against every entry (`_refresh`); two host reads per pass. Every tree of nearest-neighbour links tops
+        out in a mutual pair, so M entries hold at least M / 2 links: one pass merges them all while `need` is
+        at most `capacity` (a frame adds at most `capacity` entries), else each pass halves M at least."""
+        r, done = self._rows, 0
+        gone: list[Tensor] = []
+        while done < need:
+            m = self._m
+            away, root, count = nearest_forest(r["nn_sim"][:m], r["nn_idx"][:m], need - done)
+            held = away >= 0
+            into = torch.zeros(m + 1, dtype=torch.long, device=self.device)
+            into.index_add_(0, torch.where(held, root, m), held.long())  # rows merging into each root
+            ids = r["ids"][:m]
+            oldest = ids.clone().scatter_reduce_(
+                0, root.clamp_min(0), torch.where(held, ids[away], _BIG), "amin"
+            )
+            # host sync: the links taken, the trees, the widest tree
+            k, n_into, widest = torch.stack([count, (into[:m] > 0).sum(), into[:m].max()]).tolist()
+            self.consolidation_passes += 1
+            if k == 0:  # no link left (float near-ties, emptied lists): the exact rule does the rest
+                return torch.cat([*gone, self._consolidate_exact(need - done)])
+            away, root = away[:k], root[:k]
+            receivers = self._pick(into[:m] > 0, n_into)
+            place = (torch.cumsum((into[:m] > 0).long(), 0) - 1)[root]
+            # The tree's oldest id survives: a row merging away with it swaps ids with its root.
+            swap = torch.zeros(m, dtype=torch.long, device=self.device).index_add_(
+                0, away, torch.where(ids[away] == oldest[root], ids[root] - ids[away], 0)
+            )
+            ids[receivers] = oldest[receivers]
+            ids += swap
+            gone.append(ids[away].clone())
+            self._merge_rows(root, away, groups=(receivers, place, widest))
+            self.consolidations_total += k
+            done += k
+            mapping = self._remove(away, heads=False)
+            changed = mapping[receivers]
+            self._refresh_stale(changed)
+        return torch.cat(gone)
+
+    def _refresh_stale(self, changed: Tensor) -> None:
+        """`_refresh` after the units of `changed` rows moved, with the lists that then hold nothing else
+        (one host read: how many) relisted in the same pass."""
+        m, nb = self._m, self._rows["nb_idx"][: self._m]
+        moved = torch.zeros(m + 1, dtype=torch.bool, device=self.device)
+        moved[changed] = True
+        moved[m] = True  # -1 slots point at m
+        empties = ~moved[:m] & moved[torch.where(nb >= 0, nb, m)].all(dim=1)
+        self._refresh(changed, self._pick(empties, int(empties.sum())))  # host sync: lists emptied
+
+    def _consolidate_matching(self, need: int) -> Tensor:
+        """The matching rule: each pass merges every mutual nearest-neighbour pair (disjoint by definition),
+        most similar first, up to what is still needed, with one similarity pass of the merged units against
+        every entry; one host read per pass. The most similar pair is always mutual, so a pass merges at least
+        one pair; on camera streams one or two passes do a frame's merges (`consolidation_passes`)."""
+        m0, r = self._m, self._rows
+        alive = torch.ones(m0 + 1, dtype=torch.bool, device=self.device)
+        alive[m0] = False  # slot m0: where padding points
+        done, gone = 0, []
+        while done < need:
+            a, b, count = self._round(m0, alive, need - done, None, matching=True)
+            empty = alive[:m0] & (r["nb_idx"][:m0] < 0).all(dim=1)
+            # host sync: the pass's pair count and the lists it left empty (their rows meet every row next)
+            k, n_empty = torch.stack([count, empty.sum()]).tolist()
+            self.consolidation_passes += 1
+            if k:
+                gone.append(r["ids"][b[:k]])
+                self._apply_pairs(a[:k], b[:k])
+                self.consolidations_total += k
+            done += k
+            if n_empty and done < need:
+                self._relist_alive(self._pick(empty, n_empty), m0, alive)
+        self._remove(self._pick(~alive[:m0], need))
+        return torch.cat(gone)
+
     def _relist_alive(self, rows: Tensor, m0: int, alive: Tensor) -> None:
         """Rows `rows` (lists emptied by a round) meet every row still alive."""
         s = self._cos_all(self._rows["unit"][rows], m0).masked_fill(~alive[None, :m0], _NEG)
@@ -708,19 +805,22 @@ class TokenMemory:
         self._relist(rows, s)
         self._heads(m0, alive)
 
-    def _round(self, m0: int, alive: Tensor, limit: int, cap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _round(
+        self, m0: int, alive: Tensor, limit: int, cap: Tensor | None, *, matching: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One consolidation round over rows 0..m0-1 (`alive` marks those not merged away), no host sync:
         take up to `limit` (and `cap`) candidate pairs off the neighbour cache, meet their merged units with
         every row, keep the safe prefix (`compress.pairs`), merge its sums and update every list -> (`[limit]`
         rows a, rows b, pairs merged k as a 0-dim tensor); slots past k are padding. A row whose list the
         round empties caches -1 (the next rounds' walks stop there) until the host reads it."""
         r, scratch = self._rows, self._scratch
-        a, b, value, count = walk(r["nn_sim"][:m0], r["nn_idx"][:m0], r["ids"][:m0], limit, cap)
+        pick = mutual_pairs if matching else walk
+        a, b, value, count = pick(r["nn_sim"][:m0], r["nn_idx"][:m0], r["ids"][:m0], limit, cap)
         a_, b_ = torch.where(a >= 0, a, scratch), torch.where(b >= 0, b, scratch)
         merged = unit(r["sums"][a_] + r["sums"][b_])  # [L, D] unit of each candidate merge
         p = self._cos_all(merged, m0).masked_fill_(~alive[None, :m0], _NEG)  # [L, M] before any merge
         between = merged @ merged.T
-        k = safe_count(p, between, a, b, value, count)
+        k = count if matching else safe_count(p, between, a, b, value, count)  # matching: every pair
         ok = torch.arange(limit, device=self.device) < k
         a_k, b_k = torch.where(ok, a_, scratch), torch.where(ok, b_, scratch)
         a_m, b_m = torch.where(ok, a_, m0).clamp_max(m0), torch.where(ok, b_, m0).clamp_max(m0)
@@ -780,17 +880,31 @@ class TokenMemory:
 
     @classmethod
     def from_state_dict(
-        cls, state: dict[str, Any], *, device: str | torch.device = "cpu", dim: int | None = None
+        cls,
+        state: dict[str, Any],
+        *,
+        device: str | torch.device = "cpu",
+        dim: int | None = None,
+        consolidation: str = "forest",
     ) -> TokenMemory:
-        """A memory with the state's configuration and entries; ValueError unless it is a consistent
-        TokenMemory state (of width `dim` when given)."""
+        """A memory with the state's configuration and entries, merging by the `consolidation` rule (a
+        choice of code, not saved); ValueError unless it is a consistent TokenMemory state (of width `dim`
+        when given)."""
         state = check_state(state)
         if dim is not None and state["dim"] != dim:
             raise ValueError(f"memory state has dim {state['dim']}, expected {dim}")
         dim_, tau, capacity, window_s, evidence = (state[name] for name in _CONFIG)
         gap, limit = (state[name] for name in _INTERVAL_CONFIG)
         memory = cls(
-            dim_, tau, capacity, window_s, device, evidence_frames=evidence, gap_s=gap, max_intervals=limit
+            dim_,
+            tau,
+            capacity,
+            window_s,
+            device,
+            evidence_frames=evidence,
+            gap_s=gap,
+            max_intervals=limit,
+            consolidation=consolidation,
         )
         m = int(state["ids"].shape[0])
         memory._reserve(max(m, capacity) + 1)
@@ -819,11 +933,17 @@ class TokenMemory:
 
     @classmethod
     def from_bytes(
-        cls, blob: bytes, *, device: str | torch.device = "cpu", dim: int | None = None
+        cls,
+        blob: bytes,
+        *,
+        device: str | torch.device = "cpu",
+        dim: int | None = None,
+        consolidation: str = "forest",
     ) -> TokenMemory:
         """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state
         of another `dim`."""
-        return cls.from_state_dict(from_bytes(blob), device=device, dim=dim)  # type: ignore[arg-type]
+        state = from_bytes(blob)
+        return cls.from_state_dict(state, device=device, dim=dim, consolidation=consolidation)  # type: ignore[arg-type]
 
 
 def _first_and_newest(seen: Tensor, keep: int) -> Tensor:

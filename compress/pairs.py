@@ -16,6 +16,8 @@ pair count stays on the device. Pure tensor code: M live entries, k candidate pa
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -133,3 +135,70 @@ def safe_pairs(p: Tensor, pq: Tensor, a: Tensor, b: Tensor, value: Tensor) -> in
         rows, `value` [k] their similarities (descending). One host sync (`safe_count` is the sync-free form).
     """
     return int(safe_count(p, pq, a, b, value, a.numel()))
+
+
+def mutual_pairs(
+    nn_sim: Tensor, nn_idx: Tensor, ids: Tensor, limit: int, cap: Tensor | int | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Up to `limit` (and `cap`) mutual nearest-neighbour pairs, most similar first, from `[M]` neighbour
+    similarities, neighbour rows (-1: unknown) and entry ids -> (`[limit]` rows a that survive (older id),
+    rows b merged into them, their similarities, the count k as a 0-dim tensor), padded with -1 and -inf as
+    `walk`. No host sync.
+
+    Each row has one cached neighbour, so mutual pairs are disjoint: one similarity pass can merge all of
+    them (the matching rule). The first pair is always the most similar pair (so k >= 1 whenever any row
+    has a known neighbour); a row whose neighbour is unknown (-1) joins no pair this round."""
+    m = nn_sim.shape[0]
+    device = nn_sim.device
+    rows = torch.arange(m, device=device)
+    other = nn_idx.clamp_min(0)
+    known = (nn_idx >= 0) & (nn_sim > _NEG)
+    mutual = known & (nn_idx[other] == rows) & (rows < other)  # each pair counted at its lower row
+    # The most similar pair always goes first, mutual or not (cached cosines of a pair can differ in the
+    # last bit, so a near-tie may leave no mutual pair): no pair of the pass touches its two rows.
+    top = nn_sim.argmax()
+    near = (rows == top) | (rows == nn_idx[top]) | (other == top) | (other == nn_idx[top])
+    mutual &= ~near
+    mutual |= known & (rows == top)
+    score = torch.where(mutual, nn_sim, _NEG)
+    if m < limit:
+        score = torch.cat([score, score.new_full((limit - m,), _NEG)])
+    value, at = score.topk(limit)  # [limit], most similar first
+    held = value > _NEG
+    if cap is not None:
+        held &= torch.arange(limit, device=device) < torch.as_tensor(cap, device=device)
+    at = torch.where(held, at, 0).clamp_max(max(m - 1, 0))
+    i, j = torch.where(held, at, -1), torch.where(held, nn_idx[at], -1)
+    older = ids[i.clamp_min(0)] < ids[j.clamp_min(0)]
+    a = torch.where(held, torch.where(older, i, j), -1)
+    b = torch.where(held, torch.where(older, j, i), -1)
+    return a, b, torch.where(held, value, _NEG), held.sum()
+
+
+def nearest_forest(nn_sim: Tensor, nn_idx: Tensor, limit: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The `limit` most similar links (entry -> its cached nearest neighbour) as trees, from `[M]` neighbour
+    similarities and rows (-1: unknown) -> (`[limit]` rows that merge away (-1: padding), the root row each
+    merges into (-1), the count k as a 0-dim tensor). No host sync.
+
+    A link i -> j is kept only when j's own link is at least as similar (ties: toward the higher row): along
+    exact nearest-neighbour links similarity never drops, so this keeps every tree and only breaks the
+    two-way link of a mutual pair (and, in float, near-tie cycles); the links are then acyclic, and k links
+    merge away exactly k entries, each into the root of its tree (pointer jumping, log2 M steps)."""
+    m = nn_sim.shape[0]
+    device = nn_sim.device
+    rows = torch.arange(m, device=device)
+    j = nn_idx.clamp_min(0)
+    known = (nn_idx >= 0) & (nn_sim > _NEG)
+    up = known & ((nn_sim[j] > nn_sim) | ((nn_sim[j] == nn_sim) & (j > rows)))
+    score = torch.where(up, nn_sim, _NEG)
+    if m < limit:
+        score = torch.cat([score, score.new_full((limit - m,), _NEG)])
+    value, at = score.topk(limit)  # [limit] the most similar links first
+    held = value > _NEG
+    at = torch.where(held, at, 0)
+    links = torch.cat([rows, rows.new_zeros(1)])  # slot m takes the padding
+    links[torch.where(held, at, m)] = torch.where(held, nn_idx[at], 0)
+    parent = links[:m]
+    for _ in range(max(1, math.ceil(math.log2(max(m, 2))))):  # each step doubles the path followed
+        parent = parent[parent]
+    return torch.where(held, at, -1), torch.where(held, parent[at], -1), held.sum()

@@ -196,7 +196,7 @@ def test_consolidation_rounds_equal_merging_one_pair_at_a_time(
 
     def run(pairs_per_round: int) -> tuple[list[tuple[object, ...]], tuple[Tensor, list[EntryInfo]]]:
         monkeypatch.setattr(memory_module, "_ROUND_PAIRS", pairs_per_round)
-        memory = TokenMemory(D, tau=tau, capacity=16, window_s=1e9)
+        memory = TokenMemory(D, tau=tau, capacity=16, window_s=1e9, consolidation="exact")
         updates = busy_stream(memory, 80, noise)
         sets: list[tuple[object, ...]] = [
             (u.new, sorted(u.absorbed), sorted(u.merged_away), u.novelty) for u in updates
@@ -236,7 +236,7 @@ def test_the_neighbour_cache_stays_exact_through_bridges_consolidation_and_evict
 
 
 def test_lists_a_consolidation_empties_wait_for_the_next_frames_refresh_and_change_no_merge() -> None:
-    memory = TokenMemory(D, tau=0.5, capacity=16, window_s=1e9)
+    memory = TokenMemory(D, tau=0.5, capacity=16, window_s=1e9, consolidation="exact")
     deferred = 0
     centers = concepts(400, 5)
     g = torch.Generator().manual_seed(5)
@@ -439,3 +439,97 @@ def test_bounds_and_conservation_hold_for_any_small_stream(
         assert 0.0 <= update.novelty <= 1.0 and len(memory) <= capacity
         assert stored_tokens(memory) == kept_tokens(memory)
         assert all(f - window <= i.last_seen and i.first_seen <= i.last_seen for i in memory.tokens()[1])
+
+
+@pytest.mark.parametrize("consolidation", ["forest", "matching", "exact"])
+def test_every_consolidation_rule_conserves_counts_and_sums_and_keeps_the_cache_exact(
+    consolidation: str,
+) -> None:
+    memory = TokenMemory(D, tau=0.9, capacity=10, window_s=1e9, consolidation=consolidation)
+    centers = concepts(60, seed=2)
+    summed = torch.zeros(D, dtype=torch.float64)
+    for f in range(120):
+        tokens = frame(centers, [0, 1, 2 + f % 57, 2 + (3 * f) % 57], seed=f)
+        memory.add_frame(tokens, f / 2.0, f)
+        summed += tokens.double().sum(dim=0)
+        if consolidation != "exact":
+            assert cache_deferred(memory) == 0  # forest and matching passes relist every list they empty
+        assert stored_tokens(memory) == kept_tokens(memory) == 32 * (f + 1)
+        held = memory._rows["sums"][: len(memory)].double().sum(dim=0)
+        torch.testing.assert_close(held, summed, rtol=0, atol=1e-3)
+    assert memory.consolidations_total > 100
+
+
+def brute_forest(units: Tensor, ids: list[int], need: int) -> list[set[int]]:
+    """The forest rule from scratch on `[M, D]` entry units: every entry's nearest other entry by a full
+    cosine matrix; a link i -> j counts when j's own best is at least as similar (ties: toward the higher
+    row); the `need` most similar links merge, each tree into one entry. -> the trees (sets of ids)."""
+    sims = (units @ units.T).fill_diagonal_(float("-inf"))
+    best, nearest = sims.max(dim=1)
+    links = [
+        (float(best[i]), i, int(nearest[i]))
+        for i in range(len(ids))
+        if best[nearest[i]] > best[i] or (best[nearest[i]] == best[i] and nearest[i] > i)
+    ]
+    parent = list(range(len(ids)))
+    for _, i, j in sorted(links, reverse=True)[:need]:
+        parent[i] = j
+
+    def root(i: int) -> int:
+        return i if parent[i] == i else root(parent[i])
+
+    trees: dict[int, set[int]] = {}
+    for i, entry in enumerate(ids):
+        trees.setdefault(root(i), set()).add(entry)
+    return list(trees.values())
+
+
+def test_forest_consolidation_equals_the_brute_force_rule_merging_trees_counts_weighted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked = 0
+    consolidate = TokenMemory._consolidate
+
+    def oracle(memory: TokenMemory) -> Tensor:
+        nonlocal checked
+        m, rows = len(memory), memory._rows
+        need = m - memory.capacity
+        if need <= 0:
+            return consolidate(memory)
+        ids = rows["ids"][:m].tolist()
+        sums, counts = rows["sums"][:m].clone(), rows["counts"][:m].clone()
+        trees = brute_forest(rows["unit"][:m], ids, need)
+        row_of = {entry: r for r, entry in enumerate(ids)}
+        gone = consolidate(memory)
+        means, infos = memory.tokens()
+        assert len(infos) == memory.capacity and len(gone) == need
+        for info, mean in zip(infos, means, strict=True):
+            tree = next(t for t in trees if info.id in t)
+            assert info.id == min(tree)  # the oldest id survives
+            members = torch.tensor([row_of[e] for e in tree])
+            assert info.count == int(counts[members].sum())
+            torch.testing.assert_close(mean, sums[members].sum(0) / counts[members].sum(), rtol=0, atol=1e-5)
+        assert sorted(gone.tolist()) == sorted(e for t in trees for e in t if e != min(t))
+        checked += 1
+        return gone
+
+    monkeypatch.setattr(TokenMemory, "_consolidate", oracle)
+    memory = TokenMemory(D, tau=0.5, capacity=16, window_s=1e9)
+    updates = busy_stream(memory, 60, noise=0.25)
+    assert checked > 30 and max(len(u.merged_away) for u in updates) >= 4
+    assert memory.consolidation_passes == 1
+
+
+@pytest.mark.parametrize(("capacity", "most"), [(40, 1), (10, 2)])
+def test_forest_consolidation_takes_a_bounded_number_of_passes_whatever_the_number_of_merges(
+    capacity: int, most: int
+) -> None:
+    # each tree of nearest-neighbour links has a mutual pair at its top, so M entries hold >= M / 2 links:
+    # one pass while a frame adds at most `capacity` entries, else one per halving of M
+    centers = concepts(400, seed=7)
+    memory = TokenMemory(D, tau=0.99, capacity=capacity, window_s=1e9)  # every token its own entry
+    passes = []
+    for f in range(20):
+        memory.add_frame(frame(centers, list(range(20 * f, 20 * f + 20)), per=2, noise=0.1, seed=f), f, f)
+        passes.append(memory.consolidation_passes)
+    assert max(passes) == most and memory.consolidations_total >= 19 * 40 - capacity
