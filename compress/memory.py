@@ -82,7 +82,7 @@ class TokenMemory:
         evidence_frames: int = 4,
         gap_s: float | None = None,
         max_intervals: int = MAX_INTERVALS,
-        consolidation: str = "forest",
+        consolidation: str = "exact",
     ) -> None:
         """An empty memory: tau in [-1, 1] for the spatial SCC and for joining entries; past `capacity`
         entries the most similar pair merges; entries last seen over `window_s` before the newest frame are
@@ -672,7 +672,7 @@ class TokenMemory:
 
     def _consolidate(self) -> Tensor:
         """While over capacity, merge entries by the memory's `consolidation` rule (the older id survives);
-        returns the ids gone (a device tensor): "forest" (the default: the most similar nearest-neighbour
+        returns the ids gone (a device tensor): "forest" (the most similar nearest-neighbour
         links, each tree into one entry, in one pass whenever a frame adds at most `capacity` entries),
         "matching" (mutual nearest pairs, one pass each) or "exact" (the most similar pair, one at a time)."""
         m0, r = self._m, self._rows
@@ -885,7 +885,7 @@ class TokenMemory:
         *,
         device: str | torch.device = "cpu",
         dim: int | None = None,
-        consolidation: str = "forest",
+        consolidation: str = "exact",
     ) -> TokenMemory:
         """A memory with the state's configuration and entries, merging by the `consolidation` rule (a
         choice of code, not saved); ValueError unless it is a consistent TokenMemory state (of width `dim`
@@ -938,7 +938,7 @@ class TokenMemory:
         *,
         device: str | torch.device = "cpu",
         dim: int | None = None,
-        consolidation: str = "forest",
+        consolidation: str = "exact",
     ) -> TokenMemory:
         """Inverse of `to_bytes` (no code runs on load); ValueError for a corrupt or foreign blob or a state
         of another `dim`."""

@@ -514,7 +514,7 @@ def test_forest_consolidation_equals_the_brute_force_rule_merging_trees_counts_w
         return gone
 
     monkeypatch.setattr(TokenMemory, "_consolidate", oracle)
-    memory = TokenMemory(D, tau=0.5, capacity=16, window_s=1e9)
+    memory = TokenMemory(D, tau=0.5, capacity=16, window_s=1e9, consolidation="forest")
     updates = busy_stream(memory, 60, noise=0.25)
     assert checked > 30 and max(len(u.merged_away) for u in updates) >= 4
     assert memory.consolidation_passes == 1
@@ -527,7 +527,9 @@ def test_forest_consolidation_takes_a_bounded_number_of_passes_whatever_the_numb
     # each tree of nearest-neighbour links has a mutual pair at its top, so M entries hold >= M / 2 links:
     # one pass while a frame adds at most `capacity` entries, else one per halving of M
     centers = concepts(400, seed=7)
-    memory = TokenMemory(D, tau=0.99, capacity=capacity, window_s=1e9)  # every token its own entry
+    memory = TokenMemory(
+        D, tau=0.99, capacity=capacity, window_s=1e9, consolidation="forest"
+    )  # every token its own entry
     passes = []
     for f in range(20):
         memory.add_frame(frame(centers, list(range(20 * f, 20 * f + 20)), per=2, noise=0.1, seed=f), f, f)
