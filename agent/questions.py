@@ -512,6 +512,8 @@ class Questions:
             found = supported_evidence(reply.rows, reply.evidence, entries, owners, cameras)
         else:
             found = evidence(reply.evidence, entries, owners, cameras)
+        if reply.kind == "last":  # the newest sighting is the one asked about
+            found.sort(key=lambda e: (e.to_s, e.from_s), reverse=True)
         answer = Answer(
             answer=reply.text,
             evidence=found,
@@ -521,6 +523,7 @@ class Questions:
             latency_s=time.perf_counter() - started,
             session_id=session_id,
             cameras=[c.id for c in cameras],
+            kind=reply.kind,
         )
         for c in cameras:
             self._metrics.answered(c.id, answer.latency_s, answer.prefill_tokens, answer.tokens_used, ok=True)

@@ -378,3 +378,8 @@ class Answer(Record):
     latency_s: float
     session_id: str | None = None
     cameras: list[str]
+    kind: str | None = Field(
+        None,
+        description="the kind of question answered (yesno, first, last, every, how_long, how_many, what, "
+        "beyond); a 'last' answer lists its evidence newest first",
+    )

@@ -3,6 +3,8 @@ refusal without one."""
 
 from __future__ import annotations
 
+import random
+
 from agent.models.base import PeopleSeen
 from agent.records import AskBody
 from tests.agent.answer_kit import BICYCLE, Camera, Cameras, embedded_questions, seen
@@ -43,3 +45,36 @@ async def test_no_person_in_range_says_how_many_frames_were_checked() -> None:
 async def test_without_a_detector_people_are_refused_honestly() -> None:
     text = await ask("is there a person?", None)
     assert text.startswith("I cannot tell: the embedded model cannot recognise 'person'")
+
+
+async def test_a_last_answer_lists_its_evidence_newest_first() -> None:
+    q = embedded_questions()
+    rows = [seen(1, BICYCLE, (2.0, 4.0)), seen(2, BICYCLE, (20.0, 22.0)), seen(3, BICYCLE, (30.0, 33.0))]
+    cams = Cameras(Camera("gate", T0, 40.0, rows))
+    answer = await q.ask(AskBody(question="when did you last see a bicycle?"), ["gate"], cams)
+    q.close()
+    assert answer.kind == "last"
+    assert [e.from_s for e in answer.evidence] == sorted((e.from_s for e in answer.evidence), reverse=True)
+    assert answer.evidence[0].from_s == 30.0
+
+
+async def test_every_evidence_snapshot_lies_inside_the_range_asked_over_random_ranges() -> None:
+    rng = random.Random(7)
+    rows = [seen(i, BICYCLE, (float(a), float(a + rng.randint(1, 6)))) for i, a in enumerate(range(0, 90, 9))]
+    cams = Cameras(Camera("gate", T0, 100.0, rows))
+    q = embedded_questions()
+    checked = 0
+    for _ in range(60):
+        lo = rng.uniform(0, 90)
+        hi = lo + rng.uniform(0.5, 30)
+        answer = await q.ask(
+            AskBody(question="when did you see a bicycle?", **{"from": lo, "to": hi}), ["gate"], cams
+        )
+        for e in answer.evidence:
+            assert lo - 1e-6 <= e.from_s <= e.to_s <= hi + 1e-6
+            if e.snapshot_url is not None:
+                frame = int(e.snapshot_url.rsplit("=", 1)[1])
+                assert lo - 1e-6 <= frame / 10 <= hi + 1e-6, (lo, hi, e)  # the kit's frame i is second i / 10
+                checked += 1
+    q.close()
+    assert checked > 10
