@@ -54,7 +54,7 @@ def test_ops_readme_answers_the_decoder_isolation_question() -> None:
     assert "not built yet" in section, "say plainly what is only recommended"
 
 
-# An exact release: 1.2.3 with an optional v and suffix (redis:7.2.7-alpine, prom/prometheus:v2.53.3), or a
+# An exact release: 1.2.3 with an optional v and suffix (redis:7.2.11-alpine, prom/prometheus:v2.53.3), or a
 # digest; never a floating tag such as 7.2-alpine, bookworm-slim or latest.
 EXACT = re.compile(r"(:v?\d+\.\d+\.\d+(-[\w.]+)?|@sha256:[0-9a-f]{64})$")
 
@@ -215,3 +215,10 @@ def test_shipped_mosquitto_config_refuses_anonymous_clients_and_accepts_the_pass
         assert sub("-u", "scissor", "-P", "wrong") != 0
     finally:
         broker.close()
+
+
+def test_redis_is_pinned_at_or_above_the_cve_2025_49844_fix() -> None:
+    """Redis 7.2.11 fixed CVE-2025-49844 (a Lua use-after-free reachable by any client that can EVAL)."""
+    image = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["redis"]["image"]
+    version = tuple(int(p) for p in re.match(r"redis:(\d+)\.(\d+)\.(\d+)", image).groups())  # type: ignore[union-attr]
+    assert version >= (7, 2, 11), image
