@@ -274,10 +274,15 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="scissor bench people", description=__doc__)
     parser.add_argument("--python", type=Path, default=DEFAULT_PYTHON, help="the people interpreter")
-    parser.add_argument("--face-model", choices=("short", "full"), default="full")
+    parser.add_argument(
+        "--face-model",
+        choices=("short", "full"),
+        default="full",
+        help="face detection model: short (within ~2 m) or full (~5 m)",
+    )
     parser.add_argument("--no-pose", action="store_true", help="faces only")
     parser.add_argument("--size", type=int, default=SIZE, help="frame side the frames are squashed to")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results")
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
     options = WorkerOptions(python=args.python, face_model=args.face_model, pose=not args.no_pose)
