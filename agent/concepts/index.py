@@ -105,10 +105,10 @@ class ConceptIndex:
         self.examples = tuple(examples)
         self.by_term: dict[str, set[int]] = {}
         for c in self.classes:
-            for term in (c.name, *c.synonyms, *wordnet.synsets.get(c.wnid, _NONE).lemmas):
+            lemmas = wordnet.synsets[c.wnid].lemmas if c.wnid in wordnet.synsets else ()
+            for term in (c.name, *c.synonyms, *lemmas):
                 self.by_term.setdefault(norm(term), set()).add(c.id)
         self.members: dict[str, set[int]] = {}  # wnid -> class ids at or below it
-        self.depth: dict[str, int] = {}
         for c in self.classes:
             for node, _ in wordnet.ancestors(c.wnid):
                 self.members.setdefault(node, set()).add(c.id)
@@ -215,9 +215,6 @@ class ConceptIndex:
     def path_up(self, class_id: int) -> list[str]:
         """The nameable synsets at or above a class, nearest first (the class's own synset first)."""
         return [n for n, _ in self.wordnet.ancestors(self.classes[class_id].wnid) if self.nameable(n)]
-
-
-_NONE = type("NoSynset", (), {"lemmas": ()})()
 
 
 def _plural_guesses(term: str) -> list[str]:

@@ -85,10 +85,6 @@ class WordNet:
                         following.append(up)
             layer, distance = following, distance + 1
 
-    def depth(self, wnid: str) -> int:
-        """The shortest number of hypernym steps from `wnid` up to a root (`entity` is at 0)."""
-        return max((d for node, d in self.ancestors(wnid) if not self.synsets[node].hypernyms), default=0)
-
 
 def norm(text: str) -> str:
     """A lemma or a user's word as WordNet keys them: lower case, single spaces for `_`, `-` runs kept."""

@@ -37,7 +37,7 @@ appear appeared appears show showed shown camera memory video stream ago past du
 minute minutes min mins second seconds sec secs hour hours time times ever anything something everything
 thing things happen happened going about many much please tell can could would should has have had around near
 every each total all separate occasions count number come came arrive arrived pass passed go went again them
-they one ones also then more still while
+they one ones also then more still while colour color colours colors coloured colored size
 """.split()  # noqa: SIM905 (a word list reads better as text)
 )
 _BEYOND = (

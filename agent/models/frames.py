@@ -113,33 +113,24 @@ def frame_concepts(labeler: Labeler, tokens: Tensor, entries: Sequence[EntryInfo
             runs[-1] = (runs[-1][0], j)
         else:
             runs.append((j, j))
-    found: dict[str, dict[str, object]] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}  # name -> its runs, in stream seconds
+    moments: dict[str, list[int]] = {}  # name -> the moments of those runs
     for a, b in runs:
         name, confident, _ = named[a]
         if not name or (not confident and float(times[b] - times[a]) < STABLE_S):
             continue
-        slot = found.setdefault(name, {"spans": [], "moments": [], "confident": confident})
-        slot["spans"].append((float(times[a]), float(times[b])))  # type: ignore[attr-defined]
-        slot["moments"].extend(range(a, b + 1))  # type: ignore[attr-defined]
+        spans.setdefault(name, []).append((float(times[a]), float(times[b])))
+        moments.setdefault(name, []).extend(range(a, b + 1))
     out = []
-    for name, slot in found.items():
-        moments: list[int] = slot["moments"]  # type: ignore[assignment]
-        leaves = [int(top_c[j]) for j in moments]
+    for name, at in moments.items():
+        leaves = [int(top_c[j]) for j in at]
         leaf = max(set(leaves), key=leaves.count)
-        at = {float(times[j]) for j in moments}
+        seconds = {float(times[j]) for j in at}
         rows = sorted(
             i
             for i, e in enumerate(entries)
-            if any(a <= t + 1e-6 and b >= t - 1e-6 for t in at for a, b in e.intervals)
+            if any(a <= t + 1e-6 and b >= t - 1e-6 for t in seconds for a, b in e.intervals)
         )
-        out.append(
-            FrameConcept(
-                name,
-                labeler.class_names[leaf],
-                max(named[j][2] for j in moments),
-                bool(slot["confident"]),
-                slot["spans"],  # type: ignore[arg-type]
-                rows,
-            )
-        )
+        prob = max(named[j][2] for j in at)
+        out.append(FrameConcept(name, labeler.class_names[leaf], prob, named[at[0]][1], spans[name], rows))
     return sorted(out, key=lambda f: f.spans[0][0])

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import pytest
 
 from agent.demo import sample_video
 from harness.ports import free_port
 from harness.serve import ServeProcess
+from tests.streamer.helpers import remux_to_mpegts, serve_http, stop_http
 
 CAMERA_PASSWORD = "cam-pw-4b3c2d1e"
 QUERY_PASSWORD = "query-pw-8f7e6d5c"
@@ -53,24 +52,16 @@ class VideoSite:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = serve_http(Handler)
         self.base = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http(self.server)
 
 
 def mpegts(source: Path, target: Path) -> bytes:
     """The clip remuxed to MPEG-TS (plays over HTTP without range requests)."""
-    with av.open(str(source)) as src, av.open(str(target), "w", format="mpegts") as out:
-        stream = src.streams.video[0]
-        copy = out.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is not None:
-                packet.stream = copy
-                out.mux(packet)
+    remux_to_mpegts(source, target)
     return target.read_bytes()
 
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
+import ssl
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+import av
 
 from streamer import Frame, Source, SourceStatus
 
@@ -57,3 +62,34 @@ class StatusLog:
     @property
     def states(self) -> list[str]:
         return [s.state.value for s in self.statuses]
+
+
+def remux_to_mpegts(source: Path, target: Path) -> None:
+    """The clip as MPEG-TS (no transcode): it plays over HTTP without range requests, which
+    http.server cannot answer."""
+    with av.open(str(source)) as src, av.open(str(target), "w", format="mpegts") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in src.demux(stream):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+
+
+def serve_http(
+    handler: type[http.server.BaseHTTPRequestHandler],
+    host: str = "127.0.0.1",
+    tls: ssl.SSLContext | None = None,
+) -> http.server.ThreadingHTTPServer:
+    """A real HTTP(S) server on a free port of `host`, serving `handler` on a daemon thread; `stop_http` ends
+    it."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def stop_http(server: http.server.ThreadingHTTPServer) -> None:
+    server.shutdown()
+    server.server_close()

@@ -7,18 +7,16 @@ import http.server
 import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import av
 import pytest
 
 import streamer
 from streamer import Source, State
 from streamer.policy import TargetPolicy, TargetRefused, ffmpeg_guard_options
-from tests.streamer.helpers import collect, wait_for
+from tests.streamer.helpers import collect, remux_to_mpegts, serve_http, stop_http, wait_for
 
 LOOPBACK = TargetPolicy.from_cidrs(["127.0.0.1/32"])
 SECRET = b'{"aws_secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n' * 20
@@ -49,27 +47,11 @@ class Site:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
-        if tls is not None:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_http(Handler, host, tls)
         self.base = f"{'https' if tls else 'http'}://{host}:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def remux_to_mpegts(source: Path, target: Path) -> None:
-    """The clip as MPEG-TS (no transcode): it plays over HTTP without range requests, which
-    http.server cannot answer."""
-    with av.open(str(source)) as src, av.open(str(target), "w", format="mpegts") as out:
-        stream = src.streams.video[0]
-        copy = out.add_stream_from_template(stream)
-        for packet in src.demux(stream):
-            if packet.dts is not None:
-                packet.stream = copy
-                out.mux(packet)
+        stop_http(self.server)
 
 
 @pytest.fixture

@@ -201,6 +201,8 @@ def test_embedded_answerer_says_plainly_when_a_question_is_beyond_it(
     tokens, entries = photo_memory
     answer = embedded.answerer.answer("Why is the sky blue?", tokens, entries)
     assert answer.text.startswith("I cannot tell colours") and answer.evidence == []
+    answer = embedded.answerer.answer("what colour is the cat?", tokens, entries)
+    assert answer.text.startswith("I cannot tell colours") and "'when did you see a cat?'" in answer.text
     answer = embedded.answerer.answer("Tell me a joke", tokens, entries)
     assert answer.text.startswith("I can't answer that") and answer.evidence == []
 
